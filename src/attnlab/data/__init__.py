@@ -1,0 +1,1 @@
+"""Data: generators and LightningDataModules. Nothing here knows of models or tasks."""

@@ -1,0 +1,70 @@
+"""One-line configuration errors: the key, the value given and what is allowed."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields, is_dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+EXIT_CONFIG_ERROR = 2
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot run; printed as one line, exit code 2."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        super().__init__(key, value, allowed)
+        self.key, self.value, self.allowed = key, value, allowed
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value!r} is not allowed: {self.allowed}"
+
+
+def one_line(exc: BaseException) -> str | None:
+    """A one-line description of a configuration mistake, or None if ``exc`` is not one."""
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
+        group, _, name = exc.missing_cfg_file.rpartition("/")
+        options = ", ".join(sorted(exc.options or [])) or "no options in that group"
+        return str(ConfigError(group or "config", name, f"one of {options}"))
+    if isinstance(exc, OverrideParseException):
+        reason = str(exc).strip().splitlines()[0]
+        return f"cannot parse the override {exc.override!r}: {reason}"
+    if isinstance(exc, ConfigCompositionException):
+        cause = exc.__cause__
+        head = str(exc).strip().splitlines()[0].rstrip(".")
+        unknown_key = isinstance(cause, ConfigKeyError | ConfigAttributeError)
+        if unknown_key and is_dataclass(cause.object_type):
+            allowed = [f.name for f in fields(cause.object_type) if not f.name.startswith("_")]
+            return f"{cause.full_key} is not a config key; the keys there are: {', '.join(allowed)}"
+        if isinstance(cause, OmegaConfBaseException):
+            detail = str(cause).strip().splitlines()[0]
+            return f"{head}: {detail}"
+        return head
+    if isinstance(exc, OmegaConfBaseException):
+        key = getattr(exc, "full_key", None)
+        return str(exc).strip().splitlines()[0] + (f" (key: {key})" if key else "")
+    return None
+
+
+@contextmanager
+def report_config_errors() -> Iterator[None]:
+    """Turn configuration mistakes into one line on stderr and exit code 2; re-raise the rest."""
+    try:
+        yield
+    except Exception as exc:
+        line = one_line(exc)
+        if line is None:
+            raise
+        print(f"attnlab: config error: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None

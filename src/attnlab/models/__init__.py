@@ -1,0 +1,1 @@
+"""Pure PyTorch models: no Lightning, no data, no config system."""

@@ -1,0 +1,79 @@
+"""Attention building blocks (notes §3, §4.3-4.6, §7-8)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(d_k)) with an optional boolean mask (True = may attend).
+
+    q: (B, H, T, Dh), k: (B, H, S, Dh), mask broadcastable to (B, H, T, S) -> (B, H, T, S).
+    This is the explicit form of what ``F.scaled_dot_product_attention`` computes in one
+    fused kernel; it is only used when the weights themselves are wanted (plots, tests).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention (Vaswani et al. 2017, §3.2.2).
+
+    Heads are computed by ``F.scaled_dot_product_attention``; with ``need_weights`` the same
+    result is computed explicitly so the per-head weights can be returned.
+    """
+
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % heads != 0:
+            raise ValueError(f"d_model={d_model} is not divisible by heads={heads}")
+        self.heads = heads
+        self.head_dim = d_model // heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """query: (B, T, D), key/value: (B, S, D); mask broadcastable to (B, H, T, S), True = keep.
+
+        Returns the output (B, T, D) and, if ``need_weights``, the weights (B, H, T, S).
+        """
+        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        k = self._split_heads(self.k_proj(key))  # (B, H, S, Dh)
+        v = self._split_heads(self.v_proj(value))  # (B, H, S, Dh)
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            if is_causal:
+                t, s = q.size(-2), k.size(-2)
+                causal = torch.ones(t, s, dtype=torch.bool, device=q.device).tril()
+                mask = causal if mask is None else mask & causal
+            weights = attention_weights(q, k, mask)  # (B, H, T, S)
+            heads_out = F.dropout(weights, dropout, self.training) @ v  # (B, H, T, Dh)
+        else:
+            heads_out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
+            )  # (B, H, T, Dh)
+        batch, _, length, _ = heads_out.shape
+        merged = heads_out.transpose(1, 2).reshape(batch, length, -1)  # (B, T, D)
+        return self.out_proj(merged), weights

@@ -1,0 +1,179 @@
+"""The Transformer encoder-decoder (Vaswani et al. 2017; notes §4), written out layer by layer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.positional import positional_encoding
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN: Linear(d, d_ff) -> ReLU -> dropout -> Linear(d_ff, d) (notes §4.9)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)  # (B, T, D)
+
+
+class Residual(nn.Module):
+    """x + dropout(sublayer(x)) with LayerNorm after the sum (post-LN) or on the input (pre-LN)."""
+
+    def __init__(self, d_model: int, dropout: float, norm_first: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x: Tensor, sublayer) -> Tensor:
+        if self.norm_first:
+            return x + self.dropout(sublayer(self.norm(x)))
+        return self.norm(x + self.dropout(sublayer(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, norm_first: bool):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.attn_block = Residual(d_model, dropout, norm_first)
+        self.ffn_block = Residual(d_model, dropout, norm_first)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        """x: (B, S, D), key_mask: (B, 1, 1, S) True for real tokens -> (B, S, D)."""
+        x = self.attn_block(x, lambda h: self.self_attn(h, h, h, mask=key_mask)[0])
+        return self.ffn_block(x, self.ffn)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, norm_first: bool):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.self_block = Residual(d_model, dropout, norm_first)
+        self.cross_block = Residual(d_model, dropout, norm_first)
+        self.ffn_block = Residual(d_model, dropout, norm_first)
+        self.last_cross_weights: Tensor | None = None
+
+    def forward(
+        self, y: Tensor, memory: Tensor, memory_mask: Tensor | None, need_weights: bool = False
+    ) -> Tensor:
+        """y: (B, T, D), memory: (B, S, D), memory_mask: (B, 1, 1, S) -> (B, T, D).
+
+        Self-attention is causal (masked decoding, notes §4.6); with ``need_weights`` the
+        encoder-decoder attention weights (B, H, T, S) are kept in ``last_cross_weights``.
+        """
+        y = self.self_block(y, lambda h: self.self_attn(h, h, h, is_causal=True)[0])
+
+        def cross(h: Tensor) -> Tensor:
+            out, self.last_cross_weights = self.cross_attn(
+                h, memory, memory, mask=memory_mask, need_weights=need_weights
+            )
+            return out
+
+        y = self.cross_block(y, cross)
+        return self.ffn_block(y, self.ffn)
+
+
+@dataclass
+class Memory:
+    """What the encoder hands to the decoder: states (B, S, D) and the source key mask."""
+
+    states: Tensor
+    key_mask: Tensor  # (B, 1, 1, S), True where the source token is real
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Encoder-decoder Transformer over token ids.
+
+    ``encode(src)`` -> Memory, ``decode(tgt_in, memory)`` -> logits; ``forward`` does both
+    (teacher forcing). Padding id marks source positions the encoder and decoder ignore.
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        pad_id: int = 0,
+        d_model: int = 128,
+        heads: int = 4,
+        enc_layers: int = 2,
+        dec_layers: int = 2,
+        d_ff: int = 512,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        positional: str = "sinusoidal",
+        max_len: int = 512,
+        tie_embeddings: bool = False,
+    ):
+        super().__init__()
+        self.pad_id = pad_id
+        self.d_model = d_model
+        self.src_embed = nn.Embedding(src_vocab_size, d_model, padding_idx=pad_id)
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, d_model, padding_idx=pad_id)
+        self.src_pos = positional_encoding(positional, d_model, max_len)
+        self.tgt_pos = positional_encoding(positional, d_model, max_len)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.encoder = nn.ModuleList(
+            EncoderLayer(d_model, heads, d_ff, dropout, norm_first) for _ in range(enc_layers)
+        )
+        self.decoder = nn.ModuleList(
+            DecoderLayer(d_model, heads, d_ff, dropout, norm_first) for _ in range(dec_layers)
+        )
+        # Pre-LN stacks need a final norm; post-LN outputs are already normalised.
+        self.enc_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.dec_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.generator = nn.Linear(d_model, tgt_vocab_size)
+        self._init_weights()
+        if tie_embeddings:
+            self.generator.weight = self.tgt_embed.weight
+
+    def _init_weights(self) -> None:
+        for name, param in self.named_parameters():
+            if param.dim() > 1:
+                nn.init.xavier_uniform_(param)
+            elif name.endswith("bias"):
+                nn.init.zeros_(param)
+        for embedding in (self.src_embed, self.tgt_embed):
+            nn.init.normal_(embedding.weight, std=self.d_model**-0.5)
+            with torch.no_grad():
+                embedding.weight[self.pad_id].zero_()
+
+    def _embed(self, tokens: Tensor, embed: nn.Embedding, pos: nn.Module) -> Tensor:
+        x = embed(tokens) * math.sqrt(self.d_model)  # (B, L, D), scaled as in §3.4 of the paper
+        return self.embed_dropout(pos(x))
+
+    def encode(self, src: Tensor) -> Memory:
+        """src: (B, S) token ids -> Memory with states (B, S, D)."""
+        key_mask = (src != self.pad_id)[:, None, None, :]  # (B, 1, 1, S)
+        x = self._embed(src, self.src_embed, self.src_pos)  # (B, S, D)
+        for layer in self.encoder:
+            x = layer(x, key_mask)
+        return Memory(self.enc_norm(x), key_mask)
+
+    def decode(self, tgt_in: Tensor, memory: Memory, need_weights: bool = False) -> Tensor:
+        """tgt_in: (B, T) ids starting with BOS -> logits (B, T, V_tgt)."""
+        y = self._embed(tgt_in, self.tgt_embed, self.tgt_pos)  # (B, T, D)
+        for layer in self.decoder:
+            y = layer(y, memory.states, memory.key_mask, need_weights)
+        return self.generator(self.dec_norm(y))  # (B, T, V)
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
+        return self.decode(tgt_in, self.encode(src))
+
+    @torch.no_grad()
+    def cross_attention(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Encoder-decoder attention of every decoder layer: (layers, B, H, T, S)."""
+        self.decode(tgt_in, self.encode(src), need_weights=True)
+        return torch.stack([layer.last_cross_weights for layer in self.decoder])

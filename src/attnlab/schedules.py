@@ -1,0 +1,41 @@
+"""Learning-rate schedules built from torch's own schedulers, stepped once per optimizer step.
+
+Each factory takes the optimizer and the run's total number of steps (known to the task only
+once the Trainer has sized the data), so configs bind the rest with ``_partial_: true``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, LRScheduler, SequentialLR
+
+
+def warmup_cosine(
+    optimizer: Optimizer, total_steps: int, warmup_steps: int = 100, min_lr_ratio: float = 0.0
+) -> LRScheduler:
+    """Linear warmup from ~0 to the base lr, then cosine decay to ``min_lr_ratio`` x base lr."""
+    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
+    base_lr = optimizer.param_groups[0]["lr"]
+    cosine = CosineAnnealingLR(
+        optimizer, T_max=max(total_steps - warmup_steps, 1), eta_min=base_lr * min_lr_ratio
+    )
+    if warmup_steps == 0:
+        return cosine
+    warmup = LinearLR(optimizer, start_factor=1.0 / (warmup_steps + 1), total_iters=warmup_steps)
+    return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+
+
+def inverse_sqrt(optimizer: Optimizer, total_steps: int, warmup_steps: int = 4000) -> LRScheduler:
+    """The Transformer paper's schedule (Vaswani et al. §5.3), peaking at the base lr.
+
+    lr = base_lr * min(step / warmup, sqrt(warmup / step)); ``total_steps`` is unused.
+    """
+    warmup = max(warmup_steps, 1)
+
+    def factor(step: int) -> float:
+        step = step + 1
+        return min(step / warmup, math.sqrt(warmup / step))
+
+    return LambdaLR(optimizer, factor)

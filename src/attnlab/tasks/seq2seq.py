@@ -1,0 +1,110 @@
+"""Sequence-to-sequence training: teacher forcing, padding-masked loss, greedy decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
+
+from attnlab.models.decoding import greedy_decode
+from attnlab.regularization import weight_penalty
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class Seq2SeqTask(L.LightningModule):
+    """Wraps any model with ``encode(src)``, ``decode(tgt_in, memory)`` and ``forward(src, tgt_in)``.
+
+    The loss is cross-entropy over real target tokens only: ``ignore_index=pad_id`` gives
+    sum(loss * w) / sum(w) with w = 0 on padding, the weighted loss of notes §3.3.
+    Validation and test decode greedily and score the decoded ids against the targets.
+    """
+
+    metric_names = ("loss", "token_acc", "exact_match")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        pad_id: int,
+        bos_id: int,
+        eos_id: int,
+        tgt_vocab_size: int,
+        max_tgt_len: int,
+        scheduler: SchedulerFactory | None = None,
+        label_smoothing: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        metrics = MetricCollection(
+            {
+                "token_acc": MulticlassAccuracy(
+                    tgt_vocab_size, average="micro", ignore_index=pad_id
+                ),
+                "exact_match": MulticlassExactMatch(tgt_vocab_size, ignore_index=pad_id),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """logits: (B, T, V), target: (B, T) -> mean cross-entropy over non-pad tokens."""
+        return F.cross_entropy(
+            logits.flatten(0, 1),
+            target.flatten(),
+            ignore_index=self.hparams.pad_id,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+
+    def predict_ids(self, src: Tensor) -> Tensor:
+        """src: (B, S) -> greedy output ids (B, <=max_tgt_len), pad after EOS."""
+        hp = self.hparams
+        return greedy_decode(self.model, src, hp.bos_id, hp.eos_id, hp.pad_id, hp.max_tgt_len)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        logits = self.model(batch.src, batch.tgt_in)  # (B, T, V)
+        loss = self.loss(logits, batch.tgt_out)
+        if self.hparams.l1 or self.hparams.l2:
+            loss = loss + weight_penalty(self.model, self.hparams.l1, self.hparams.l2)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch.src.size(0))
+        return loss
+
+    def _evaluate(self, batch, metrics: MetricCollection, prefix: str) -> None:
+        size = batch.src.size(0)
+        loss = self.loss(self.model(batch.src, batch.tgt_in), batch.tgt_out)
+        self.log(f"{prefix}/loss", loss, batch_size=size, sync_dist=True)
+        predicted = self._align(self.predict_ids(batch.src), batch.tgt_out)  # (B, T)
+        metrics.update(predicted, batch.tgt_out)
+        self.log_dict(metrics, batch_size=size)
+
+    def _align(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """Cut or pad predictions (B, T') to the target width T; pad never matches a real token."""
+        width = target.size(1)
+        if predicted.size(1) >= width:
+            return predicted[:, :width]
+        return F.pad(predicted, (0, width - predicted.size(1)), value=self.hparams.pad_id)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,76 @@
+"""MLflow tracking of one run: flat params, tags, the resolved config, and the run's status.
+
+Lightning's MLFlowLogger logs metrics and checkpoints into the run opened here; this module
+opens and closes it so that a failure anywhere (building, fitting, testing, plotting, Ctrl-C)
+ends the run FAILED instead of leaving it RUNNING.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from omegaconf import DictConfig, OmegaConf
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists -> {"a.b.0": leaf}; an empty container is kept as its own leaf."""
+    if isinstance(tree, dict) and tree:
+        items = tree.items()
+    elif isinstance(tree, list) and tree:
+        items = enumerate(tree)
+    else:
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_params(cfg: DictConfig) -> dict[str, str]:
+    """Every key of the resolved config as a dotted MLflow param, values cut to MLflow's limit."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return {key: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flatten(resolved).items()}
+
+
+def git_commit(directory: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def run_tags(cfg: DictConfig) -> dict[str, str]:
+    tags = {
+        "git_commit": git_commit(Path(__file__).parent),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "host": socket.gethostname(),
+        "task_name": cfg.task_name,
+    }
+    tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
+    return tags
+
+
+@contextmanager
+def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
+    """Open an MLflow run with params, tags and config; yield its id; FAILED on any exception."""
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    mlflow.set_experiment(cfg.logger.experiment_name)
+    with mlflow.start_run(run_name=cfg.logger.get("run_name"), tags=run_tags(cfg)) as run:
+        mlflow.log_params(config_params(cfg))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        hydra_dir = Path(output_dir or "", ".hydra")
+        if output_dir and hydra_dir.is_dir():
+            mlflow.log_artifacts(str(hydra_dir), "hydra")
+        yield run.info.run_id

@@ -1,0 +1,97 @@
+"""The one training entry: compose -> validate -> data -> model -> task -> Trainer fit/test.
+
+Run as ``attnlab train [overrides]`` or ``python -m attnlab.train [overrides]``; any Hydra
+flag works (``-m``, ``--cfg job``, ``hydra/launcher=joblib``). Returns the objective metric.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.config import register_schemas, validate
+from attnlab.errors import ConfigError, report_config_errors
+from attnlab.paths import config_dir
+
+register_schemas()
+
+
+def _matching_kwargs(target: Callable, available: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``available`` that ``target`` accepts by name."""
+    accepted = inspect.signature(target).parameters
+    return {name: value for name, value in available.items() if name in accepted}
+
+
+def run(cfg: DictConfig) -> float:
+    """Train and test one configuration; return ``cfg.objective.metric`` as a float."""
+    validate(cfg)
+
+    import lightning.pytorch as L
+    from hydra.utils import get_class, instantiate
+
+    from attnlab.tracking import mlflow_run
+
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    dims = datamodule.dims
+    if dims["max_src_len"] > cfg.model.get("max_len", float("inf")):
+        raise ConfigError("model.max_len", cfg.model.max_len, f">= {dims['max_src_len']} tokens")
+
+    model_class = get_class(cfg.model._target_)
+    model = instantiate(cfg.model, **_matching_kwargs(model_class, dims))
+    task_factory = instantiate(cfg.task)
+    extras = {
+        "optimizer": instantiate(cfg.optim),
+        "scheduler": instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        **OmegaConf.to_container(cfg.regularization),
+        **dims,
+    }
+    task = task_factory(model=model, **_matching_kwargs(task_factory.func, extras))
+
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
+    output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+
+    if cfg.logger.get("_target_") is None:
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+        return _fit_and_test(trainer, task, datamodule, cfg)
+    with mlflow_run(cfg, output_dir) as run_id:
+        logger = instantiate(cfg.logger, run_id=run_id)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+        return _fit_and_test(trainer, task, datamodule, cfg)
+
+
+def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
+    trainer.fit(task, datamodule=datamodule)
+    has_best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    trainer.test(task, datamodule=datamodule, ckpt_path="best" if has_best else None)
+    metrics = trainer.callback_metrics
+    value = float(metrics[cfg.objective.metric])
+    print(f"{cfg.objective.metric} = {value:.4f}")
+    return value
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def hydra_main(cfg: DictConfig) -> float:
+    with report_config_errors():  # inside the job, so Hydra adds no "Error executing job" line
+        return run(cfg)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry: run the Hydra app; configuration mistakes exit 2 with one line."""
+    if args is not None:
+        sys.argv = [sys.argv[0], *args]
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach our reporter
+    with report_config_errors():
+        hydra_main()
+
+
+if __name__ == "__main__":
+    main()
