@@ -45,7 +45,9 @@ class AttentionMaps(L.Callback):
         if not hasattr(model, "cross_attention") or not hasattr(data, "splits"):
             rank_zero_info("AttentionMaps: the model has no encoder-decoder attention; no plot")
             return
-        plottable = [s for s, _ in data.splits["test"] if max(map(ord, s)) < PLOTTABLE_MAX_CODEPOINT]
+        plottable = [
+            s for s, _ in data.splits["test"] if max(map(ord, s)) < PLOTTABLE_MAX_CODEPOINT
+        ]
         # Sources with words (month or day names) first: their maps show more than digit copying.
         plottable.sort(key=lambda s: not any(ch.isalpha() for ch in s))
         examples = plottable[: self.n_examples]

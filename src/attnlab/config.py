@@ -72,7 +72,8 @@ class DatesData:
             try:
                 Locale.parse(locale)
             except (UnknownLocaleError, ValueError):
-                raise ConfigError("data.locales", locale, "a CLDR locale such as en_US, fr, zh")
+                allowed = "a CLDR locale such as en_US, fr, zh"
+                raise ConfigError("data.locales", locale, allowed) from None
 
 
 @dataclass
@@ -93,7 +94,9 @@ class Transformer:
         for name in ("d_model", "heads", "enc_layers", "dec_layers", "d_ff", "max_len"):
             _positive(f"model.{name}", getattr(self, name))
         if self.d_model % self.heads:
-            raise ConfigError("model.heads", self.heads, f"a divisor of model.d_model={self.d_model}")
+            raise ConfigError(
+                "model.heads", self.heads, f"a divisor of model.d_model={self.d_model}"
+            )
         if self.d_model % 2:
             raise ConfigError("model.d_model", self.d_model, "an even number (sin/cos pairs)")
         _probability("model.dropout", self.dropout)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import fields, is_dataclass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 EXIT_CONFIG_ERROR = 2

@@ -19,7 +19,7 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
 class Seq2SeqTask(L.LightningModule):
-    """Wraps any model with ``encode(src)``, ``decode(tgt_in, memory)`` and ``forward(src, tgt_in)``.
+    """Trains any model that has ``forward(src, tgt_in)``, ``encode`` and ``decode``.
 
     The loss is cross-entropy over real target tokens only: ``ignore_index=pad_id`` gives
     sum(loss * w) / sum(w) with w = 0 on padding, the weighted loss of notes §3.3.
@@ -107,4 +107,7 @@ class Seq2SeqTask(L.LightningModule):
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
