@@ -48,3 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"attnlab: unknown command {command!r}; one of train, ui\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

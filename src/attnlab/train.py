@@ -35,6 +35,7 @@ def run(cfg: DictConfig) -> float:
 
     import lightning.pytorch as L
     from hydra.utils import get_class, instantiate
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
     from attnlab.tracking import mlflow_run
 
@@ -60,6 +61,8 @@ def run(cfg: DictConfig) -> float:
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
     if cfg.logger.get("_target_") is None:
+        # LearningRateMonitor raises without a logger; with logger=none there is nothing to log to.
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
         return _fit_and_test(trainer, task, datamodule, cfg)
     with mlflow_run(cfg, output_dir) as run_id:

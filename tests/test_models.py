@@ -1,0 +1,149 @@
+"""The Transformer's parts against PyTorch's reference modules, and its masking properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.decoding import greedy_decode
+from attnlab.models.positional import positional_encoding
+from attnlab.models.transformer import EncoderLayer, Seq2SeqTransformer
+
+D, H = 32, 4
+
+
+def copy_attention_weights(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
+    """Load torch's packed in_proj into our separate q/k/v projections."""
+    w_q, w_k, w_v = ref.in_proj_weight.detach().chunk(3)
+    b_q, b_k, b_v = ref.in_proj_bias.detach().chunk(3)
+    with torch.no_grad():
+        for proj, w, b in (
+            (ours.q_proj, w_q, b_q),
+            (ours.k_proj, w_k, b_k),
+            (ours.v_proj, w_v, b_v),
+        ):
+            proj.weight.copy_(w)
+            proj.bias.copy_(b)
+        ours.out_proj.weight.copy_(ref.out_proj.weight)
+        ours.out_proj.bias.copy_(ref.out_proj.bias)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_multi_head_attention_matches_torch(need_weights: bool):
+    torch.manual_seed(0)
+    ref = nn.MultiheadAttention(D, H, batch_first=True).eval()
+    ours = MultiHeadAttention(D, H).eval()
+    copy_attention_weights(ours, ref)
+    q, kv = torch.randn(3, 5, D), torch.randn(3, 7, D)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[0, 5:] = True  # the first sequence has two padded keys
+    expected, expected_weights = ref(
+        q, kv, kv, key_padding_mask=padding, average_attn_weights=False
+    )
+    out, weights = ours(q, kv, kv, mask=~padding[:, None, None, :], need_weights=need_weights)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    if need_weights:
+        torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_matches_torch(norm_first: bool):
+    torch.manual_seed(0)
+    ref = nn.TransformerEncoderLayer(
+        D, H, dim_feedforward=64, dropout=0.0, batch_first=True, norm_first=norm_first
+    ).eval()
+    ours = EncoderLayer(D, H, d_ff=64, dropout=0.0, norm_first=norm_first).eval()
+    copy_attention_weights(ours.self_attn, ref.self_attn)
+    with torch.no_grad():
+        ours.ffn.net[0].load_state_dict(ref.linear1.state_dict())
+        ours.ffn.net[3].load_state_dict(ref.linear2.state_dict())
+        ours.attn_block.norm.load_state_dict(ref.norm1.state_dict())
+        ours.ffn_block.norm.load_state_dict(ref.norm2.state_dict())
+    x = torch.randn(2, 6, D)
+    padding = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])
+    expected = ref(x, src_key_padding_mask=padding)
+    out = ours(x, key_mask=~padding[:, None, None, :])
+    # torch's fast path returns zeros at padded positions; compare the real ones.
+    torch.testing.assert_close(out[~padding], expected[~padding], atol=1e-5, rtol=1e-5)
+
+
+def tiny_transformer(**kwargs) -> Seq2SeqTransformer:
+    torch.manual_seed(0)
+    options = dict(d_model=D, heads=H, enc_layers=2, dec_layers=2, d_ff=64, dropout=0.0)
+    options.update(kwargs)
+    return Seq2SeqTransformer(src_vocab_size=20, tgt_vocab_size=12, **options).eval()
+
+
+def test_decoder_is_causal():
+    model = tiny_transformer()
+    src = torch.randint(4, 20, (2, 7))
+    tgt = torch.randint(4, 12, (2, 6))
+    changed = tgt.clone()
+    changed[:, 4:] = torch.randint(4, 12, (2, 2))
+    # Changing tokens 4..5 may only change the logits at positions 4..5.
+    torch.testing.assert_close(model(src, tgt)[:, :4], model(src, changed)[:, :4])
+    assert not torch.allclose(model(src, tgt)[:, 4:], model(src, changed)[:, 4:])
+
+
+def test_source_padding_is_ignored():
+    model = tiny_transformer()
+    src = torch.randint(4, 20, (1, 5))
+    padded = torch.cat([src, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    tgt = torch.randint(4, 12, (1, 4))
+    torch.testing.assert_close(model(src, tgt), model(padded, tgt), atol=1e-5, rtol=1e-5)
+
+
+def test_without_positions_the_encoder_is_a_bag_of_tokens():
+    """Notes §4.8: no positional encoding -> permuting the source permutes the encoder states."""
+    model = tiny_transformer(positional="none")
+    src = torch.randint(4, 20, (1, 6))
+    perm = torch.randperm(6)
+    states = model.encode(src).states
+    torch.testing.assert_close(
+        model.encode(src[:, perm]).states, states[:, perm], atol=1e-5, rtol=0
+    )
+    with_positions = tiny_transformer(positional="sinusoidal")
+    moved = with_positions.encode(src[:, perm]).states
+    assert not torch.allclose(moved, with_positions.encode(src).states[:, perm], atol=1e-3)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "none"])
+@pytest.mark.parametrize("tie_embeddings", [False, True])
+def test_every_parameter_gets_a_gradient(norm_first: bool, positional: str, tie_embeddings: bool):
+    model = tiny_transformer(
+        norm_first=norm_first, positional=positional, tie_embeddings=tie_embeddings
+    ).train()
+    logits = model(torch.randint(1, 20, (3, 7)), torch.randint(1, 12, (3, 5)))
+    assert logits.shape == (3, 5, 12)
+    logits.logsumexp(-1).mean().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+def test_cross_attention_rows_are_distributions():
+    model = tiny_transformer()
+    src = torch.tensor([[5, 6, 7, 0, 0]])
+    weights = model.cross_attention(src, torch.tensor([[1, 4, 5]]))  # (L, B, H, T, S)
+    assert weights.shape == (2, 1, H, 3, 5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 1, H, 3))
+    assert weights[..., 3:].abs().max() == 0  # padded source positions get no attention
+
+
+def test_greedy_decode_stops_at_eos_and_pads_after():
+    model = tiny_transformer()
+    with torch.no_grad():  # make EOS (id 2) the best token everywhere after the first step
+        model.generator.bias.zero_()
+        model.generator.bias[2] = 50.0
+    out = greedy_decode(
+        model, torch.randint(4, 20, (3, 5)), bos_id=1, eos_id=2, pad_id=0, max_len=6
+    )
+    assert out.tolist() == [[2], [2], [2]]
+
+
+def test_unknown_positional_encoding_is_rejected():
+    with pytest.raises(ValueError, match="positional='rotary'"):
+        positional_encoding("rotary", 8, 10)
