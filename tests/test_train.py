@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -49,7 +51,7 @@ def test_limited_run_is_tracked_in_mlflow(make_cfg, tracking_uri, tiny):
     checkpoint_dirs = artifacts - {"config.yaml", "plots", "hydra"}
     assert checkpoint_dirs, artifacts  # best and last checkpoints (Lightning's log_model)
     local = client.download_artifacts(record.info.run_id, "config.yaml")
-    assert "d_model: 32" in open(local).read()
+    assert "d_model: 32" in Path(local).read_text()
 
 
 def test_best_checkpoint_loads_into_a_fresh_task(make_cfg, tmp_path, tiny):
