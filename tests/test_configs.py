@@ -6,19 +6,45 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf, open_dict
 
 from attnlab.config import validate
 from attnlab.errors import ConfigError
 from attnlab.paths import config_dir
+from attnlab.sweeper.search_space import search_space
+from attnlab.sweeper.study import make_pruner, make_sampler
+from attnlab.train import _matching_kwargs
 
 GROUP_OPTIONS = sorted(
     (path.parent.name, path.stem)
     for path in Path(config_dir()).glob("*/*.yaml")
-    if path.parent.name != "hydra"
+    if path.parent.name not in ("hydra", "sweep")
 )
-FAKE_DIMS = dict(src_vocab_size=30, tgt_vocab_size=15, pad_id=0)
-NEEDS_CUDA = {("trainer", "gpu"), ("trainer", "ddp")}
+SWEEPS = sorted(path.stem for path in Path(config_dir(), "sweep").glob("*.yaml"))
+# What data modules publish; each model and task takes the entries its signature names.
+FAKE_DIMS = dict(
+    src_vocab_size=30, tgt_vocab_size=15, pad_id=0, bos_id=1, eos_id=2, max_tgt_len=11,
+    vocab_size=30, num_classes=2, in_channels=1, image_size=8, in_features=3, horizon=2,
+)  # fmt: skip
+# Keys without a default (files the user names): any value composes and instantiates.
+REQUIRED = {
+    ("data", "corpus"): ["data.path=pairs.tsv"],
+    ("data", "prices_csv"): ["data.csv_path=prices.csv"],
+}
+
+
+def experiment_for(group: str, option: str) -> list[str]:
+    """The first experiment that selects ``group=option`` (its other keys fit the option)."""
+    for path in sorted(Path(config_dir(), "experiment").glob("*.yaml")):
+        defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults") or []
+        if {f"override /{group}": option} in defaults:
+            return [f"experiment={path.stem}"]
+    # The default experiment sets Transformer keys; other models are composed without it.
+    return ["~experiment"] if group == "model" else []
 
 
 def test_every_group_is_covered():
@@ -29,23 +55,46 @@ def test_every_group_is_covered():
 
 @pytest.mark.parametrize("group, option", GROUP_OPTIONS, ids=[f"{g}/{o}" for g, o in GROUP_OPTIONS])
 def test_config_composes_and_instantiates(group: str, option: str, make_cfg):
-    cfg = make_cfg(f"{group}={option}")
-    if (group, option) in NEEDS_CUDA and not torch.cuda.is_available():
+    required = REQUIRED.get((group, option), [])
+    cfg = make_cfg(f"{group}={option}", *experiment_for(group, option), *required)
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="trainer.accelerator"):
             validate(cfg)
         return
     validate(cfg)
-    model = instantiate(cfg.model, **FAKE_DIMS)
+    model = instantiate(cfg.model, **_matching_kwargs(get_class(cfg.model._target_), FAKE_DIMS))
     optimizer = instantiate(cfg.optim)(params=model.parameters())
     if cfg.get("scheduler"):
         instantiate(cfg.scheduler)(optimizer, total_steps=100).step()
     instantiate(cfg.data)
-    instantiate(cfg.task)(
-        model=model, optimizer=instantiate(cfg.optim), bos_id=1, eos_id=2,
-        tgt_vocab_size=15, max_tgt_len=11, pad_id=0,
-    )  # fmt: skip
+    task_factory = instantiate(cfg.task)
+    task_factory(
+        model=model,
+        optimizer=instantiate(cfg.optim),
+        **_matching_kwargs(task_factory.func, FAKE_DIMS),
+    )
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
     if cfg.logger.get("_target_"):
         instantiate(cfg.logger)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
     assert trainer.max_epochs == cfg.trainer.max_epochs or cfg.trainer.fast_dev_run
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_sweep_file_builds_its_sampler_pruner_and_space(name: str):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", [f"+sweep={name}"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper")
+    fixed, space = search_space(OmegaConf.to_container(sweeper.params), [])
+    assert space and not fixed
+    make_sampler(OmegaConf.to_container(sweeper.sampler), space)
+    make_pruner(OmegaConf.to_container(sweeper.pruner))
+    validate(_without_hydra(cfg))
+
+
+def _without_hydra(cfg):
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

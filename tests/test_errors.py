@@ -11,6 +11,8 @@ import pytest
 
 from attnlab.cli import main
 
+DATA = Path(__file__).parent / "data"  # small bad files
+
 BAD_INPUTS = {
     "unknown model name": (["model=gpt9"], "model='gpt9'"),
     "d_model not divisible by heads": (["model.d_model=30", "model.heads=4"], "model.heads=4"),
@@ -36,6 +38,90 @@ BAD_INPUTS = {
     "monitor of an unknown metric": (
         ["callbacks.early_stopping.monitor=val/bleu"],
         "callbacks.early_stopping.monitor",
+    ),
+    "unknown score function": (
+        ["~experiment", "model=attention_seq2seq", "model.score=cosine"],
+        "model.score='cosine' is not allowed: one of additive, dot, general, scaled_dot",
+    ),
+    "unknown rnn cell": (
+        ["~experiment", "model=rnn_seq2seq", "model.cell=rnn"],
+        "model.cell='rnn'",
+    ),
+    "odd hidden size, bidirectional": (
+        ["~experiment", "model=attention_seq2seq", "model.hidden=33"],
+        "model.hidden=33",
+    ),
+    "beam width 0": (["task.beam_width=0"], "task.beam_width=0"),
+    "classifier heads do not divide d_model": (
+        ["~experiment", "model=transformer_classifier", "model.d_model=30", "model.heads=4"],
+        "model.heads=4",
+    ),
+    "unknown pooling": (
+        ["~experiment", "model=transformer_classifier", "model.pooling=max"],
+        "model.pooling='max'",
+    ),
+    "conv dilation 0": (
+        ["~experiment", "model=conv_classifier", "model.dilation=0"],
+        "model.dilation=0",
+    ),
+    "min_len > max_len": (["data=reverse", "data.min_len=9", "data.max_len=5"], "data.max_len=5"),
+    "unknown symbol task": (["data=copy", "data.task=shuffle"], "data.task='shuffle'"),
+    "agreement distance 0": (["data=agreement", "data.min_distance=0"], "data.min_distance=0"),
+    "bucket edge outside the distances": (
+        ["data=agreement", "data.bucket_edges=[5,50]"],
+        "data.bucket_edges=[5, 50]",
+    ),
+    "unknown question": (["data=order_count", "data.question=sum"], "data.question='sum'"),
+    "bucketing under DDP with Lightning's sampler": (
+        ["data=reverse", "data.bucketing=true", "trainer=ddp_sim"],
+        "trainer.use_distributed_sampler=True",
+    ),
+    "corpus line without a tab": (
+        ["data=corpus", f"data.path={DATA / 'corpus_no_tab.tsv'}"],
+        "line 2 has no tab",
+    ),
+    "empty corpus": (
+        ["data=corpus", f"data.path={DATA / 'corpus_empty.tsv'}"],
+        "at least one source<TAB>target line",
+    ),
+    "price CSV without the target column": (
+        ["experiment=sines_rnn", "data=prices_csv", f"data.csv_path={DATA / 'no_close.csv'}"],
+        "data.target='Close' is not allowed: a column of",
+    ),
+    "price CSV not named": (["experiment=sines_rnn", "data=prices_csv"], "data.csv_path"),
+    "too few steps for a window per split": (
+        ["experiment=sines_rnn", "data=prices", "data.n_steps=100"],
+        "data.n_steps=100",
+    ),
+    "teacher forcing without a decoder": (
+        ["experiment=sines_rnn", "task.teacher_forcing=0.5"],
+        "task.teacher_forcing=0.5",
+    ),
+    "groups do not divide the channels": (
+        ["experiment=digits_resnet", "model.norm=group", "model.groups=3"],
+        "model.groups=3 is not allowed: a divisor of every stage's channels [16, 32, 64]",
+    ),
+    "depth not 6n+2": (["experiment=digits_resnet", "model.depth=21"], "model.depth=21"),
+    "unknown norm": (
+        ["experiment=digits_resnet", "model.norm=weight"],
+        "model.norm='weight' is not allowed: one of batch, layer, instance, group, none",
+    ),
+    "unknown shortcut": (
+        ["experiment=digits_resnet", "model.shortcut=highway"],
+        "model.shortcut='highway'",
+    ),
+    "MLP norm it does not have": (["experiment=digits_mlp", "model.norm=group"], "model.norm"),
+    "train fraction of 0": (
+        ["experiment=digits_resnet", "data.train_fraction=0"],
+        "data.train_fraction=0",
+    ),
+    "monitor of a seq2seq metric in a classification run": (
+        ["experiment=digits_resnet", "callbacks.model_checkpoint.monitor=val/exact_match"],
+        "callbacks.model_checkpoint.monitor",
+    ),
+    "no MNIST files in data_dir": (
+        ["experiment=digits_resnet", "data=mnist", "data.data_dir=no/such/dir"],
+        "data.data_dir='no/such/dir' is not allowed: a folder holding train-images-idx3-ubyte",
     ),
 }
 

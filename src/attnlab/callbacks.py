@@ -8,9 +8,12 @@ import lightning.pytorch as L
 import matplotlib.pyplot as plt
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import grad_norm, rank_zero_info, rank_zero_only
+from torch.utils.data import default_collate
 
-from attnlab.plots import attention_grid
+from attnlab.data.series import SeriesDataModule
+from attnlab.models.norms import channels_per_group
+from attnlab.plots import attention_grid, forecast_windows
 
 # DejaVu Sans, matplotlib's bundled font, has Latin, Greek and Cyrillic but no CJK glyphs.
 PLOTTABLE_MAX_CODEPOINT = 0x2000
@@ -32,7 +35,7 @@ class AttentionMaps(L.Callback):
     """After testing, plot encoder-decoder attention of the last decoder layer, one map per head.
 
     Needs a model with ``cross_attention(src, tgt_in)`` and a data module with ``splits`` and
-    character vocabularies (PairsDataModule); otherwise says why and does nothing.
+    vocabularies (PairsDataModule); otherwise says why and does nothing.
     """
 
     def __init__(self, n_examples: int = 4, output_dir: str | None = None):
@@ -51,6 +54,9 @@ class AttentionMaps(L.Callback):
         # Sources with words (month or day names) first: their maps show more than digit copying.
         plottable.sort(key=lambda s: not any(ch.isalpha() for ch in s))
         examples = plottable[: self.n_examples]
+        if not examples:
+            rank_zero_info("AttentionMaps: no test source is in a script the font can draw")
+            return
         src = torch.nn.utils.rnn.pad_sequence(
             [torch.tensor(data.src_vocab.encode(s)) for s in examples],
             batch_first=True,
@@ -63,8 +69,9 @@ class AttentionMaps(L.Callback):
         weights = model.cross_attention(src, torch.cat([bos, predicted], 1)[:, :-1])[-1]
         model.train(was_training)
         width = predicted.size(1)
-        outputs = [[*data.tgt_vocab.decode(row), "<eos>"][:width] for row in predicted.tolist()]
-        sources = [list(s) for s in examples]
+        tgt = data.tgt_vocab
+        outputs = [[*tgt.tokenize(tgt.decode(row)), "<eos>"][:width] for row in predicted.tolist()]
+        sources = [data.src_vocab.tokenize(s) for s in examples]
         fig = attention_grid(
             weights.float().cpu().numpy(),
             sources,
@@ -72,3 +79,77 @@ class AttentionMaps(L.Callback):
             "encoder-decoder attention, last decoder layer (rows: output, columns: source)",
         )
         log_figure(trainer, fig, "plots/attention_last_layer.png", self.output_dir)
+
+
+class GradientNorms(L.Callback):
+    """Per epoch, the mean gradient L2 norm of the model's first and last layer (notes §5.1).
+
+    Needs a model with ``first_layer`` and ``last_layer``; otherwise says why and does nothing.
+    At fit start it also logs the norm name, the batch size and the channels per norm group of
+    the first norm layer, the quantities of the norm x batch size study.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        model = pl_module.model
+        self.active = hasattr(model, "first_layer") and hasattr(model, "last_layer")
+        if not self.active:
+            rank_zero_info("GradientNorms: the model has no first_layer/last_layer; no norms")
+            return
+        norms = [m for m in model.modules() if channels_per_group(m)]
+        params = {
+            "norm": getattr(model, "norm_name", type(norms[0]).__name__ if norms else "none"),
+            "batch_size": getattr(trainer.datamodule, "batch_size", None),
+            "norm_group_size": channels_per_group(norms[0]) if norms else 0,
+        }
+        for logger in trainer.loggers:
+            logger.log_hyperparams(params)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if not self.active:
+            return
+        model = pl_module.model
+        for name, layer in (("first", model.first_layer), ("last", model.last_layer)):
+            total = grad_norm(layer, 2).get("grad_2.0_norm_total")
+            if total is not None:
+                # Lightning averages the step values over the epoch (one weight per step).
+                pl_module.log(
+                    f"train/grad_norm_{name}", total, on_step=False, on_epoch=True, batch_size=1
+                )
+
+
+class ForecastPlot(L.Callback):
+    """After testing, plot a few test windows: history, truth and prediction in the series' units.
+
+    Needs a series data module (attnlab.data.series.SeriesDataModule); otherwise says so and
+    does nothing.
+    """
+
+    def __init__(self, n_examples: int = 4, output_dir: str | None = None):
+        self.n_examples = n_examples
+        self.output_dir = output_dir
+
+    @rank_zero_only
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        data = trainer.datamodule
+        if not isinstance(data, SeriesDataModule):
+            rank_zero_info("ForecastPlot: the data module is not a series module; no plot")
+            return
+        dataset = data.datasets["test"]
+        count = min(self.n_examples, len(dataset))
+        picks = torch.linspace(0, len(dataset) - 1, count).round().long().tolist()
+        inputs, targets = default_collate([dataset[i] for i in picks])  # (N, L, F), (N, H, 1)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            predicted = pl_module(inputs.to(pl_module.device)).cpu()  # (N, H, 1)
+        pl_module.train(was_training)
+        fig = forecast_windows(
+            data.unscale(inputs[..., data.target_index]).numpy(),  # (N, L)
+            data.unscale(targets[..., 0]).numpy(),  # (N, H)
+            data.unscale(predicted[..., 0]).float().numpy(),  # (N, H)
+            f"{type(data).__name__}: test windows, history -> next {data.horizon} steps",
+        )
+        log_figure(trainer, fig, "plots/forecast.png", self.output_dir)

@@ -3,6 +3,10 @@
 YAML files in conf/ name their schema in their defaults list (``/schema/<group>/<name>@_here_``),
 so OmegaConf checks types and unknown keys while composing. Ranges and rules that span fields
 live in ``__post_init__``, which runs when ``validate`` turns each node into its dataclass.
+
+``register_schemas`` also registers one OmegaConf resolver, ``lr_for_batch``: the linear
+scaling rule, e.g. ``optim.lr: ${lr_for_batch:0.1,${data.batch_size},128}`` gives 0.1 at a
+batch of 128 and 0.025 at 32.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from urllib.parse import urlparse
 
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from attnlab.errors import ConfigError
 
@@ -91,16 +95,489 @@ class Transformer:
     tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "heads", "enc_layers", "dec_layers", "d_ff", "max_len"):
+        for name in ("enc_layers", "dec_layers"):
             _positive(f"model.{name}", getattr(self, name))
-        if self.d_model % self.heads:
+        _transformer_checks(self)
+
+
+def _transformer_checks(model: Any) -> None:
+    """Sizes, d_model % heads, dropout and positional encoding of any Transformer schema."""
+    for name in ("d_model", "heads", "d_ff", "max_len"):
+        _positive(f"model.{name}", getattr(model, name))
+    if model.d_model % model.heads:
+        raise ConfigError("model.heads", model.heads, f"a divisor of model.d_model={model.d_model}")
+    if model.d_model % 2:
+        raise ConfigError("model.d_model", model.d_model, "an even number (sin/cos pairs)")
+    _probability("model.dropout", model.dropout)
+    _one_of("model.positional", model.positional, ("sinusoidal", "learned", "none"))
+
+
+@dataclass
+class ImageData:
+    """Shared keys of the image data modules (attnlab.data.images)."""
+
+    _target_: str = "attnlab.data.images.DigitsDataModule"
+    val_fraction: float = 0.1
+    train_fraction: float = 1.0
+    image_size: Any = None  # resize to image_size x image_size; null keeps the native size
+    pad: int = 0
+    random_crop_padding: int = 0
+    hflip: bool = False
+    gaussian_noise: float = 0.0
+    seed: int = 0
+    batch_size: int = 128
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError("data.val_fraction", self.val_fraction, "must be in (0, 1)")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError("data.train_fraction", self.train_fraction, "must be in (0, 1]")
+        if self.image_size is not None and (
+            not isinstance(self.image_size, int) or self.image_size < 1
+        ):
+            raise ConfigError("data.image_size", self.image_size, "a positive integer or null")
+        for name in ("pad", "random_crop_padding", "gaussian_noise", "num_workers"):
+            _non_negative(f"data.{name}", getattr(self, name))
+        _positive("data.batch_size", self.batch_size)
+
+
+@dataclass
+class DigitsData(ImageData):
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError("data.test_fraction", self.test_fraction, "must be in (0, 1)")
+
+
+@dataclass
+class CIFAR10Data(ImageData):
+    _target_: str = "attnlab.data.images.CIFAR10DataModule"
+    data_dir: str = "data/cifar10"
+
+
+@dataclass
+class MNISTData(ImageData):
+    _target_: str = "attnlab.data.images.MNISTDataModule"
+    data_dir: str = "data/mnist"
+    dataset: str = "mnist"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _one_of("data.dataset", self.dataset, ("mnist", "fashion_mnist"))
+
+
+@dataclass
+class ResNet:
+    _target_: str = "attnlab.models.resnet.ResNet"
+    depth: int = 20
+    unit: str = "v1"
+    shortcut: str = "identity"
+    norm: str = "batch"
+    groups: int = 8
+    width_multiplier: float = 1.0
+    shortcut_scale: float = 0.5
+    shortcut_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        from attnlab.models.norms import NORMS
+        from attnlab.models.resnet import SHORTCUTS, UNITS, blocks_per_stage, stage_channels
+
+        try:
+            blocks_per_stage(self.depth)
+        except ValueError:
+            allowed = "6n + 2 (8, 14, 20, 32, 56, 110 ...)"
+            raise ConfigError("model.depth", self.depth, allowed) from None
+        _one_of("model.unit", self.unit, UNITS)
+        _one_of("model.shortcut", self.shortcut, SHORTCUTS)
+        _one_of("model.norm", self.norm, NORMS)
+        _positive("model.width_multiplier", self.width_multiplier)
+        _positive("model.groups", self.groups)
+        channels = stage_channels(self.width_multiplier)
+        if self.norm == "group" and any(c % self.groups for c in channels):
             raise ConfigError(
-                "model.heads", self.heads, f"a divisor of model.d_model={self.d_model}"
+                "model.groups",
+                self.groups,
+                f"a divisor of every stage's channels {list(channels)} "
+                f"(model.width_multiplier={self.width_multiplier})",
             )
-        if self.d_model % 2:
-            raise ConfigError("model.d_model", self.d_model, "an even number (sin/cos pairs)")
+        _non_negative("model.shortcut_scale", self.shortcut_scale)
+        _probability("model.shortcut_dropout", self.shortcut_dropout)
+
+
+@dataclass
+class MLP:
+    _target_: str = "attnlab.models.mlp.MLP"
+    width: int = 256
+    depth: int = 2
+    dropout: float = 0.0
+    norm: str = "none"
+    width_multiplier: float = 1.0
+
+    def __post_init__(self) -> None:
+        from attnlab.models.mlp import MLP_NORMS
+
+        _positive("model.width", self.width)
+        _non_negative("model.depth", self.depth)
         _probability("model.dropout", self.dropout)
-        _one_of("model.positional", self.positional, ("sinusoidal", "learned", "none"))
+        _one_of("model.norm", self.norm, MLP_NORMS)
+        _positive("model.width_multiplier", self.width_multiplier)
+
+
+@dataclass
+class SeriesData:
+    """Shared keys of the sequence regression data modules (attnlab.data.series)."""
+
+    _target_: str = "attnlab.data.series.SineDataModule"
+    input_len: int = 48
+    horizon: int = 12
+    batch_size: int = 64
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("input_len", "horizon", "batch_size"):
+            _positive(f"data.{name}", getattr(self, name))
+        _non_negative("data.num_workers", self.num_workers)
+
+
+@dataclass
+class SinesData(SeriesData):
+    n_train: int = 4000
+    n_val: int = 500
+    n_test: int = 500
+    noise_std: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("n_train", "n_val", "n_test"):
+            _positive(f"data.{name}", getattr(self, name))
+        _non_negative("data.noise_std", self.noise_std)
+
+
+def _split_fractions(val_fraction: float, test_fraction: float) -> None:
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"data.{name}", value, "must be in (0, 1)")
+    if val_fraction + test_fraction >= 1.0:
+        allowed = f"< 1 - data.val_fraction={val_fraction}, leaving rows to train on"
+        raise ConfigError("data.test_fraction", test_fraction, allowed)
+
+
+@dataclass
+class TableSeriesData(SeriesData):
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _split_fractions(self.val_fraction, self.test_fraction)
+
+
+@dataclass
+class PricesData(TableSeriesData):
+    _target_: str = "attnlab.data.series.PricesDataModule"
+    n_steps: int = 3000
+    seed: int = 0
+    target: str = "Close"
+    features: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from attnlab.data.series import PRICE_COLUMNS, split_sizes
+
+        _one_of("data.target", self.target, PRICE_COLUMNS)
+        for name in self.features:
+            _one_of("data.features", name, PRICE_COLUMNS)
+        sizes = split_sizes(self.n_steps, self.val_fraction, self.test_fraction)
+        span = self.input_len + self.horizon
+        if min(sizes.values()) < span:
+            allowed = f"one window of data.input_len + data.horizon = {span} steps in each split"
+            raise ConfigError("data.n_steps", self.n_steps, f"{allowed}; it gives {sizes}")
+
+
+@dataclass
+class CSVPricesData(TableSeriesData):
+    _target_: str = "attnlab.data.series.CSVPricesDataModule"
+    csv_path: str = MISSING
+    target: str = "Close"
+    features: list[str] = field(default_factory=list)
+    date_column: Any = "Date"  # null: keep the file's row order
+
+
+@dataclass
+class StatsmodelsSeriesData(TableSeriesData):
+    _target_: str = "attnlab.data.series.StatsmodelsSeriesDataModule"
+    name: str = "sunspots"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from attnlab.data.series import STATSMODELS_SERIES
+
+        _one_of("data.name", self.name, tuple(STATSMODELS_SERIES))
+
+
+@dataclass
+class AddingData:
+    _target_: str = "attnlab.data.series.AddingDataModule"
+    length: int = 100
+    n_train: int = 10000
+    n_val: int = 1000
+    n_test: int = 1000
+    seed: int = 0
+    batch_size: int = 64
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.length < 2:
+            raise ConfigError("data.length", self.length, ">= 2 (one marker in each half)")
+        for name in ("n_train", "n_val", "n_test", "batch_size"):
+            _positive(f"data.{name}", getattr(self, name))
+        _non_negative("data.num_workers", self.num_workers)
+
+
+@dataclass
+class CorpusData:
+    _target_: str = "attnlab.data.corpus.CorpusDataModule"
+    path: str = MISSING
+    tokenizer: str = "word"
+    min_freq: int = 1
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    batch_size: int = 64
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("data.tokenizer", self.tokenizer, ("char", "word"))
+        _positive("data.min_freq", self.min_freq)
+        _split_fractions(self.val_fraction, self.test_fraction)
+        _positive("data.batch_size", self.batch_size)
+        _non_negative("data.num_workers", self.num_workers)
+
+
+@dataclass
+class RNNForecaster:
+    _target_: str = "attnlab.models.forecast.RNNForecaster"
+    hidden_size: int = 64
+    num_layers: int = 1
+    cell: str = "gru"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("model.hidden_size", self.hidden_size)
+        _positive("model.num_layers", self.num_layers)
+        _one_of("model.cell", self.cell, ("gru", "lstm"))
+        _probability("model.dropout", self.dropout)
+
+
+@dataclass
+class Seq2SeqForecaster:
+    _target_: str = "attnlab.models.forecast.Seq2SeqForecaster"
+    hidden_size: int = 64
+    num_layers: int = 1
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("model.hidden_size", self.hidden_size)
+        _positive("model.num_layers", self.num_layers)
+        _probability("model.dropout", self.dropout)
+
+
+@dataclass
+class TransformerClassifier:
+    _target_: str = "attnlab.models.transformer.TransformerClassifier"
+    d_model: int = 128
+    heads: int = 4
+    layers: int = 2
+    d_ff: int = 512
+    dropout: float = 0.1
+    norm_first: bool = False
+    positional: str = "sinusoidal"
+    pooling: str = "mean"
+    max_len: int = 512
+
+    def __post_init__(self) -> None:
+        _positive("model.layers", self.layers)
+        _transformer_checks(self)
+        _one_of("model.pooling", self.pooling, ("mean", "first"))
+
+
+def _score(value: str) -> None:
+    from attnlab.models.attention import SCORES
+
+    _one_of("model.score", value, tuple(SCORES))
+
+
+@dataclass
+class RNNModel:
+    """Shared keys of attnlab.models.rnn's models."""
+
+    _target_: str = "attnlab.models.rnn.RNNEncoderDecoder"
+    emb_dim: int = 64
+    hidden: int = 128
+    layers: int = 1
+    cell: str = "gru"
+    bidirectional: bool = True
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("emb_dim", "hidden", "layers"):
+            _positive(f"model.{name}", getattr(self, name))
+        _one_of("model.cell", self.cell, ("gru", "lstm"))
+        _probability("model.dropout", self.dropout)
+        if self.bidirectional and self.hidden % 2:
+            allowed = "an even number with model.bidirectional=true (half per direction)"
+            raise ConfigError("model.hidden", self.hidden, allowed)
+
+
+@dataclass
+class AttentionSeq2Seq(RNNModel):
+    _target_: str = "attnlab.models.rnn.AttentionSeq2Seq"
+    score: str = "additive"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _score(self.score)
+
+
+@dataclass
+class RNNClassifier(RNNModel):
+    _target_: str = "attnlab.models.rnn.RNNClassifier"
+    cell: str = "lstm"
+    bidirectional: bool = False
+    pooling: str = "last"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _one_of("model.pooling", self.pooling, ("last", "mean"))
+
+
+@dataclass
+class ConvModel:
+    """Shared keys of attnlab.models.conv's models (the conv stack)."""
+
+    _target_: str = "attnlab.models.conv.ConvClassifier"
+    channels: int = 128
+    kernel: int = 3
+    dilation: int = 2
+    depth: int = 4
+    causal: bool = True
+    residual: bool = True
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "kernel", "dilation", "depth"):
+            _positive(f"model.{name}", getattr(self, name))
+        _probability("model.dropout", self.dropout)
+
+
+@dataclass
+class ConvSeq2Seq(ConvModel):
+    _target_: str = "attnlab.models.conv.ConvEncoderAttentionDecoder"
+    causal: bool = False
+    emb_dim: int = 64
+    layers: int = 1
+    cell: str = "gru"
+    score: str = "additive"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("emb_dim", "layers"):
+            _positive(f"model.{name}", getattr(self, name))
+        _one_of("model.cell", self.cell, ("gru", "lstm"))
+        _score(self.score)
+
+
+@dataclass
+class SyntheticData:
+    """Shared keys of attnlab.data.synthetic's data modules."""
+
+    _target_: str = "attnlab.data.synthetic.SymbolsDataModule"
+    n_train: int = 10000
+    n_val: int = 1000
+    n_test: int = 2000
+    seed: int = 0
+    batch_size: int = 128
+    num_workers: int = 0
+    bucketing: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_val", "n_test", "batch_size"):
+            _positive(f"data.{name}", getattr(self, name))
+        _non_negative("data.num_workers", self.num_workers)
+
+
+def _min_max(name: str, low: int, high: int, least: int) -> None:
+    if low < least:
+        raise ConfigError(f"data.min_{name}", low, f">= {least}")
+    if high < low:
+        raise ConfigError(f"data.max_{name}", high, f">= data.min_{name}={low}")
+
+
+def _bucket_edges(edges: list[int], name: str, low: int, high: int) -> None:
+    from attnlab.data.synthetic import bucket_ranges
+
+    try:
+        bucket_ranges(low, high, edges)
+    except ValueError:
+        allowed = f"increasing values, each in (data.min_{name}={low}, data.max_{name}={high}]"
+        raise ConfigError("data.bucket_edges", list(edges), allowed) from None
+
+
+@dataclass
+class SymbolsData(SyntheticData):
+    task: str = "reverse"
+    n_symbols: int = 10
+    min_len: int = 5
+    max_len: int = 20
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _one_of("data.task", self.task, ("copy", "reverse", "sort"))
+        if not 1 <= self.n_symbols <= 26:
+            raise ConfigError("data.n_symbols", self.n_symbols, "1 to 26 (letters a-z)")
+        _min_max("len", self.min_len, self.max_len, 1)
+
+
+@dataclass
+class AgreementData(SyntheticData):
+    _target_: str = "attnlab.data.synthetic.AgreementDataModule"
+    min_distance: int = 1
+    max_distance: int = 40
+    bucket_edges: list[int] = field(default_factory=lambda: [5, 9, 14, 21])
+    n_nouns: int = 4
+    n_fillers: int = 8
+    attractor_rate: float = 0.25
+    max_prefix: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _min_max("distance", self.min_distance, self.max_distance, 1)
+        _bucket_edges(self.bucket_edges, "distance", self.min_distance, self.max_distance)
+        for name in ("n_nouns", "n_fillers", "max_prefix"):
+            _positive(f"data.{name}", getattr(self, name))
+        if not 0.0 <= self.attractor_rate <= 1.0:
+            raise ConfigError("data.attractor_rate", self.attractor_rate, "must be in [0, 1]")
+
+
+@dataclass
+class OrderCountData(SyntheticData):
+    _target_: str = "attnlab.data.synthetic.OrderCountDataModule"
+    question: str = "order"
+    min_len: int = 8
+    max_len: int = 32
+    bucket_edges: list[int] = field(default_factory=lambda: [16, 24])
+    n_fillers: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _one_of("data.question", self.question, ("order", "count"))
+        _min_max("len", self.min_len, self.max_len, 2 if self.question == "order" else 3)
+        _bucket_edges(self.bucket_edges, "len", self.min_len, self.max_len)
+        _positive("data.n_fillers", self.n_fillers)
 
 
 @dataclass
@@ -148,6 +625,28 @@ class CosineScheduler(Scheduler):
 
 
 @dataclass
+class WarmupMultiStepScheduler(Scheduler):
+    _target_: str = "attnlab.schedules.warmup_multistep"
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = 0.1
+    warmup_start_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        fractions = list(self.milestones)
+        if not all(0.0 < f < 1.0 for f in fractions) or fractions != sorted(set(fractions)):
+            raise ConfigError(
+                "scheduler.milestones", fractions, "increasing fractions of training in (0, 1)"
+            )
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError("scheduler.gamma", self.gamma, "must be in (0, 1]")
+        if not 0.0 < self.warmup_start_factor <= 1.0:
+            raise ConfigError(
+                "scheduler.warmup_start_factor", self.warmup_start_factor, "must be in (0, 1]"
+            )
+
+
+@dataclass
 class Regularization:
     label_smoothing: float = 0.0
     l1: float = 0.0
@@ -163,6 +662,32 @@ class Regularization:
 class Task:
     _target_: str = "attnlab.tasks.seq2seq.Seq2SeqTask"
     _partial_: bool = True
+
+
+@dataclass
+class Seq2SeqTask(Task):
+    beam_width: int = 1
+    length_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.beam_width < 1:
+            raise ConfigError("task.beam_width", self.beam_width, ">= 1 (1: greedy decoding)")
+        _non_negative("task.length_penalty", self.length_penalty)
+
+
+@dataclass
+class ClassifyTask(Task):
+    _target_: str = "attnlab.tasks.classify.ClassifyTask"
+
+
+@dataclass
+class ForecastTask(Task):
+    _target_: str = "attnlab.tasks.forecast.ForecastTask"
+    teacher_forcing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.teacher_forcing <= 1.0:
+            raise ConfigError("task.teacher_forcing", self.teacher_forcing, "must be in [0, 1]")
 
 
 @dataclass
@@ -193,6 +718,7 @@ class Trainer:
     profiler: Any = None
     enable_checkpointing: bool = True
     default_root_dir: Any = None
+    use_distributed_sampler: bool = True
 
     def __post_init__(self) -> None:
         _one_of("trainer.accelerator", self.accelerator, ("cpu", "gpu", "cuda", "mps", "auto"))
@@ -265,18 +791,46 @@ class Run:
     paths: Any = None
     debug: Any = None
     experiment: Any = None
+    scale: Any = None
+    sweep: Any = None
+    trial: Any = None  # set by the Optuna sweeper for its jobs: study_name, storage, number, id
 
 
 SCHEMAS: dict[str, type] = {
     "run": Run,
     "schema/data/dates": DatesData,
+    "schema/data/digits": DigitsData,
+    "schema/data/cifar10": CIFAR10Data,
+    "schema/data/mnist": MNISTData,
     "schema/model/transformer": Transformer,
+    "schema/model/transformer_classifier": TransformerClassifier,
+    "schema/model/rnn_seq2seq": RNNModel,
+    "schema/model/attention_seq2seq": AttentionSeq2Seq,
+    "schema/model/rnn_classifier": RNNClassifier,
+    "schema/model/conv_classifier": ConvModel,
+    "schema/model/conv_seq2seq": ConvSeq2Seq,
+    "schema/data/symbols": SymbolsData,
+    "schema/data/agreement": AgreementData,
+    "schema/data/order_count": OrderCountData,
+    "schema/model/resnet": ResNet,
+    "schema/model/mlp": MLP,
     "schema/optim/adamw": AdamOptimizer,
     "schema/optim/sgd": SGDOptimizer,
     "schema/scheduler/warmup_cosine": CosineScheduler,
     "schema/scheduler/inverse_sqrt": Scheduler,
+    "schema/scheduler/warmup_multistep": WarmupMultiStepScheduler,
     "schema/regularization/default": Regularization,
-    "schema/task/seq2seq": Task,
+    "schema/task/seq2seq": Seq2SeqTask,
+    "schema/task/classify": ClassifyTask,
+    "schema/data/sines": SinesData,
+    "schema/data/prices": PricesData,
+    "schema/data/prices_csv": CSVPricesData,
+    "schema/data/statsmodels_series": StatsmodelsSeriesData,
+    "schema/data/adding": AddingData,
+    "schema/data/corpus": CorpusData,
+    "schema/model/rnn_forecaster": RNNForecaster,
+    "schema/model/seq2seq_forecaster": Seq2SeqForecaster,
+    "schema/task/forecast": ForecastTask,
     "schema/trainer/default": Trainer,
     "schema/logger/mlflow": MLflowLogger,
 }
@@ -284,7 +838,13 @@ SCHEMAS: dict[str, type] = {
 GROUPS = ("data", "model", "optim", "scheduler", "regularization", "task", "trainer", "logger")
 
 
+def lr_for_batch(base_lr: float, batch_size: int, base_batch_size: int) -> float:
+    """The linear scaling rule (Goyal et al. 2017): base_lr x batch_size / base_batch_size."""
+    return base_lr * batch_size / base_batch_size
+
+
 def register_schemas() -> None:
+    OmegaConf.register_new_resolver("lr_for_batch", lr_for_batch, replace=True)
     store = ConfigStore.instance()
     for path, schema in SCHEMAS.items():
         group, _, name = path.rpartition("/")
@@ -309,3 +869,15 @@ def validate(cfg: DictConfig) -> None:
         monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
         if monitor is not None and monitor not in allowed:
             raise ConfigError(f"callbacks.{name}.monitor", monitor, f"one of {', '.join(allowed)}")
+    _check_bucketing_sampler(cfg)
+
+
+def _check_bucketing_sampler(cfg: DictConfig) -> None:
+    """Lightning cannot put its DistributedSampler into a bucket sampler, which shards itself."""
+    data, trainer = cfg.get("data") or {}, cfg.get("trainer") or {}
+    if not data.get("bucketing") or not trainer.get("use_distributed_sampler", True):
+        return
+    one_device = trainer.get("devices") in (1, "1") and trainer.get("num_nodes", 1) == 1
+    if not (one_device and trainer.get("strategy") in ("auto", "single_device")):
+        allowed = "false with data.bucketing=true on several devices (the sampler shards itself)"
+        raise ConfigError("trainer.use_distributed_sampler", True, allowed)

@@ -31,8 +31,11 @@ def one_line(exc: BaseException) -> str | None:
     )
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-    if isinstance(exc, ConfigError):
-        return str(exc)
+    cause: BaseException | None = exc
+    while cause is not None:  # e.g. a ConfigError raised while Hydra instantiated a plugin
+        if isinstance(cause, ConfigError):
+            return str(cause)
+        cause = cause.__cause__
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = exc.missing_cfg_file.rpartition("/")
         options = ", ".join(sorted(exc.options or [])) or "no options in that group"

@@ -34,3 +34,27 @@ def attention_grid(
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def forecast_windows(
+    history: np.ndarray, truth: np.ndarray, predicted: np.ndarray, title: str
+) -> Figure:
+    """One panel per window: the input history, then the true and the predicted next steps.
+
+    history: (N, L), truth and predicted: (N, H), in the series' own units; the first
+    predicted step is at x = 0.
+    """
+    n_windows, input_len = history.shape
+    future = np.arange(truth.shape[1])
+    fig, axes = plt.subplots(n_windows, 1, figsize=(7, 1.8 * n_windows + 0.6), squeeze=False)
+    for n, ax in enumerate(axes[:, 0]):
+        ax.plot(np.arange(-input_len, 0), history[n], color="0.4", label="history")
+        ax.plot(future, truth[n], color="tab:blue", marker=".", label="truth")
+        ax.plot(future, predicted[n], color="tab:orange", marker=".", label="prediction")
+        ax.axvline(-0.5, color="0.8", linewidth=0.8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel("steps from the first predicted one", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -62,15 +62,46 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
+def run_name(cfg: DictConfig, output_dir: str | None) -> str | None:
+    """The configured name, else trial-N in a sweep, else the output folder's name.
+
+    MLflow's own random names would repeat here: they come from Python's RNG, which
+    seed_everything has just seeded.
+    """
+    if cfg.logger.get("run_name"):
+        return cfg.logger.run_name
+    if cfg.get("trial"):
+        return f"trial-{cfg.trial.number}"
+    return f"{cfg.task_name}/{Path(output_dir).name}" if output_dir else None
+
+
 @contextmanager
-def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
-    """Open an MLflow run with params, tags and config; yield its id; FAILED on any exception."""
+def mlflow_run(
+    cfg: DictConfig,
+    output_dir: str | None,
+    extra_tags: dict[str, str] | None = None,
+    stopped_by: tuple[type[BaseException], ...] = (),
+) -> Iterator[str]:
+    """Open an MLflow run with params, tags and config; yield its id.
+
+    The run ends FINISHED, KILLED when one of ``stopped_by`` ends it (a pruned trial), and
+    FAILED on any other exception, Ctrl-C included.
+    """
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
     mlflow.set_experiment(cfg.logger.experiment_name)
-    with mlflow.start_run(run_name=cfg.logger.get("run_name"), tags=run_tags(cfg)) as run:
+    tags = {**run_tags(cfg), **(extra_tags or {})}
+    run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=tags)
+    try:
         mlflow.log_params(config_params(cfg))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         hydra_dir = Path(output_dir or "", ".hydra")
         if output_dir and hydra_dir.is_dir():
             mlflow.log_artifacts(str(hydra_dir), "hydra")
         yield run.info.run_id
+    except stopped_by:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")

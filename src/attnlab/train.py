@@ -39,11 +39,12 @@ def run(cfg: DictConfig) -> float:
 
     from attnlab.tracking import mlflow_run
 
-    L.seed_everything(cfg.seed, workers=True)
+    # verbose=False: a config error found while building the data stays the only stderr line.
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     dims = datamodule.dims
-    if dims["max_src_len"] > cfg.model.get("max_len", float("inf")):
+    if dims.get("max_src_len", 0) > cfg.model.get("max_len", float("inf")):
         raise ConfigError("model.max_len", cfg.model.max_len, f">= {dims['max_src_len']} tokens")
 
     model_class = get_class(cfg.model._target_)
@@ -59,13 +60,21 @@ def run(cfg: DictConfig) -> float:
 
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    tags, stops = {}, ()
+    if cfg.get("trial"):  # a job of the Optuna sweeper
+        import optuna
+
+        from attnlab.sweeper.trial import pruning_callback, trial_tags
+
+        callbacks.append(pruning_callback(cfg))
+        tags, stops = trial_tags(cfg), (optuna.TrialPruned,)
 
     if cfg.logger.get("_target_") is None:
         # LearningRateMonitor raises without a logger; with logger=none there is nothing to log to.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
         return _fit_and_test(trainer, task, datamodule, cfg)
-    with mlflow_run(cfg, output_dir) as run_id:
+    with mlflow_run(cfg, output_dir, tags, stopped_by=stops) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
         return _fit_and_test(trainer, task, datamodule, cfg)
@@ -83,6 +92,8 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
+    if cfg.get("trial"):  # a sweep records a bad sampled value as a failed trial and goes on
+        return run(cfg)
     with report_config_errors():  # inside the job, so Hydra adds no "Error executing job" line
         return run(cfg)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -10,9 +11,11 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from attnlab.data.text import CharVocab, pad_batch
+from attnlab.data.bucketing import bucketed_loader
+from attnlab.data.text import CharVocab, Vocab, pad_batch
 
 Pairs = list[tuple[str, str]]
+VocabFactory = Callable[[Iterable[str]], Vocab]
 SPLITS = ("train", "val", "test")
 
 
@@ -27,7 +30,7 @@ class Seq2SeqBatch:
 
 
 class PairDataset(Dataset):
-    def __init__(self, pairs: Pairs, src_vocab: CharVocab, tgt_vocab: CharVocab):
+    def __init__(self, pairs: Pairs, src_vocab: Vocab, tgt_vocab: Vocab):
         self.pairs = pairs
         self.src = [src_vocab.encode(s) for s, _ in pairs]
         self.tgt = [tgt_vocab.encode(t, add_bos=True, add_eos=True) for _, t in pairs]
@@ -46,16 +49,26 @@ def collate(items: list[tuple[list[int], list[int]]], pad_id: int) -> Seq2SeqBat
 
 
 class PairsDataModule(L.LightningDataModule, ABC):
-    """Character-level seq2seq data; subclasses implement ``make_splits``.
+    """Seq2seq data over string pairs; subclasses implement ``make_splits``.
 
     After ``setup`` the module publishes ``dims``: the sizes a model and a task need.
-    Vocabularies are built from the training split only; unseen characters become <unk>.
+    Vocabularies come from ``vocab_factory`` (characters by default) applied to the training
+    split only; tokens it does not keep become <unk>. ``bucketing`` batches training examples
+    by source length (attnlab.data.bucketing).
     """
 
-    def __init__(self, batch_size: int = 128, num_workers: int = 0):
+    def __init__(
+        self,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        vocab_factory: VocabFactory = CharVocab,
+        bucketing: bool = False,
+    ):
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.vocab_factory = vocab_factory
+        self.bucketing = bucketing
         self.splits: dict[str, Pairs] = {}
 
     @abstractmethod
@@ -67,8 +80,8 @@ class PairsDataModule(L.LightningDataModule, ABC):
             return
         self.splits = self.make_splits()
         train = self.splits["train"]
-        self.src_vocab = CharVocab(s for s, _ in train)
-        self.tgt_vocab = CharVocab(t for _, t in train)
+        self.src_vocab = self.vocab_factory(s for s, _ in train)
+        self.tgt_vocab = self.vocab_factory(t for _, t in train)
         self.datasets = {
             name: PairDataset(pairs, self.src_vocab, self.tgt_vocab)
             for name, pairs in self.splits.items()
@@ -76,15 +89,15 @@ class PairsDataModule(L.LightningDataModule, ABC):
 
     @property
     def dims(self) -> dict[str, int]:
-        every_pair = [pair for pairs in self.splits.values() for pair in pairs]
+        datasets = self.datasets.values()
         return {
             "src_vocab_size": len(self.src_vocab),
             "tgt_vocab_size": len(self.tgt_vocab),
             "pad_id": self.src_vocab.pad_id,
             "bos_id": self.tgt_vocab.bos_id,
             "eos_id": self.tgt_vocab.eos_id,
-            "max_src_len": max(len(s) for s, _ in every_pair),
-            "max_tgt_len": max(len(t) for _, t in every_pair) + 1,  # + EOS
+            "max_src_len": max(len(src) for data in datasets for src in data.src),
+            "max_tgt_len": max(len(tgt) for data in datasets for tgt in data.tgt) - 1,  # less BOS
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -98,6 +111,16 @@ class PairsDataModule(L.LightningDataModule, ABC):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.bucketing:  # batches of like source length (notes §3.3)
+            data = self.datasets["train"]
+            return bucketed_loader(
+                data,
+                [len(src) for src in data.src],
+                self.batch_size,
+                partial(collate, pad_id=self.src_vocab.pad_id),
+                self.num_workers,
+                self.trainer,
+            )
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -77,3 +77,84 @@ class MultiHeadAttention(nn.Module):
         batch, _, length, _ = heads_out.shape
         merged = heads_out.transpose(1, 2).reshape(batch, length, -1)  # (B, T, D)
         return self.out_proj(merged), weights
+
+
+class AdditiveScore(nn.Module):
+    """Bahdanau (concat) score: v^T tanh(W_q q + W_k k) (notes §3.2.1, e_ij = a(s_{i-1}, h_j))."""
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
+        super().__init__()
+        self.query = nn.Linear(query_dim, attn_dim, bias=False)
+        self.key = nn.Linear(key_dim, attn_dim)
+        self.v = nn.Linear(attn_dim, 1, bias=False)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query: (B, Dq), keys: (B, S, Dk) -> scores (B, S)."""
+        hidden = torch.tanh(self.query(query)[:, None] + self.key(keys))  # (B, S, A)
+        return self.v(hidden).squeeze(-1)  # (B, S)
+
+
+class DotScore(nn.Module):
+    """Luong dot score: q . k (query and key of the same size)."""
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
+        super().__init__()
+        if query_dim != key_dim:
+            raise ValueError(f"dot score needs query_dim == key_dim, got {query_dim} != {key_dim}")
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query: (B, D), keys: (B, S, D) -> scores (B, S)."""
+        return (keys @ query[:, :, None]).squeeze(-1)  # (B, S)
+
+
+class ScaledDotScore(DotScore):
+    """Scaled dot score: q . k / sqrt(d) (notes §4.5), the Transformer's choice."""
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query: (B, D), keys: (B, S, D) -> scores (B, S)."""
+        return super().forward(query, keys) / math.sqrt(query.size(-1))  # (B, S)
+
+
+class GeneralScore(nn.Module):
+    """Luong general (bilinear) score: q^T W k."""
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
+        super().__init__()
+        self.key = nn.Linear(key_dim, query_dim, bias=False)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query: (B, Dq), keys: (B, S, Dk) -> scores (B, S)."""
+        return (self.key(keys) @ query[:, :, None]).squeeze(-1)  # (B, S)
+
+
+SCORES: dict[str, type[nn.Module]] = {
+    "additive": AdditiveScore,
+    "dot": DotScore,
+    "general": GeneralScore,
+    "scaled_dot": ScaledDotScore,
+}
+
+
+def make_score(name: str, query_dim: int, key_dim: int, attn_dim: int) -> nn.Module:
+    """Build a score function by name; every one maps (query (B, Dq), keys (B, S, Dk)) -> (B, S)."""
+    if name not in SCORES:
+        raise ValueError(f"score={name!r}; allowed: {', '.join(SCORES)}")
+    return SCORES[name](query_dim, key_dim, attn_dim)
+
+
+class Attention(nn.Module):
+    """One query attends over a sequence: softmax of a named score, weighted sum of the keys."""
+
+    def __init__(self, score: str, query_dim: int, key_dim: int, attn_dim: int):
+        super().__init__()
+        self.score = make_score(score, query_dim, key_dim, attn_dim)
+
+    def forward(self, query: Tensor, keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """query: (B, Dq), keys: (B, S, Dk), mask: (B, S) True for real positions.
+
+        Returns the context (B, Dk) and the weights (B, S), exactly 0 on padded positions.
+        """
+        scores = self.score(query, keys).masked_fill(~mask, float("-inf"))  # (B, S)
+        weights = scores.softmax(dim=-1)  # (B, S)
+        context = (weights[:, None] @ keys).squeeze(1)  # (B, Dk)
+        return context, weights

@@ -1,4 +1,4 @@
-"""The Transformer encoder-decoder (Vaswani et al. 2017; notes §4), written out layer by layer."""
+"""The Transformer (Vaswani et al. 2017; notes §4), layer by layer: seq2seq and encoder-only."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
@@ -85,6 +86,19 @@ class DecoderLayer(nn.Module):
         return self.ffn_block(y, self.ffn)
 
 
+def init_weights(model: nn.Module, embeddings: tuple[nn.Embedding, ...], pad_id: int) -> None:
+    """The Transformers' one init: Xavier matrices, zero biases, N(0, 1/d) token embeddings."""
+    for name, param in model.named_parameters():
+        if param.dim() > 1:
+            nn.init.xavier_uniform_(param)
+        elif name.endswith("bias"):
+            nn.init.zeros_(param)
+    for embedding in embeddings:
+        nn.init.normal_(embedding.weight, std=embedding.embedding_dim**-0.5)
+        with torch.no_grad():
+            embedding.weight[pad_id].zero_()
+
+
 @dataclass
 class Memory:
     """What the encoder hands to the decoder: states (B, S, D) and the source key mask."""
@@ -134,20 +148,9 @@ class Seq2SeqTransformer(nn.Module):
         self.enc_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.generator = nn.Linear(d_model, tgt_vocab_size)
-        self._init_weights()
+        init_weights(self, (self.src_embed, self.tgt_embed), pad_id)
         if tie_embeddings:
             self.generator.weight = self.tgt_embed.weight
-
-    def _init_weights(self) -> None:
-        for name, param in self.named_parameters():
-            if param.dim() > 1:
-                nn.init.xavier_uniform_(param)
-            elif name.endswith("bias"):
-                nn.init.zeros_(param)
-        for embedding in (self.src_embed, self.tgt_embed):
-            nn.init.normal_(embedding.weight, std=self.d_model**-0.5)
-            with torch.no_grad():
-                embedding.weight[self.pad_id].zero_()
 
     def _embed(self, tokens: Tensor, embed: nn.Embedding, pos: nn.Module) -> Tensor:
         x = embed(tokens) * math.sqrt(self.d_model)  # (B, L, D), scaled as in §3.4 of the paper
@@ -177,3 +180,61 @@ class Seq2SeqTransformer(nn.Module):
         """Encoder-decoder attention of every decoder layer: (layers, B, H, T, S)."""
         self.decode(tgt_in, self.encode(src), need_weights=True)
         return torch.stack([layer.last_cross_weights for layer in self.decoder])
+
+
+POOLINGS = ("mean", "first")
+
+
+class TransformerClassifier(nn.Module):
+    """Encoder-only Transformer over token ids -> class logits.
+
+    ``pooling="mean"`` averages the final states of real tokens; ``"first"`` prepends a learned
+    CLS vector (after positions are added, so it needs no position) and reads its final state.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        d_model: int = 128,
+        heads: int = 4,
+        layers: int = 2,
+        d_ff: int = 512,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        positional: str = "sinusoidal",
+        pooling: str = "mean",
+        max_len: int = 512,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r}; allowed: {', '.join(POOLINGS)}")
+        self.pad_id = pad_id
+        self.d_model = d_model
+        self.pooling = pooling
+        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.pos = positional_encoding(positional, d_model, max_len)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "first" else None
+        self.encoder = nn.ModuleList(
+            EncoderLayer(d_model, heads, d_ff, dropout, norm_first) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.head = nn.Linear(d_model, num_classes)
+        init_weights(self, (self.embed,), pad_id)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (B, S) -> logits (B, num_classes)."""
+        mask = tokens != self.pad_id  # (B, S)
+        x = self.embed_dropout(self.pos(self.embed(tokens) * math.sqrt(self.d_model)))  # (B, S, D)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.size(0), -1, -1), x], dim=1)  # (B, 1 + S, D)
+            mask = F.pad(mask, (1, 0), value=True)  # (B, 1 + S)
+        for layer in self.encoder:
+            x = layer(x, mask[:, None, None, :])
+        x = self.norm(x)  # (B, S', D)
+        if self.cls is not None:
+            return self.head(x[:, 0])  # (B, C)
+        weights = mask[..., None].to(x.dtype)  # (B, S, 1)
+        return self.head((x * weights).sum(1) / weights.sum(1))  # (B, C)

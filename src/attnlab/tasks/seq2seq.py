@@ -1,29 +1,23 @@
-"""Sequence-to-sequence training: teacher forcing, padding-masked loss, greedy decoding."""
+"""Sequence-to-sequence training: teacher forcing, padding-masked loss, greedy or beam decoding."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import lightning.pytorch as L
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 
-from attnlab.models.decoding import greedy_decode
-from attnlab.regularization import weight_penalty
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+from attnlab.models.decoding import beam_search, greedy_decode
+from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
 
 
-class Seq2SeqTask(L.LightningModule):
+class Seq2SeqTask(BaseTask):
     """Trains any model that has ``forward(src, tgt_in)``, ``encode`` and ``decode``.
 
     The loss is cross-entropy over real target tokens only: ``ignore_index=pad_id`` gives
     sum(loss * w) / sum(w) with w = 0 on padding, the weighted loss of notes §3.3.
-    Validation and test decode greedily and score the decoded ids against the targets.
+    Validation and test decode (greedily, or by beam search when ``beam_width`` > 1) and score
+    the decoded ids against the targets.
     """
 
     metric_names = ("loss", "token_acc", "exact_match")
@@ -41,12 +35,11 @@ class Seq2SeqTask(L.LightningModule):
         label_smoothing: float = 0.0,
         l1: float = 0.0,
         l2: float = 0.0,
+        beam_width: int = 1,
+        length_penalty: float = 0.0,
     ):
-        super().__init__()
+        super().__init__(model, optimizer, scheduler)
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
-        self.model = model
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         metrics = MetricCollection(
             {
                 "token_acc": MulticlassAccuracy(
@@ -68,15 +61,16 @@ class Seq2SeqTask(L.LightningModule):
         )
 
     def predict_ids(self, src: Tensor) -> Tensor:
-        """src: (B, S) -> greedy output ids (B, <=max_tgt_len), pad after EOS."""
+        """src: (B, S) -> decoded ids (B, <=max_tgt_len), pad after EOS."""
         hp = self.hparams
-        return greedy_decode(self.model, src, hp.bos_id, hp.eos_id, hp.pad_id, hp.max_tgt_len)
+        args = (self.model, src, hp.bos_id, hp.eos_id, hp.pad_id, hp.max_tgt_len)
+        if hp.beam_width > 1:
+            return beam_search(*args, width=hp.beam_width, length_penalty=hp.length_penalty)
+        return greedy_decode(*args)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         logits = self.model(batch.src, batch.tgt_in)  # (B, T, V)
-        loss = self.loss(logits, batch.tgt_out)
-        if self.hparams.l1 or self.hparams.l2:
-            loss = loss + weight_penalty(self.model, self.hparams.l1, self.hparams.l2)
+        loss = self.regularized(self.loss(logits, batch.tgt_out))
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch.src.size(0))
         return loss
 
@@ -100,14 +94,3 @@ class Seq2SeqTask(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, "test")
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }

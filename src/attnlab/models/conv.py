@@ -1,0 +1,148 @@
+"""1-D convolutional sequence models (notes §9): a dilated conv stack, a classifier, seq2seq.
+
+A conv layer sees ``kernel`` neighbours; stacking ``depth`` layers with dilation growing by
+``dilation`` per layer widens what one output position sees, the receptive field
+1 + sum_i (kernel - 1) * dilation**i. Beyond it a CNN is blind, which is what the
+long-range agreement task measures (notes §9.1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource, init_weights
+
+
+class ConvStack(nn.Module):
+    """``depth`` x [pad -> Conv1d -> GELU -> dropout], optionally residual.
+
+    ``causal`` pads on the left only, so position t sees inputs <= t. Padded positions are
+    zeroed after every layer, so right padding never leaks into real positions.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel: int,
+        dilation: int,
+        depth: int,
+        causal: bool,
+        residual: bool,
+        dropout: float,
+    ):
+        super().__init__()
+        self.kernel = kernel
+        self.dilations = [dilation**i for i in range(depth)]
+        self.causal = causal
+        self.residual = residual
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, dilation=d) for d in self.dilations
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def receptive_field(self) -> int:
+        """How many input positions one output position depends on."""
+        return 1 + sum((self.kernel - 1) * d for d in self.dilations)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x: (B, L, C), mask: (B, L) True on real positions -> (B, L, C)."""
+        keep = mask[:, None].to(x.dtype)  # (B, 1, L)
+        h = x.transpose(1, 2) * keep  # (B, C, L)
+        for conv, d in zip(self.convs, self.dilations, strict=True):
+            span = (self.kernel - 1) * d
+            left = span if self.causal else span // 2
+            out = self.dropout(F.gelu(conv(F.pad(h, (left, span - left)))))  # (B, C, L)
+            h = (h + out if self.residual else out) * keep
+        return h.transpose(1, 2)  # (B, L, C)
+
+
+class ConvClassifier(nn.Module):
+    """Embedding -> ConvStack -> the features at the last real token -> logits.
+
+    Reading the last position (where the verb stands in the agreement task) rather than pooling
+    makes the receptive field matter: with causal convolutions the prediction depends only on
+    the last ``receptive_field`` tokens.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        channels: int = 128,
+        kernel: int = 3,
+        dilation: int = 2,
+        depth: int = 4,
+        causal: bool = True,
+        residual: bool = True,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.pad_id = pad_id
+        self.embed = nn.Embedding(vocab_size, channels, padding_idx=pad_id)
+        self.stack = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(channels, num_classes)
+        init_weights(self)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.stack.receptive_field
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (B, S) -> logits (B, num_classes)."""
+        mask = tokens != self.pad_id  # (B, S)
+        h = self.stack(self.dropout(self.embed(tokens)), mask)  # (B, S, C)
+        last = mask.sum(dim=1) - 1  # (B,) index of the last real token
+        features = h[torch.arange(h.size(0), device=h.device), last]  # (B, C)
+        return self.head(self.dropout(features))  # (B, num_classes)
+
+
+class ConvEncoderAttentionDecoder(AttendingSeq2Seq):
+    """Conv encoder + the Bahdanau attention decoder of attnlab.models.rnn.
+
+    The decoder's hidden size is ``channels``; it starts from tanh(W mean(source states)).
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        pad_id: int = 0,
+        emb_dim: int = 64,
+        channels: int = 128,
+        kernel: int = 3,
+        dilation: int = 2,
+        depth: int = 4,
+        causal: bool = False,
+        residual: bool = True,
+        layers: int = 1,
+        cell: str = "gru",
+        dropout: float = 0.1,
+        score: str = "additive",
+    ):
+        super().__init__()
+        self.pad_id = pad_id
+        self.src_embed = nn.Embedding(src_vocab_size, channels, padding_idx=pad_id)
+        self.encoder = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.bridge = nn.Linear(channels, channels)
+        self.decoder = AttentionDecoder(
+            tgt_vocab_size, emb_dim, channels, channels, layers, cell, dropout, score, pad_id
+        )
+        init_weights(self)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.encoder.receptive_field
+
+    def encode(self, src: Tensor) -> EncodedSource:
+        """src: (B, S) -> states (B, S, C), mask (B, S) and the decoder's initial state."""
+        mask = src != self.pad_id  # (B, S)
+        states = self.encoder(self.dropout(self.src_embed(src)), mask)  # (B, S, C)
+        weights = mask[..., None].to(states.dtype)  # (B, S, 1)
+        summary = torch.tanh(self.bridge((states * weights).sum(1) / weights.sum(1)))  # (B, C)
+        return EncodedSource(states, mask, self.decoder.initial_state(summary))

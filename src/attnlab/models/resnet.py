@@ -1,0 +1,216 @@
+"""CIFAR-style plain and residual networks (He et al. 2016; notes §5), one code path for both.
+
+A net of depth 6n + 2 is a 3x3 stem conv, three stages of n two-conv blocks with 16, 32 and 64
+channels (stride 2 at the start of stages 2 and 3), global average pooling and a linear head.
+Each block computes ``shortcut(x, F(x))``; the ``shortcut`` name alone decides whether the net
+is plain ("none") or residual, and which identity-path variant of notes §5.5.1 it uses:
+
+- ``identity``: h(x) = x, a 1x1 projection only where the channels or the stride change
+- ``projection``: h(x) = 1x1 conv on every block
+- ``scaling``: lambda * h(x), lambda = ``shortcut_scale``
+- ``gated``: (1 - g) * h(x) + g * F(x), g = sigmoid(1x1 conv(x)) (He et al. 2016b, Fig. 2c)
+- ``dropout``: dropout(h(x)) with p = ``shortcut_dropout`` (inverted dropout, mean kept)
+- ``none``: F(x) alone, the plain network
+
+Units: ``v1`` is post-activation (conv-norm-relu-conv-norm, add, relu; notes res_block_v1),
+``v2`` is pre-activation (norm-relu-conv-norm-relu-conv, add; notes res_block_v2) with a final
+norm-relu before pooling.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.models.norms import make_norm
+
+UNITS = ("v1", "v2")
+SHORTCUTS = ("identity", "projection", "scaling", "gated", "dropout", "none")
+STAGE_CHANNELS = (16, 32, 64)
+
+
+def stage_channels(width_multiplier: float = 1.0) -> tuple[int, ...]:
+    """Channels of the three stages: 16, 32, 64 times ``width_multiplier``, at least 1."""
+    return tuple(max(1, round(c * width_multiplier)) for c in STAGE_CHANNELS)
+
+
+def blocks_per_stage(depth: int) -> int:
+    """n of depth = 6n + 2 (two convs per block, three stages, stem conv and head)."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth={depth} must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, 110 ...)")
+    return (depth - 2) // 6
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias)
+
+
+class Shortcut(nn.Module):
+    """Joins a block's input x (B, C_in, H, W) and its residual branch F(x) (B, C_out, H', W')."""
+
+    def __init__(
+        self,
+        kind: str,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        norm: partial | None,
+        scale: float = 0.5,
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        if kind not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {kind!r}; one of {', '.join(SHORTCUTS)}")
+        self.kind = kind
+        reshapes = in_channels != out_channels or stride != 1
+        self.mapping: nn.Module = nn.Identity()
+        if kind == "projection" or (reshapes and kind != "none"):
+            projection = conv1x1(in_channels, out_channels, stride)
+            # v1 branches end in a norm, so the projection does too; v2 branches end in a conv.
+            self.mapping = nn.Sequential(projection, norm(out_channels)) if norm else projection
+        gated = kind == "gated"
+        self.gate = conv1x1(in_channels, out_channels, stride, bias=True) if gated else None
+        self.dropout = nn.Dropout(dropout) if kind == "dropout" else nn.Identity()
+        self.scale = scale if kind == "scaling" else 1.0
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
+        if self.kind == "none":
+            return residual  # (B, C_out, H', W')
+        shortcut = self.scale * self.dropout(self.mapping(x))  # (B, C_out, H', W')
+        if self.gate is None:
+            return shortcut + residual
+        g = torch.sigmoid(self.gate(x))  # (B, C_out, H', W')
+        return (1 - g) * shortcut + g * residual
+
+
+class Block(nn.Module):
+    """Two 3x3 convs and a shortcut; ``unit`` puts norm and ReLU after (v1) or before (v2)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        unit: str,
+        shortcut: str,
+        norm: partial,
+        shortcut_scale: float,
+        shortcut_dropout: float,
+    ):
+        super().__init__()
+        if unit == "v1":
+            self.residual = nn.Sequential(
+                conv3x3(in_channels, out_channels, stride),
+                norm(out_channels),
+                nn.ReLU(inplace=True),
+                conv3x3(out_channels, out_channels),
+                norm(out_channels),
+            )
+        else:
+            self.residual = nn.Sequential(
+                norm(in_channels),
+                nn.ReLU(),  # not in place: with norm "none" its input is x, read by the shortcut
+                conv3x3(in_channels, out_channels, stride),
+                norm(out_channels),
+                nn.ReLU(inplace=True),
+                conv3x3(out_channels, out_channels),
+            )
+        self.shortcut = Shortcut(
+            shortcut,
+            in_channels,
+            out_channels,
+            stride,
+            norm if unit == "v1" else None,
+            shortcut_scale,
+            shortcut_dropout,
+        )
+        self.post = nn.ReLU(inplace=True) if unit == "v1" else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, C_in, H, W) -> (B, C_out, H / stride, W / stride)."""
+        return self.post(self.shortcut(x, self.residual(x)))
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet / plain net of depth 6n + 2 over images (B, C, H, W) -> logits (B, classes)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        depth: int = 20,
+        unit: str = "v1",
+        shortcut: str = "identity",
+        norm: str = "batch",
+        groups: int = 8,
+        width_multiplier: float = 1.0,
+        shortcut_scale: float = 0.5,
+        shortcut_dropout: float = 0.5,
+    ):
+        super().__init__()
+        if unit not in UNITS:
+            raise ValueError(f"unknown unit {unit!r}; one of {', '.join(UNITS)}")
+        n = blocks_per_stage(depth)
+        self.norm_name = norm
+        norm_layer = partial(make_norm, norm, groups=groups, kind="2d")
+        channels = stage_channels(width_multiplier)
+        stem: list[nn.Module] = [conv3x3(in_channels, channels[0])]
+        if unit == "v1":
+            stem += [norm_layer(channels[0]), nn.ReLU(inplace=True)]
+        self.stem = nn.Sequential(*stem)
+        blocks = []
+        in_ch = channels[0]
+        for stage, out_ch in enumerate(channels):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(
+                    Block(
+                        in_ch,
+                        out_ch,
+                        stride,
+                        unit,
+                        shortcut,
+                        norm_layer,
+                        shortcut_scale,
+                        shortcut_dropout,
+                    )
+                )
+                in_ch = out_ch
+        self.blocks = nn.Sequential(*blocks)
+        final: list[nn.Module] = [norm_layer(in_ch), nn.ReLU(inplace=True)] if unit == "v2" else []
+        self.final = nn.Sequential(*final)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(in_ch, num_classes)
+        self.apply(init_weights)
+
+    @property
+    def first_layer(self) -> nn.Module:
+        return self.stem[0]
+
+    @property
+    def last_layer(self) -> nn.Module:
+        return self.head
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stem(x)  # (B, 16w, H, W)
+        h = self.blocks(h)  # (B, 64w, H / 4, W / 4)
+        h = self.final(h)  # (B, 64w, H / 4, W / 4)
+        h = self.pool(h).flatten(1)  # (B, 64w)
+        return self.head(h)  # (B, num_classes)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Kaiming-normal convs (fan_out, ReLU) with zero biases, so the gate starts near g = 1/2.
+
+    Norms (weight 1, bias 0) and the head keep PyTorch's defaults.
+    """
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,320 @@
+"""Recurrent sequence models: fixed-context encoder-decoder (notes §2.3), Bahdanau attention (§3).
+
+Every seq2seq model has ``forward(src, tgt_in)``, ``encode(src) -> memory`` and
+``decode(tgt_in, memory) -> logits`` over the whole target prefix. Memories hold batch-first
+tensors, so ``attnlab.models.decoding.batch_select`` can copy them per beam.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from attnlab.models.attention import Attention
+
+CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
+POOLINGS = ("last", "mean")
+
+# A recurrent state, batch-first: (B, layers, H) for a GRU, the pair (h, c) for an LSTM.
+State = Tensor | tuple[Tensor, Tensor]
+
+
+def make_rnn(
+    cell: str, input_size: int, hidden: int, layers: int, dropout: float, bidirectional: bool
+) -> nn.RNNBase:
+    """A batch-first GRU or LSTM by name; dropout acts between stacked layers only."""
+    if cell not in CELLS:
+        raise ValueError(f"cell={cell!r}; allowed: {', '.join(CELLS)}")
+    return CELLS[cell](
+        input_size,
+        hidden,
+        layers,
+        batch_first=True,
+        dropout=dropout if layers > 1 else 0.0,
+        bidirectional=bidirectional,
+    )
+
+
+def _map_state(state: State, fn) -> State:
+    return tuple(fn(t) for t in state) if isinstance(state, tuple) else fn(state)
+
+
+def layer_first(state: State) -> State:
+    """(B, L, H) -> (L, B, H), the layout torch's RNNs take and return."""
+    return _map_state(state, lambda t: t.transpose(0, 1).contiguous())
+
+
+def top_hidden(state: State) -> Tensor:
+    """The last layer's hidden state of a layer-first state: (B, H)."""
+    return (state[0] if isinstance(state, tuple) else state)[-1]
+
+
+def init_weights(model: nn.Module) -> None:
+    """The one weight init of the recurrent and convolutional families.
+
+    Recurrent matrices orthogonal, other matrices Xavier-uniform, biases zero, the LSTM forget
+    gate biased to 1 (remember by default); embeddings keep N(0, 1) with a zero padding row.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            continue
+        for name, param in module.named_parameters(recurse=False):
+            if name.startswith("weight_hh"):
+                nn.init.orthogonal_(param)
+            elif param.dim() > 1:
+                nn.init.xavier_uniform_(param)
+            elif name.startswith("bias"):
+                nn.init.zeros_(param)
+            if isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
+                hidden = module.hidden_size
+                nn.init.ones_(param[hidden : 2 * hidden])  # gate order: input, forget, cell, out
+
+
+class RNNEncoder(nn.Module):
+    """Embeds the source and runs a GRU/LSTM over its real tokens only (packed sequences).
+
+    A bidirectional encoder gives each direction hidden/2 units, so outputs and final states
+    are ``hidden`` wide either way; the final state of a layer concatenates both directions.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int,
+        hidden: int,
+        layers: int,
+        cell: str,
+        bidirectional: bool,
+        dropout: float,
+        pad_id: int,
+    ):
+        super().__init__()
+        if bidirectional and hidden % 2:
+            raise ValueError(f"hidden={hidden}; allowed: an even number when bidirectional")
+        self.pad_id = pad_id
+        self.directions = 2 if bidirectional else 1
+        width = hidden // self.directions  # per direction
+        self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = make_rnn(cell, emb_dim, width, layers, dropout, bidirectional)
+
+    def forward(self, src: Tensor) -> tuple[Tensor, Tensor, State]:
+        """src: (B, S) -> states (B, S, H) (zero on padding), mask (B, S), final state (B, L, H)."""
+        mask = src != self.pad_id  # (B, S)
+        x = self.dropout(self.embed(src))  # (B, S, E)
+        lengths = mask.sum(dim=1).cpu()  # (B,)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        return states, mask, _map_state(final, self._merge_directions)  # (B, S, H), ...
+
+    def _merge_directions(self, final: Tensor) -> Tensor:
+        """(L * dirs, B, H / dirs) -> (B, L, H), forward and backward halves side by side."""
+        _, batch, width = final.shape
+        final = final.view(-1, self.directions, batch, width)  # (L, dirs, B, H/dirs)
+        return final.permute(2, 0, 1, 3).reshape(batch, -1, self.directions * width)  # (B, L, H)
+
+
+class RNNEncoderDecoder(nn.Module):
+    """Encoder-decoder with a fixed context (notes §2.3; Cho et al. 2014).
+
+    The decoder sees the source only through the encoder's final state: it starts from it, and
+    its top layer c = h_T is concatenated to every decoder input, so p(y_t | y_<t, c).
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        pad_id: int = 0,
+        emb_dim: int = 64,
+        hidden: int = 128,
+        layers: int = 1,
+        cell: str = "gru",
+        bidirectional: bool = True,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.encoder = RNNEncoder(
+            src_vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id
+        )
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, emb_dim, padding_idx=pad_id)
+        self.decoder = make_rnn(cell, emb_dim + hidden, hidden, layers, dropout, False)
+        self.dropout = nn.Dropout(dropout)
+        self.generator = nn.Linear(hidden, tgt_vocab_size)
+        init_weights(self)
+
+    def encode(self, src: Tensor) -> State:
+        """src: (B, S) -> the fixed context: the encoder's final state (B, L, H) (LSTM: (h, c))."""
+        return self.encoder(src)[2]
+
+    def decode(self, tgt_in: Tensor, memory: State) -> Tensor:
+        """tgt_in: (B, T) ids starting with BOS -> logits (B, T, V_tgt)."""
+        state = layer_first(memory)  # (L, B, H)
+        context = top_hidden(state)  # (B, H), c = h_T
+        y = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
+        inputs = torch.cat([y, context[:, None].expand(-1, y.size(1), -1)], dim=-1)  # (B, T, E+H)
+        out, _ = self.decoder(inputs, state)  # (B, T, H)
+        return self.generator(self.dropout(out))  # (B, T, V)
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
+        return self.decode(tgt_in, self.encode(src))
+
+
+@dataclass
+class EncodedSource:
+    """What an attention decoder reads: every source state, not one vector."""
+
+    states: Tensor  # (B, S, K) keys and values
+    mask: Tensor  # (B, S) True on real source tokens
+    state: State  # the decoder's initial state, (B, L, H)
+
+
+class AttentionDecoder(nn.Module):
+    """Bahdanau decoder (notes §3.2): at step t the previous state s_{t-1} attends over the
+    source states, and the context c_t joins the input embedding; logits come from [s_t; c_t].
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int,
+        hidden: int,
+        key_dim: int,
+        layers: int,
+        cell: str,
+        dropout: float,
+        score: str,
+        pad_id: int,
+    ):
+        super().__init__()
+        self.layers = layers
+        self.cell = cell
+        self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
+        self.attention = Attention(score, hidden, key_dim, hidden)
+        self.rnn = make_rnn(cell, emb_dim + key_dim, hidden, layers, dropout, False)
+        self.dropout = nn.Dropout(dropout)
+        self.generator = nn.Linear(hidden + key_dim, vocab_size)
+
+    def initial_state(self, summary: Tensor) -> State:
+        """A source summary (B, H) -> initial state (B, L, H), the same for every layer."""
+        h = summary[:, None].expand(-1, self.layers, -1).contiguous()  # (B, L, H)
+        return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
+
+    def forward(self, tgt_in: Tensor, memory: EncodedSource) -> tuple[Tensor, Tensor]:
+        """tgt_in: (B, T) -> logits (B, T, V) and attention weights (B, T, S)."""
+        y = self.dropout(self.embed(tgt_in))  # (B, T, E)
+        state = layer_first(memory.state)  # (L, B, H)
+        outputs, weights = [], []
+        for t in range(tgt_in.size(1)):
+            context, alpha = self.attention(top_hidden(state), memory.states, memory.mask)
+            step_in = torch.cat([y[:, t], context], dim=-1)[:, None]  # (B, 1, E+K)
+            out, state = self.rnn(step_in, state)  # (B, 1, H)
+            outputs.append(torch.cat([out[:, 0], context], dim=-1))  # (B, H+K)
+            weights.append(alpha)  # (B, S)
+        features = torch.stack(outputs, dim=1)  # (B, T, H+K)
+        return self.generator(self.dropout(features)), torch.stack(weights, dim=1)
+
+
+class AttendingSeq2Seq(nn.Module, ABC):
+    """What every encoder + AttentionDecoder model shares; subclasses define ``encode``."""
+
+    decoder: AttentionDecoder
+
+    @abstractmethod
+    def encode(self, src: Tensor) -> EncodedSource:
+        """src: (B, S) -> the source states, mask and the decoder's initial state."""
+
+    def decode(self, tgt_in: Tensor, memory: EncodedSource) -> Tensor:
+        """tgt_in: (B, T) ids starting with BOS -> logits (B, T, V_tgt)."""
+        return self.decoder(tgt_in, memory)[0]
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
+        return self.decode(tgt_in, self.encode(src))
+
+    @torch.no_grad()
+    def cross_attention(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Attention weights as (layers=1, B, heads=1, T, S), the layout of AttentionMaps."""
+        return self.decoder(tgt_in, self.encode(src))[1][None, :, None]
+
+
+class AttentionSeq2Seq(AttendingSeq2Seq):
+    """RNN encoder + Bahdanau attention decoder (Bahdanau et al. 2014; notes §3).
+
+    ``score`` names the alignment model a(s, h): additive (the paper's), dot, general or
+    scaled_dot. The decoder starts from the encoder's final state.
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        pad_id: int = 0,
+        emb_dim: int = 64,
+        hidden: int = 128,
+        layers: int = 1,
+        cell: str = "gru",
+        bidirectional: bool = True,
+        dropout: float = 0.1,
+        score: str = "additive",
+    ):
+        super().__init__()
+        self.encoder = RNNEncoder(
+            src_vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id
+        )
+        self.decoder = AttentionDecoder(
+            tgt_vocab_size, emb_dim, hidden, hidden, layers, cell, dropout, score, pad_id
+        )
+        init_weights(self)
+
+    def encode(self, src: Tensor) -> EncodedSource:
+        """src: (B, S) -> states (B, S, H), mask (B, S) and the final state (B, L, H)."""
+        return EncodedSource(*self.encoder(src))
+
+
+class RNNClassifier(nn.Module):
+    """GRU/LSTM sequence classifier.
+
+    ``pooling="last"`` reads the final state, i.e. the state at the last real token (both
+    directions' final states if bidirectional); ``"mean"`` averages the states of real tokens.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        emb_dim: int = 64,
+        hidden: int = 128,
+        layers: int = 1,
+        cell: str = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.1,
+        pooling: str = "last",
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r}; allowed: {', '.join(POOLINGS)}")
+        self.pooling = pooling
+        self.encoder = RNNEncoder(
+            vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_classes)
+        init_weights(self)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (B, S) -> logits (B, num_classes)."""
+        states, mask, final = self.encoder(tokens)  # (B, S, H), (B, S), (B, L, H)
+        if self.pooling == "last":
+            features = top_hidden(layer_first(final))  # (B, H)
+        else:
+            weights = mask[..., None].float()  # (B, S, 1)
+            features = (states * weights).sum(1) / weights.sum(1)  # (B, H)
+        return self.head(self.dropout(features))  # (B, C)

@@ -1,0 +1,1 @@
+"""A Hydra Sweeper on Optuna: search spaces, pruning through the storage, resume, MLflow parents."""

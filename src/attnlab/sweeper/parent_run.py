@@ -1,0 +1,139 @@
+"""The MLflow side of a sweep: one parent run per study, trial states on the child runs,
+best parameters and Optuna's plots as the parent's artifacts.
+
+Runs are handled through MlflowClient, never the fluent API, so the in-process jobs can open
+their own (child) runs with ``mlflow.start_run`` while the parent stays open.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import yaml  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import RunStatus  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+
+PARENT_TAG = "attnlab.sweep_parent"
+PLOTS = {
+    "optimization_history": optuna_plots.plot_optimization_history,
+    "param_importances": optuna_plots.plot_param_importances,
+    "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
+}
+
+
+def summary(study: optuna.Study) -> dict:
+    """Counts per state and the best trial, as written to the sweep's YAML."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {
+        state.name: sum(t.state == state for t in trials) for state in optuna.trial.TrialState
+    }
+    result = {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "trials": counts,
+    }
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        result["best_value"] = study.best_value
+        result["best_params"] = study.best_params
+        result["best_trial"] = study.best_trial.number
+    return result
+
+
+class SweepTracker:
+    """Parent MLflow run of a study; a no-op when the sweep's config has no MLflow logger."""
+
+    def __init__(self, client: MlflowClient | None, experiment_id: str | None, study: optuna.Study):
+        self.client, self.study = client, study
+        self.parent_run_id = None
+        if client is None:
+            return
+        found = client.search_runs(
+            [experiment_id],
+            f"tags.`{PARENT_TAG}` = '{study.study_name}'",
+            max_results=1,
+        )
+        if found:  # a resumed study continues under its first parent
+            self.parent_run_id = found[0].info.run_id
+            client.update_run(self.parent_run_id, RunStatus.to_string(RunStatus.RUNNING))
+        else:
+            run = client.create_run(
+                experiment_id,
+                run_name=f"sweep:{study.study_name}",
+                tags={PARENT_TAG: study.study_name, "optuna.study": study.study_name},
+            )
+            self.parent_run_id = run.info.run_id
+
+    @classmethod
+    def for_config(cls, config: DictConfig, study: optuna.Study) -> SweepTracker:
+        logger = config.get("logger") or {}
+        if not logger.get("_target_"):
+            return cls(None, None, study)
+        client = MlflowClient(logger.tracking_uri)
+        experiment = client.get_experiment_by_name(logger.experiment_name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(logger.experiment_name)
+        )
+        return cls(client, experiment_id, study)
+
+    def __enter__(self) -> SweepTracker:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.client is not None:
+            status = RunStatus.FINISHED if exc_type is None else RunStatus.FAILED
+            self.client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
+
+    def trial_done(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Tag the trial's child run with the state Optuna recorded."""
+        if self.client is None:
+            return
+        children = self.client.search_runs(
+            [self.client.get_run(self.parent_run_id).info.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' "
+            f"and tags.`optuna.trial_number` = '{trial.number}'",
+            max_results=1,
+        )
+        for child in children:
+            self.client.set_tag(child.info.run_id, "optuna.state", trial.state.name)
+        value = trial.value if trial.value is not None else float("nan")
+        if math.isfinite(value):
+            self.client.log_metric(self.parent_run_id, "trial_value", value, step=trial.number)
+
+    def finish(self, study: optuna.Study, sweep_dir: Path) -> None:
+        """Write the best parameters next to the sweep's jobs; log them and the plots."""
+        result = summary(study)
+        path = sweep_dir / "optimization_results.yaml"
+        path.write_text(yaml.safe_dump(result, sort_keys=False))
+        print(f"sweep {study.study_name}: {result['trials']} -> {path}")
+        if self.client is None:
+            return
+        self.client.log_artifact(self.parent_run_id, str(path))
+        for state, count in result["trials"].items():
+            self.client.log_metric(self.parent_run_id, f"trials_{state.lower()}", count)
+        if "best_value" in result:
+            self.client.log_metric(self.parent_run_id, "best_value", result["best_value"])
+            for key, value in result["best_params"].items():
+                self.client.set_tag(self.parent_run_id, f"best.{key}", str(value))
+        for name, plot in PLOTS.items():
+            try:
+                with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    axes = plot(study)
+            except (ValueError, RuntimeError) as reason:  # e.g. too few complete trials
+                print(f"sweep plot {name} skipped: {reason}")
+                continue
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            self.client.log_figure(self.parent_run_id, figure, f"plots/{name}.png")
+            plt.close(figure)

@@ -1,0 +1,40 @@
+"""The job side of a sweep: find the trial named in ``cfg.trial`` and prune it from Lightning."""
+
+from __future__ import annotations
+
+import optuna
+from omegaconf import DictConfig
+from optuna_integration import PyTorchLightningPruningCallback
+
+from attnlab.sweeper.study import PRUNER_ATTR, make_pruner
+
+
+def load_trial(cfg: DictConfig) -> optuna.Trial:
+    """The running trial, reached through the storage (works in any launcher's process).
+
+    A pruner is not stored with a study, so the sweeper saves its spec as a study attribute
+    and the job builds the same pruner from it.
+    """
+    study = optuna.load_study(study_name=cfg.trial.study_name, storage=cfg.trial.storage)
+    pruner = make_pruner(study.user_attrs[PRUNER_ATTR])
+    study = optuna.load_study(
+        study_name=cfg.trial.study_name, storage=cfg.trial.storage, pruner=pruner
+    )
+    return optuna.Trial(study, cfg.trial.id)
+
+
+def pruning_monitor(cfg: DictConfig) -> str:
+    """The validation twin of the objective: test/error -> val/error."""
+    return "val/" + cfg.objective.metric.split("/", 1)[1]
+
+
+def pruning_callback(cfg: DictConfig) -> PyTorchLightningPruningCallback:
+    """Optuna's Lightning callback: report the monitor each validation, raise TrialPruned."""
+    return PyTorchLightningPruningCallback(load_trial(cfg), monitor=pruning_monitor(cfg))
+
+
+def trial_tags(cfg: DictConfig) -> dict[str, str]:
+    tags = {"optuna.study": cfg.trial.study_name, "optuna.trial_number": str(cfg.trial.number)}
+    if cfg.trial.get("parent_run_id"):
+        tags["mlflow.parentRunId"] = cfg.trial.parent_run_id
+    return tags

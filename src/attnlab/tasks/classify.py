@@ -1,0 +1,94 @@
+"""Classification of whole inputs (images, sequences): cross-entropy, accuracy and error."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassHammingDistance
+
+from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
+
+
+class ClassifyTask(BaseTask):
+    """Trains any model with ``forward(x) -> logits (B, num_classes)``.
+
+    Batches are ``(x, y)`` or ``(x, y, group)`` with ``group`` (B,) a bucket index (a length,
+    a distance); given ``group_names``, validation and test also report accuracy per bucket.
+    Error is 1 - accuracy (torchmetrics' Hamming distance), the quantity of He et al.'s plots.
+    """
+
+    metric_names = ("loss", "acc", "error")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        label_smoothing: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        group_names: list[str] | None = None,
+    ):
+        super().__init__(model, optimizer, scheduler)
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "error": MulticlassHammingDistance(num_classes, average="micro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.group_names = list(group_names or [])
+        self.group_metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleList(
+                    MulticlassAccuracy(num_classes, average="micro") for _ in self.group_names
+                )
+                for split in ("val", "test")
+            }
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)  # (B, num_classes)
+
+    def _step(self, batch, split: str) -> Tensor:
+        x, y = batch[0], batch[1]
+        logits = self.model(x)  # (B, num_classes)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        size = y.size(0)
+        preds = logits.argmax(-1)  # (B,)
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(preds, y)
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, batch_size=size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
+        if len(batch) > 2 and split in self.group_metrics:
+            self._update_groups(preds, y, batch[2], split)
+        return loss
+
+    def _update_groups(self, preds: Tensor, target: Tensor, group: Tensor, split: str) -> None:
+        for index, (name, metric) in enumerate(
+            zip(self.group_names, self.group_metrics[split], strict=True)
+        ):
+            in_group = group == index  # (B,)
+            if in_group.any():
+                metric.update(preds[in_group], target[in_group])
+                self.log(
+                    f"{split}/acc_by_group/{name}",
+                    metric,
+                    on_epoch=True,
+                    batch_size=int(in_group.sum()),
+                )
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self.regularized(self._step(batch, "train"))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")

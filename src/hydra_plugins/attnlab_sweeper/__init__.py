@@ -1,0 +1,1 @@
+"""attnlab's Hydra plugins: ``hydra/sweeper=optuna`` (see optuna_sweeper.py)."""

@@ -1,0 +1,209 @@
+"""OptunaSweeper: Hydra's multirun asks Optuna for values and reports outcomes to the study.
+
+Hydra only instantiates plugins defined under the ``hydra_plugins`` package, so the class lives
+here; the search space, study, tracking and job-side pieces live in ``attnlab.sweeper``.
+
+Each job learns its trial through overrides (``++trial.*``) and reaches it through the storage,
+so pruning works with any launcher, in-process or not. A heartbeat thread keeps the trials of
+a batch alive; trials of a killed sweep stop beating and are failed when any sweep resumes.
+"""
+
+import math
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from attnlab.errors import ConfigError
+from attnlab.sweeper.parent_run import SweepTracker
+from attnlab.sweeper.search_space import search_space
+from attnlab.sweeper.study import PRUNER_ATTR, make_pruner, make_sampler, make_storage
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.attnlab_sweeper.optuna_sweeper.OptunaSweeper"
+    study_name: str = "${task_name}"
+    storage: str = "sqlite:///optuna.db"
+    direction: str = "${objective.direction}"
+    n_trials: int = 20
+    n_jobs: int = 1
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
+    params: dict[str, str] = field(default_factory=dict)
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="attnlab"
+)
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        study_name: str,
+        storage: str,
+        direction: str,
+        n_trials: int,
+        n_jobs: int,
+        sampler: dict,
+        pruner: dict,
+        params: dict,
+        heartbeat_interval: int,
+        grace_period: int,
+    ):
+        if n_trials <= 0:
+            raise ConfigError("hydra.sweeper.n_trials", n_trials, "must be > 0")
+        if n_jobs <= 0:
+            raise ConfigError("hydra.sweeper.n_jobs", n_jobs, "must be > 0")
+        if direction not in ("minimize", "maximize"):
+            raise ConfigError("hydra.sweeper.direction", direction, "one of minimize, maximize")
+        self.study_name, self.storage_url, self.direction = study_name, storage, direction
+        self.n_trials, self.n_jobs = n_trials, n_jobs
+        self.sampler_spec = (
+            OmegaConf.to_container(sampler) if isinstance(sampler, DictConfig) else sampler
+        )
+        self.pruner_spec = (
+            OmegaConf.to_container(pruner) if isinstance(pruner, DictConfig) else pruner
+        )
+        self.params = dict(params or {})
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+
+    def _open_study(self, space: dict) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+        storage = make_storage(self.storage_url, self.heartbeat_interval, self.grace_period)
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=make_sampler(self.sampler_spec, space),
+            pruner=make_pruner(self.pruner_spec),
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        study.set_user_attr(PRUNER_ATTR, self.pruner_spec)
+        with warnings.catch_warnings():  # experimental since Optuna 2.9, still the way
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # trials of a killed sweep: RUNNING -> FAIL
+        return study, storage
+
+    def sweep(self, arguments: list[str]) -> list[float | None]:
+        fixed, space = search_space(self.params, arguments)
+        study, storage = self._open_study(space)
+        tracker = SweepTracker.for_config(self.config, study)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        values: list[float | None] = []
+        with tracker:
+            while (remaining := self._remaining(study)) > 0:
+                trials = [self._ask(study, space) for _ in range(min(self.n_jobs, remaining))]
+                batch = [fixed + self._trial_overrides(t, tracker) for t in trials]
+                self.validate_batch_is_legal(batch)
+                with _Heartbeat(storage, [t._trial_id for t in trials], self.heartbeat_interval):
+                    returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
+                self.job_idx += len(returns)
+                for trial, job in zip(trials, returns, strict=True):
+                    values.append(self._tell(study, trial, job))
+                    tracker.trial_done(study.trials[trial.number])
+            tracker.finish(study, self.sweep_dir)
+        return values
+
+    def _ask(self, study: optuna.Study, space: dict) -> optuna.Trial:
+        """A new trial, sampled with seed + the study's trial count.
+
+        A resumed sweep (or another worker) would otherwise restart the sampler's random
+        stream and propose the points already tried; samplers read the rest from storage.
+        """
+        spec = dict(self.sampler_spec)
+        if spec.get("seed") is not None:
+            spec["seed"] += len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(spec, space)
+        with warnings.catch_warnings():  # heartbeats are sent by _Heartbeat, not Study.optimize
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            return study.ask(space)
+
+    def _remaining(self, study: optuna.Study) -> int:
+        """Trials still to start; finished and running ones of every worker count."""
+        started = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
+        return self.n_trials - len(started)
+
+    def _trial_overrides(self, trial: optuna.Trial, tracker: SweepTracker) -> list[str]:
+        sampled = [f"{key}={_override_value(value)}" for key, value in trial.params.items()]
+        link = [
+            f"++trial.study_name={self.study_name}",
+            f"++trial.storage='{self.storage_url}'",
+            f"++trial.number={trial.number}",
+            f"++trial.id={trial._trial_id}",
+        ]
+        if tracker.parent_run_id:
+            link.append(f"++trial.parent_run_id={tracker.parent_run_id}")
+        return sampled + link
+
+    @staticmethod
+    def _tell(study: optuna.Study, trial: optuna.Trial, job) -> float | None:
+        """Record one job's outcome: COMPLETE with its value, PRUNED, or FAIL with its error."""
+        if job.status == JobStatus.COMPLETED:
+            value = job.return_value
+            if isinstance(value, int | float) and math.isfinite(value):
+                study.tell(trial, float(value))
+                return float(value)
+            trial.set_user_attr("error", f"objective is not a finite number: {value!r}")
+        elif isinstance(job._return_value, optuna.TrialPruned):
+            study.tell(trial, state=TrialState.PRUNED)
+            return None
+        else:
+            trial.set_user_attr("error", repr(job._return_value)[:2000])
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+
+
+def _override_value(value: Any) -> str:
+    """A sampled value as Hydra override text (strings quoted so '1e-3' stays a string)."""
+    if isinstance(value, str):
+        return value if value.isidentifier() else f"'{value}'"
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+class _Heartbeat:
+    """Record a heartbeat for each running trial every ``interval`` seconds while in the block."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_ids: list[int], interval: int):
+        self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            for trial_id in self.trial_ids:
+                self.storage.record_heartbeat(trial_id)
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()

@@ -1,0 +1,228 @@
+"""Image data: digits splits and augmentation, and readers of the official CIFAR/IDX formats."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from attnlab.data.images import (
+    CIFAR10_BATCHES,
+    CIFAR10_FOLDER,
+    IDX_FILES,
+    CIFAR10DataModule,
+    DigitsDataModule,
+    MNISTDataModule,
+    random_crop,
+    read_cifar10,
+    read_idx,
+    read_mnist,
+)
+from attnlab.errors import ConfigError
+
+N_DIGITS = 1797
+
+
+def write_cifar(root: Path, per_batch: int = 20) -> Path:
+    """The official layout: root/cifar-10-batches-py/data_batch_1..5 and test_batch."""
+    folder = root / CIFAR10_FOLDER
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [n for names in CIFAR10_BATCHES.values() for n in names]:
+        entry = {
+            b"batch_label": name.encode(),
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"labels": [i % 10 for i in range(per_batch)],
+            b"filenames": [f"{i}.png".encode() for i in range(per_batch)],
+        }
+        with (folder / name).open("wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    return folder
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int, gz: bool) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        raw = gzip.compress(raw)
+    path.write_bytes(raw)
+
+
+def write_mnist(root: Path, n: int = 40, size: int = 6, gz: bool = False) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for image_name, label_name in IDX_FILES.values():
+        write_idx(root / image_name, rng.integers(0, 256, (n, size, size)), 2051, gz)
+        write_idx(root / label_name, np.arange(n) % 4, 2049, gz)
+    return root
+
+
+def test_cifar_reader_reads_the_official_layout(tmp_path: Path):
+    folder = write_cifar(tmp_path)
+    splits = read_cifar10(tmp_path)
+    images, labels = splits["train"]
+    assert images.shape == (100, 3, 32, 32) and labels.shape == (100,)
+    assert splits["test"][0].shape == (20, 3, 32, 32)
+    with (folder / "data_batch_1").open("rb") as f:
+        row = pickle.load(f, encoding="bytes")[b"data"][0]
+    # Rows hold the red plane, then green, then blue, each row-major (32 x 32).
+    assert images[0, 0, 0, 1] == pytest.approx(row[1] / 255)
+    assert images[0, 1, 0, 0] == pytest.approx(row[1024] / 255)
+    assert images[0, 2, 31, 31] == pytest.approx(row[3071] / 255)
+    assert labels.dtype == torch.int64 and labels[:3].tolist() == [0, 1, 2]
+    assert read_cifar10(folder)["train"][0].shape == images.shape  # the folder itself works too
+
+
+def test_truncated_cifar_batch_is_a_config_error(tmp_path: Path):
+    folder = write_cifar(tmp_path)
+    path = folder / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ConfigError) as info:
+        read_cifar10(tmp_path)
+    assert info.value.key == "data.data_dir"
+    assert info.value.value == str(path)
+    assert "a complete CIFAR-10 python batch file" in info.value.allowed
+
+
+def test_cifar_batch_that_runs_code_is_refused(tmp_path: Path):
+    folder = write_cifar(tmp_path)
+    (folder / "test_batch").write_bytes(pickle.dumps(os.system))
+    with pytest.raises(ConfigError, match="test_batch"):
+        read_cifar10(tmp_path)
+
+
+def test_missing_cifar_folder_says_how_to_get_it(tmp_path: Path):
+    with pytest.raises(ConfigError, match="download\\('cifar10'"):
+        read_cifar10(tmp_path)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzipped"])
+def test_idx_reader(tmp_path: Path, gz: bool):
+    write_mnist(tmp_path, n=10, size=5, gz=gz)
+    splits = read_mnist(tmp_path)
+    images, labels = splits["train"]
+    assert images.shape == (10, 1, 5, 5) and labels.tolist() == [i % 4 for i in range(10)]
+    assert float(images.max()) <= 1.0
+    raw = read_idx(tmp_path / ("train-images-idx3-ubyte" + (".gz" if gz else "")), 2051)
+    assert raw.shape == (10, 5, 5)
+    torch.testing.assert_close(images[:, 0], torch.from_numpy(raw.copy()).float() / 255)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong magic"])
+def test_damaged_idx_file_is_a_config_error(tmp_path: Path, damage: str):
+    write_mnist(tmp_path, n=10)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-7] if damage == "truncated" else (2049).to_bytes(4, "big") + raw[4:])
+    with pytest.raises(ConfigError) as info:
+        read_mnist(tmp_path)
+    assert (info.value.key, info.value.value) == ("data.data_dir", str(path))
+    assert "IDX file with magic number 2051" in info.value.allowed
+
+
+def test_truncated_gzip_is_a_config_error(tmp_path: Path):
+    write_mnist(tmp_path, n=10, gz=True)
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(ConfigError, match="train-labels-idx1-ubyte.gz"):
+        read_mnist(tmp_path)
+
+
+def test_missing_idx_files_say_how_to_get_them(tmp_path: Path):
+    with pytest.raises(ConfigError, match="download\\('fashion_mnist'"):
+        read_mnist(tmp_path, "fashion_mnist")
+
+
+def test_file_data_modules_publish_dims(tmp_path: Path):
+    write_cifar(tmp_path / "cifar")
+    cifar = CIFAR10DataModule(data_dir=str(tmp_path / "cifar"), batch_size=8, val_fraction=0.2)
+    cifar.setup()
+    assert cifar.dims == {"in_channels": 3, "image_size": 32, "num_classes": 10}
+    assert {k: len(v) for k, v in cifar.datasets.items()} == {"train": 80, "val": 20, "test": 20}
+    write_mnist(tmp_path / "mnist", n=40, size=6, gz=True)
+    mnist = MNISTDataModule(data_dir=str(tmp_path / "mnist"), batch_size=8, val_fraction=0.2)
+    mnist.setup()
+    assert mnist.dims == {"in_channels": 1, "image_size": 6, "num_classes": 4}
+    images, labels = next(iter(mnist.train_dataloader()))
+    assert images.shape == (8, 1, 6, 6) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64
+
+
+def digits(**kwargs) -> DigitsDataModule:
+    module = DigitsDataModule(**kwargs)
+    module.setup()
+    return module
+
+
+def class_counts(module: DigitsDataModule, split: str) -> torch.Tensor:
+    return torch.bincount(module.datasets[split].tensors[1], minlength=10)
+
+
+def test_digits_dims_splits_and_stratification():
+    module = digits(test_fraction=0.2, val_fraction=0.1)
+    assert module.dims == {"in_channels": 1, "image_size": 8, "num_classes": 10}
+    sizes = {name: len(ds) for name, ds in module.datasets.items()}
+    assert sum(sizes.values()) == N_DIGITS
+    assert sizes["test"] == pytest.approx(0.2 * N_DIGITS, abs=1)
+    overall = sum(class_counts(module, s) for s in sizes).float() / N_DIGITS
+    for split, size in sizes.items():
+        expected = overall * size
+        assert (class_counts(module, split) - expected).abs().max() <= 1.5, split
+    train = module.datasets["train"].tensors[0]
+    assert abs(float(train.mean())) < 1e-4 and abs(float(train.std()) - 1) < 1e-3
+
+
+def test_digits_are_seeded():
+    a, b, c = digits(seed=1), digits(seed=1), digits(seed=2)
+    torch.testing.assert_close(a.datasets["test"].tensors[0], b.datasets["test"].tensors[0])
+    assert not torch.equal(a.datasets["test"].tensors[1], c.datasets["test"].tensors[1])
+
+
+def test_digits_resize_and_pad():
+    module = digits(image_size=16, pad=2)
+    assert module.dims["image_size"] == 20
+    images = module.datasets["val"].tensors[0]
+    assert images.shape[1:] == (1, 20, 20)
+    assert images[:, :, :2].abs().max() == 0 and images[:, :, :, -2:].abs().max() == 0
+
+
+def test_train_fraction_subsets_only_the_training_split():
+    full, half = digits(), digits(train_fraction=0.5)
+    assert len(half.datasets["train"]) == pytest.approx(len(full.datasets["train"]) / 2, abs=1)
+    assert (class_counts(half, "train") - class_counts(full, "train") / 2).abs().max() <= 1
+    for split in ("val", "test"):
+        torch.testing.assert_close(half.datasets[split].tensors[1], full.datasets[split].tensors[1])
+    with pytest.raises(ConfigError, match="data.train_fraction=0.001"):
+        digits(train_fraction=0.001)
+
+
+def test_augmentation_only_on_training_batches():
+    module = digits(random_crop_padding=1, hflip=True, gaussian_noise=0.5)
+    batch = next(iter(module.val_dataloader()))
+    module.trainer = SimpleNamespace(training=False)
+    assert module.on_after_batch_transfer(batch, 0) is batch
+    module.trainer = SimpleNamespace(training=True)
+    images, labels = module.on_after_batch_transfer(batch, 0)
+    assert images.shape == batch[0].shape and labels is batch[1]
+    assert not torch.allclose(images, batch[0])
+    plain = digits()
+    plain.trainer = SimpleNamespace(training=True)
+    torch.testing.assert_close(plain.on_after_batch_transfer(batch, 0)[0], batch[0])
+
+
+def test_random_crop_takes_a_window_of_the_padded_image():
+    torch.manual_seed(0)
+    images = torch.randn(16, 2, 5, 5)
+    crops = random_crop(images, padding=2)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for image, crop in zip(padded, crops, strict=True):
+        windows = [image[:, i : i + 5, j : j + 5] for i in range(5) for j in range(5)]
+        assert any(torch.equal(crop, w) for w in windows)
+    torch.testing.assert_close(random_crop(images, padding=0), images)

@@ -1,0 +1,279 @@
+"""Every seq2seq model x every score function, every classifier, beam search, receptive fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from attnlab.models.attention import SCORES, Attention, make_score
+from attnlab.models.conv import ConvClassifier, ConvEncoderAttentionDecoder, ConvStack
+from attnlab.models.decoding import batch_select, beam_search, greedy_decode
+from attnlab.models.rnn import (
+    AttentionSeq2Seq,
+    RNNClassifier,
+    RNNEncoderDecoder,
+    make_rnn,
+)
+from attnlab.models.transformer import Seq2SeqTransformer, TransformerClassifier
+
+SRC_V, TGT_V, PAD = 20, 12, 0
+SMALL = dict(emb_dim=8, hidden=16, dropout=0.0)
+
+# name -> (class, hyperparameters); models with a ``score`` are built once per score function.
+SEQ2SEQ_MODELS = {
+    "rnn_gru": (RNNEncoderDecoder, dict(SMALL, cell="gru")),
+    "rnn_lstm_2layers_unidirectional": (
+        RNNEncoderDecoder,
+        dict(SMALL, cell="lstm", layers=2, bidirectional=False),
+    ),
+    "attention_gru": (AttentionSeq2Seq, dict(SMALL, cell="gru")),
+    "attention_lstm_2layers": (AttentionSeq2Seq, dict(SMALL, cell="lstm", layers=2)),
+    "conv_attention": (
+        ConvEncoderAttentionDecoder,
+        dict(emb_dim=8, channels=16, kernel=3, dilation=2, depth=3, dropout=0.0),
+    ),
+    "transformer": (
+        Seq2SeqTransformer,
+        dict(d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=32, dropout=0.0),
+    ),
+}
+CLASSIFIERS = {
+    "rnn_lstm_last": (RNNClassifier, dict(SMALL, cell="lstm")),
+    "rnn_bigru_mean": (RNNClassifier, dict(SMALL, cell="gru", bidirectional=True, pooling="mean")),
+    "conv_causal": (ConvClassifier, dict(channels=16, kernel=3, dilation=2, depth=3, dropout=0.0)),
+    "conv_plain": (
+        ConvClassifier,
+        dict(channels=16, kernel=2, dilation=1, depth=2, causal=False, residual=False, dropout=0.0),
+    ),
+    "transformer_mean": (
+        TransformerClassifier,
+        dict(d_model=16, heads=2, layers=1, d_ff=32, dropout=0.0),
+    ),
+    "transformer_cls_learned_prenorm": (
+        TransformerClassifier,
+        dict(
+            d_model=16,
+            heads=2,
+            layers=1,
+            d_ff=32,
+            dropout=0.0,
+            pooling="first",
+            positional="learned",
+            norm_first=True,
+        ),
+    ),  # fmt: skip
+}
+
+
+def takes(cls: type, name: str) -> bool:
+    return name in inspect.signature(cls).parameters
+
+
+SEQ2SEQ_CASES = [
+    pytest.param(cls, dict(kwargs, score=score), id=f"{name}-{score}")
+    for name, (cls, kwargs) in SEQ2SEQ_MODELS.items()
+    if takes(cls, "score")
+    for score in SCORES
+] + [
+    pytest.param(cls, kwargs, id=name)
+    for name, (cls, kwargs) in SEQ2SEQ_MODELS.items()
+    if not takes(cls, "score")
+]
+CLASSIFIER_CASES = [
+    pytest.param(cls, kwargs, id=name) for name, (cls, kwargs) in CLASSIFIERS.items()
+]
+
+
+def build(cls: type, kwargs: dict) -> nn.Module:
+    torch.manual_seed(0)
+    if takes(cls, "num_classes"):
+        return cls(vocab_size=SRC_V, num_classes=3, pad_id=PAD, **kwargs)
+    return cls(src_vocab_size=SRC_V, tgt_vocab_size=TGT_V, pad_id=PAD, **kwargs)
+
+
+def assert_every_parameter_learns(model: nn.Module) -> None:
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("cls, kwargs", SEQ2SEQ_CASES)
+def test_seq2seq_shape_loss_and_gradients(cls, kwargs):
+    model = build(cls, kwargs).train()
+    src, tgt = torch.randint(1, SRC_V, (3, 7)), torch.randint(1, TGT_V, (3, 5))
+    src[0, 5:] = PAD
+    logits = model(src, tgt)
+    assert logits.shape == (3, 5, TGT_V)
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), torch.randint(1, TGT_V, (15,)))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert_every_parameter_learns(model)
+
+
+@pytest.mark.parametrize("cls, kwargs", SEQ2SEQ_CASES)
+def test_seq2seq_decoder_is_causal(cls, kwargs):
+    model = build(cls, kwargs).eval()
+    src, tgt = torch.randint(1, SRC_V, (2, 6)), torch.randint(1, TGT_V, (2, 6))
+    changed = tgt.clone()
+    changed[:, 4:] = (tgt[:, 4:] % (TGT_V - 1)) + 1  # different real tokens
+    # Changing tokens 4..5 may only change the logits at positions 4..5.
+    torch.testing.assert_close(model(src, tgt)[:, :4], model(src, changed)[:, :4])
+    assert not torch.allclose(model(src, tgt)[:, 4:], model(src, changed)[:, 4:])
+
+
+@pytest.mark.parametrize("cls, kwargs", SEQ2SEQ_CASES)
+def test_seq2seq_ignores_source_padding(cls, kwargs):
+    model = build(cls, kwargs).eval()
+    src = torch.randint(1, SRC_V, (2, 5))
+    padded = torch.cat([src, torch.full((2, 3), PAD)], dim=1)
+    tgt = torch.randint(1, TGT_V, (2, 4))
+    torch.testing.assert_close(model(src, tgt), model(padded, tgt), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls, kwargs", SEQ2SEQ_CASES)
+def test_beam_width_1_is_greedy(cls, kwargs):
+    model = build(cls, kwargs).eval()
+    src = torch.randint(1, SRC_V, (4, 6))
+    src[1, 4:] = PAD
+    args = (model, src, 1, 2, PAD, 7)
+    greedy = greedy_decode(*args)
+    assert torch.equal(beam_search(*args, width=1), greedy)
+    wide = beam_search(*args, width=3, length_penalty=0.6)
+    assert wide.size(0) == 4 and wide.size(1) <= 7
+
+
+def test_beam_search_finds_a_better_sequence_than_greedy():
+    """A toy decoder where the greedy first step leads into a worse continuation."""
+
+    class Toy(nn.Module):
+        def encode(self, src):
+            return src
+
+        def decode(self, tgt_in, memory):
+            log_p = torch.full((tgt_in.size(0), tgt_in.size(1), 4), -20.0)  # (B, T, V)
+            log_p[:, 0, 3] = torch.tensor(0.6).log()  # first token 3 (greedy) ...
+            log_p[:, 0, 1] = torch.tensor(0.4).log()
+            if tgt_in.size(1) > 1:
+                after_3 = tgt_in[:, 1] == 3  # ... but after 3, EOS (2) is uncertain
+                log_p[after_3, 1, 2] = torch.tensor(0.3).log()
+                log_p[after_3, 1, 1] = torch.tensor(0.35).log()
+                log_p[after_3, 1, 3] = torch.tensor(0.35).log()
+                log_p[~after_3, 1, 2] = 0.0  # after 1, EOS is certain
+            log_p[:, 2:, 2] = 0.0
+            return log_p
+
+    src = torch.zeros(1, 1, dtype=torch.long)
+    assert greedy_decode(Toy(), src, 0, 2, 0, 3)[0, 0] == 3
+    assert beam_search(Toy(), src, 0, 2, 0, 3, width=2).tolist() == [[1, 2, 0]]
+
+
+@pytest.mark.parametrize("width", [0, -1])
+def test_beam_width_below_1_is_rejected(width):
+    model = build(*SEQ2SEQ_MODELS["attention_gru"]).eval()
+    with pytest.raises(ValueError, match=f"width={width}"):
+        beam_search(model, torch.randint(1, SRC_V, (1, 3)), 1, 2, PAD, 4, width=width)
+
+
+def test_batch_select_handles_tensors_tuples_and_dataclasses():
+    @dataclasses.dataclass
+    class Memory:
+        states: torch.Tensor
+        state: tuple
+        note: str = "kept"
+
+    memory = Memory(torch.arange(3)[:, None], (torch.arange(3), torch.arange(3) * 10))
+    picked = batch_select(memory, torch.tensor([2, 2, 0]))
+    assert picked.states[:, 0].tolist() == [2, 2, 0]
+    assert picked.state[1].tolist() == [20, 20, 0]
+    assert picked.note == "kept"
+
+
+@pytest.mark.parametrize("cls, kwargs", CLASSIFIER_CASES)
+def test_classifier_shape_gradients_and_padding(cls, kwargs):
+    model = build(cls, kwargs).train()
+    tokens = torch.randint(1, SRC_V, (4, 9))
+    tokens[0, 6:] = PAD
+    logits = model(tokens)
+    assert logits.shape == (4, 3)
+    nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+    assert_every_parameter_learns(model)
+    model.eval()
+    padded = torch.cat([tokens, torch.full((4, 3), PAD)], dim=1)
+    torch.testing.assert_close(model(tokens), model(padded), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_attention_weights_are_distributions_with_zero_on_padding(name):
+    torch.manual_seed(0)
+    attention = Attention(name, query_dim=8, key_dim=8, attn_dim=6)
+    keys, mask = torch.randn(2, 5, 8), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    context, weights = attention(torch.randn(2, 8), keys, mask)
+    assert context.shape == (2, 8) and weights.shape == (2, 5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
+    assert weights[1, 3:].abs().max() == 0
+    torch.testing.assert_close(context, (weights[..., None] * keys).sum(1))
+
+
+def test_scores_compute_their_formulas():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 4), torch.randn(2, 3, 4)
+    dot = (k * q[:, None]).sum(-1)  # (B, S)
+    torch.testing.assert_close(make_score("dot", 4, 4, 4)(q, k), dot)
+    torch.testing.assert_close(make_score("scaled_dot", 4, 4, 4)(q, k), dot / 2)
+    general = make_score("general", 4, 4, 4)
+    torch.testing.assert_close(
+        general(q, k), torch.einsum("bd,de,bse->bs", q, general.key.weight, k)
+    )
+    additive = make_score("additive", 4, 4, 5)
+    expected = additive.v(torch.tanh(additive.query(q)[:, None] + additive.key(k))).squeeze(-1)
+    torch.testing.assert_close(additive(q, k), expected)
+
+
+def test_unknown_names_are_rejected():
+    with pytest.raises(ValueError, match="score='cosine'.*additive, dot, general, scaled_dot"):
+        make_score("cosine", 4, 4, 4)
+    with pytest.raises(ValueError, match="cell='rnn'"):
+        make_rnn("rnn", 4, 4, 1, 0.0, False)
+    with pytest.raises(ValueError, match="query_dim == key_dim"):
+        make_score("dot", 4, 6, 4)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("kernel, dilation, depth", [(3, 1, 3), (2, 2, 4), (3, 2, 3), (5, 3, 2)])
+def test_receptive_field_matches_gradient_reach(kernel, dilation, depth, causal):
+    """The output at the last position has nonzero gradient exactly on its receptive field."""
+    torch.manual_seed(0)
+    stack = ConvStack(8, kernel, dilation, depth, causal, residual=True, dropout=0.0)
+    length = stack.receptive_field + 10
+    x = torch.randn(1, length, 8, requires_grad=True)
+    position = length - 1 if causal else length // 2
+    stack(x, torch.ones(1, length, dtype=torch.bool))[0, position].sum().backward()
+    reached = (x.grad[0].abs().sum(-1) > 0).nonzero().flatten().tolist()
+    assert len(reached) == stack.receptive_field
+    assert reached == list(range(reached[0], reached[0] + stack.receptive_field))
+    if causal:
+        assert reached[-1] == position
+
+
+def test_conv_classifier_is_blind_beyond_its_receptive_field():
+    model = build(*CLASSIFIERS["conv_causal"]).eval()  # kernel 3, dilation 2, depth 3 -> 15
+    assert model.receptive_field == 15
+    tokens = torch.randint(1, SRC_V, (1, 30))
+    changed = tokens.clone()
+    changed[0, : 30 - 15] = torch.randint(1, SRC_V, (15,))  # everything out of reach
+    torch.testing.assert_close(model(tokens), model(changed))
+    changed[0, 30 - 15] = tokens[0, 30 - 15] % (SRC_V - 1) + 1  # the first token in reach
+    assert not torch.allclose(model(tokens), model(changed))
+
+
+def test_attention_model_exposes_cross_attention_for_plots():
+    model = build(*SEQ2SEQ_MODELS["attention_gru"]).eval()
+    src = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
+    weights = model.cross_attention(src, torch.tensor([[1, 4, 5], [1, 4, 5]]))
+    assert weights.shape == (1, 2, 1, 3, 5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 1, 3))
+    assert weights[0, 0, ..., 3:].abs().max() == 0

@@ -1,0 +1,233 @@
+"""The Optuna sweeper: studies, pruning, failures, resume, MLflow parents, bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from attnlab.cli import main
+from attnlab.sweeper.search_space import search_space
+from hydra_plugins.attnlab_sweeper.optuna_sweeper import OptunaSweeper
+
+FAST = ["debug=limit", "logger.log_model=false", "callbacks.attention_maps=null"]
+
+
+def load(storage: str = "sqlite:///optuna.db", name: str = "transformer_dates") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def sweep_command(tiny, *extra: str) -> list[str]:
+    return ["train", "-m", "+sweep=transformer", *tiny, *FAST, *extra]
+
+
+def test_sweep_records_trials_pruning_and_mlflow_children(tiny, tracking_uri, tmp_path):
+    main(
+        sweep_command(
+            tiny,
+            "hydra.sweeper.n_trials=5",
+            "objective.metric=test/loss",
+            "objective.direction=minimize",
+            "trainer.max_epochs=3",
+            "hydra.sweeper.pruner.n_startup_trials=1",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+        )
+    )
+    trials = load().trials
+    assert len(trials) == 5
+    states = [t.state for t in trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+    pruned = next(t for t in trials if t.state == TrialState.PRUNED)
+    assert len(pruned.intermediate_values) < 3  # stopped before the last epoch
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("date_transformer")
+    runs = client.search_runs([experiment.experiment_id], max_results=20)
+    (parent,) = [r for r in runs if "attnlab.sweep_parent" in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 5
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    for trial in trials:
+        child = by_number[trial.number]
+        assert child.data.tags["optuna.state"] == trial.state.name
+        assert child.info.status == ("KILLED" if trial.state == TrialState.PRUNED else "FINISHED")
+        for key, value in trial.params.items():  # the job trained with the sampled values
+            assert child.data.params[key] == str(value)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials_pruned"] == states.count(TrialState.PRUNED)
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots
+    (results,) = tmp_path.glob("logs/date_transformer/multiruns/*/optimization_results.yaml")
+    assert "best_params" in results.read_text()
+
+
+def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tiny):
+    # heads=3 does not divide d_model=32: those trials fail with the config error
+    main(sweep_command(tiny, "hydra.sweeper.n_trials=4", "model.heads=choice(3,4)"))
+    trials = load().trials
+    assert len(trials) == 4
+    assert {t.state for t in trials if t.params["model.heads"] == 3} == {TrialState.FAIL}
+    assert {t.state for t in trials if t.params["model.heads"] == 4} == {TrialState.COMPLETE}
+    failed = next(t for t in trials if t.state == TrialState.FAIL)
+    assert "a divisor of model.d_model=32" in failed.user_attrs["error"]
+
+
+def test_rerunning_the_command_resumes_the_study(tiny):
+    main(sweep_command(tiny, "hydra.sweeper.n_trials=1"))
+    first = [t.params for t in load().trials]
+    main(sweep_command(tiny, "hydra.sweeper.n_trials=2"))
+    trials = load().trials
+    assert [t.number for t in trials] == [0, 1]
+    assert [t.params for t in trials[:1]] == first  # nothing repeated, nothing lost
+    assert trials[1].params != first[0]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), None])
+def test_a_non_finite_objective_is_a_failed_trial(value, tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db")
+    trial = study.ask()
+    job = JobReturn(status=JobStatus.COMPLETED, _return_value=value)
+    assert OptunaSweeper._tell(study, trial, job) is None
+    frozen = study.trials[0]
+    assert frozen.state == TrialState.FAIL
+    assert "not a finite number" in frozen.user_attrs["error"]
+
+
+def test_search_space_syntax():
+    fixed, space = search_space(
+        {"optim.lr": "tag(log, interval(1e-4, 1e-2))", "model.layers": "int(interval(1, 4))"},
+        ["data.batch_size=range(16, 65, step=16)", "model.norm=batch,layer", "seed=3"],
+    )
+    assert fixed == ["seed=3"]
+    assert space["optim.lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    assert space["model.layers"] == optuna.distributions.IntDistribution(1, 4)
+    assert space["data.batch_size"] == optuna.distributions.IntDistribution(16, 64, step=16)
+    assert space["model.norm"].choices == ("batch", "layer")
+
+
+BAD_SWEEPS = {
+    "unknown sampler": (["hydra.sweeper.sampler.name=annealing"], "hydra.sweeper.sampler.name"),
+    "unknown pruner": (["hydra.sweeper.pruner.name=patient"], "hydra.sweeper.pruner.name"),
+    "range low > high": (["model.dropout=interval(0.5,0.1)"], "low <= high"),
+    "empty categorical": (["model.positional=choice()"], "model.positional"),
+    "zero trials": (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    "unreachable storage": (
+        ["hydra.sweeper.storage='postgresql://postgres@127.0.0.1:1/none'"],
+        "hydra.sweeper.storage",
+    ),
+}
+
+
+@pytest.mark.parametrize("extra, expected", BAD_SWEEPS.values(), ids=BAD_SWEEPS.keys())
+def test_bad_sweep_input_stops_before_any_trial(extra, expected, tiny, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(sweep_command(tiny, *extra))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("attnlab: config error:"), err
+    assert expected in err[0]
+    assert not list(tmp_path.glob("logs/*/multiruns/*/0"))  # no job directory was made
+
+
+def _sweep_process(tiny, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "attnlab.cli", *sweep_command(tiny, *extra)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny):
+    args = [
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=2",
+        "trainer.max_epochs=30",
+        "trainer.limit_train_batches=8",
+    ]
+    process = _sweep_process(tiny, *args)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill while trial 1 is training
+        time.sleep(1)
+        if Path("optuna.db").exists():
+            trials = load().trials
+            running = len(trials) == 2 and trials[1].state == TrialState.RUNNING
+            if running and trials[1].intermediate_values:
+                break
+    else:
+        pytest.fail("the sweep never reached trial 1")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    time.sleep(3)  # past the grace period: the killed trial's heartbeat is stale
+    main(sweep_command(tiny, *args[:3], "trainer.max_epochs=2"))
+    trials = load().trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_joblib_launcher_prunes_jobs_in_other_processes(tiny):
+    main(
+        sweep_command(
+            tiny,
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.n_trials=4",
+            "objective.metric=test/loss",
+            "objective.direction=minimize",
+            "trainer.max_epochs=4",
+            "hydra.sweeper.pruner.n_startup_trials=2",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+        )
+    )
+    trials = load().trials
+    assert len(trials) == 4
+    assert all(len(t.intermediate_values) >= 1 for t in trials)  # reported from the workers
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_reason() -> str | None:
+    try:
+        import sqlalchemy
+
+        sqlalchemy.create_engine(POSTGRES).connect().close()
+    except Exception as error:  # any failure means: no server to test against
+        return f"no PostgreSQL at {POSTGRES}: {str(error).splitlines()[0]}"
+    return None
+
+
+@pytest.mark.slow
+def test_two_sweep_processes_share_one_postgresql_study(tiny):
+    reason = _postgres_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    args = [f"hydra.sweeper.storage='{POSTGRES}'", f"hydra.sweeper.study_name={name}"]
+    args.append("hydra.sweeper.n_trials=6")
+    workers = [_sweep_process(tiny, *args) for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-2000:]
+    trials = load(POSTGRES, name).trials
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert math.isfinite(load(POSTGRES, name).best_value)

@@ -1,0 +1,167 @@
+"""Synthetic tasks: seeded, balanced, free of shortcuts; bucketing cuts padding and shards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.fabric.utilities.data import _set_sampler_epoch
+
+from attnlab.data.bucketing import BucketBatchSampler, padding_fraction
+from attnlab.data.synthetic import (
+    SYMBOL_TASKS,
+    A,
+    AgreementDataModule,
+    B,
+    OrderCountDataModule,
+    SymbolsDataModule,
+    bucket_ranges,
+)
+from attnlab.train import run
+
+SMALL = dict(n_train=200, n_val=20, n_test=20)
+CLASSIFICATION = {
+    "agreement": lambda **kw: AgreementDataModule(**kw),
+    "order": lambda **kw: OrderCountDataModule(question="order", **kw),
+    "count": lambda **kw: OrderCountDataModule(question="count", **kw),
+}
+
+
+@pytest.mark.parametrize("task, expected", [("copy", "cab"), ("reverse", "bac"), ("sort", "abc")])
+def test_symbol_tasks_are_seeded_and_transform_correctly(task: str, expected: str):
+    def pairs(seed: int):
+        data = SymbolsDataModule(task=task, min_len=3, max_len=9, seed=seed, **SMALL)
+        data.setup()
+        return data.splits
+
+    assert pairs(1) == pairs(1) and pairs(1) != pairs(2)
+    for source, target in pairs(1)["train"]:
+        assert 3 <= len(source) <= 9 and set(source) <= set("abcdefghij")
+        assert target == SYMBOL_TASKS[task](source)
+    assert SYMBOL_TASKS[task]("cab") == expected
+
+
+@pytest.mark.parametrize("name", CLASSIFICATION)
+def test_classification_is_seeded_balanced_and_publishes_dims(name: str):
+    def build(seed: int):
+        data = CLASSIFICATION[name](n_train=400, n_val=40, n_test=40, seed=seed)
+        data.setup()
+        return data
+
+    data = build(0)
+    assert data.examples == build(0).examples and data.examples != build(1).examples
+    dims = data.dims
+    assert {"vocab_size", "num_classes", "pad_id", "group_names"} <= set(dims)
+    assert dims["num_classes"] == 2 and dims["pad_id"] == 0
+    labels = torch.tensor([label for _, label, _ in data.examples["train"]])
+    groups = torch.tensor([group for _, _, group in data.examples["train"]])
+    for group in range(len(dims["group_names"])):  # 50% chance within every bucket
+        assert labels[groups == group].float().mean() == 0.5
+    tokens, batch_labels, batch_groups = next(iter(data.train_dataloader()))
+    assert tokens.dtype == torch.long and tokens.shape[0] == 128
+    assert tokens.max() < dims["vocab_size"] and tokens.shape[1] <= dims["max_src_len"]
+    assert batch_labels.shape == batch_groups.shape == (128,)
+
+
+def test_agreement_distances_fall_in_their_buckets():
+    data = AgreementDataModule(**SMALL, bucket_edges=(5, 9, 14, 21))
+    data.setup()
+    assert data.dims["group_names"] == ["1-4", "5-8", "9-13", "14-20", "21-40"]
+    for ids, label, group in data.examples["train"]:
+        subject = ids.index((2, 3)[label])  # the marked subject of the label's number
+        distance = len(ids) - 2 - subject  # tokens between the subject and the verb
+        low, high = data.ranges[group]
+        assert low <= distance <= high
+        assert ids[-1] == 1  # the verb position closes every sequence
+
+
+def test_agreement_shortcuts_sit_at_chance():
+    data = AgreementDataModule(n_train=2, n_val=2, n_test=6000, seed=3)
+    data.setup()
+    accuracies = data.shortcut_accuracies("test")
+    assert accuracies["last_noun"] == pytest.approx(0.5, abs=0.03)
+    assert accuracies["majority"] == pytest.approx(0.5, abs=0.03)
+    # and nothing after the subject depends on the label: the intervening nouns are coins
+    numbers = [
+        data.number(token)
+        for ids, label, _ in data.examples["test"]
+        for token in ids[ids.index((2, 3)[label]) + 1 :]
+        if data.number(token) is not None
+    ]
+    assert sum(numbers) / len(numbers) == pytest.approx(0.5, abs=0.02)
+
+
+def test_order_and_count_questions():
+    order = OrderCountDataModule(question="order", **SMALL)
+    order.setup()
+    for ids, label, _ in order.examples["train"]:
+        assert ids.count(A) == ids.count(B) == 1
+        assert (ids.index(A) < ids.index(B)) == bool(label)
+    count = OrderCountDataModule(question="count", **SMALL)
+    count.setup()
+    for ids, label, _ in count.examples["train"]:
+        assert min(ids.count(A), ids.count(B)) >= 1 and ids.count(A) != ids.count(B)
+        assert (ids.count(A) > ids.count(B)) == bool(label)
+
+
+def test_bucket_ranges_and_bad_edges():
+    assert bucket_ranges(8, 32, [16, 24]) == [(8, 15), (16, 23), (24, 32)]
+    for edges in ([9, 5], [1, 5], [5, 41]):
+        with pytest.raises(ValueError, match="bucket edges"):
+            bucket_ranges(1, 40, edges)
+
+
+def padding_of(data: SymbolsDataModule) -> float:
+    batches = list(data.train_dataloader())
+    return sum(padding_fraction(b.src) * b.src.numel() for b in batches) / sum(
+        b.src.numel() for b in batches
+    )
+
+
+def test_bucketing_cuts_padding():
+    common = dict(min_len=5, max_len=60, n_train=2000, n_val=10, n_test=10, batch_size=32)
+    plain, bucketed = SymbolsDataModule(**common), SymbolsDataModule(**common, bucketing=True)
+    plain.setup()
+    bucketed.setup()
+    with_buckets, without = padding_of(bucketed), padding_of(plain)
+    assert with_buckets < 0.10 and with_buckets < without / 4, (with_buckets, without)
+    seen = sorted(i for batch in bucketed.train_dataloader().batch_sampler for i in batch)
+    assert seen == list(range(2000))
+
+
+@pytest.mark.parametrize("n, batch_size, replicas", [(1000, 32, 2), (999, 7, 3), (5, 1, 2)])
+def test_bucket_shards_are_disjoint_complete_and_equal(n: int, batch_size: int, replicas: int):
+    lengths = torch.randint(1, 40, (n,), generator=torch.Generator().manual_seed(0)).tolist()
+    samplers = [
+        BucketBatchSampler(lengths, batch_size, seed=7, num_replicas=replicas, rank=rank)
+        for rank in range(replicas)
+    ]
+    for sampler in samplers:
+        sampler.set_epoch(3)
+    shards = [[i for batch in sampler for i in batch] for sampler in samplers]
+    assert sorted(i for shard in shards for i in shard) == list(range(n))  # disjoint, complete
+    assert len({len(list(sampler)) for sampler in samplers}) == 1  # equal batch counts
+    assert all(len(list(sampler)) == len(sampler) for sampler in samplers)
+    for batch in samplers[0]:
+        assert len(batch) <= batch_size
+
+
+def test_bucket_order_changes_with_the_epoch_lightning_sets():
+    sampler = BucketBatchSampler(list(range(1, 200)), batch_size=8, boundaries=[50, 100, 150])
+    loader = torch.utils.data.DataLoader(range(199), batch_sampler=sampler)
+    first = list(sampler)
+    _set_sampler_epoch(loader, 1)  # what Lightning's fit loop calls at every epoch
+    assert sampler.epoch == 1 and list(sampler) != first
+    _set_sampler_epoch(loader, 0)
+    assert list(sampler) == first
+    for batch in first:  # boundaries keep every batch inside one bucket (index i: length i + 1)
+        assert len({(index + 1) // 50 for index in batch}) == 1
+
+
+def test_attention_seq2seq_trains_on_reverse_through_the_config_tree(make_cfg):
+    cfg = make_cfg(
+        "~experiment", "data=reverse", "model=attention_seq2seq", "debug=fdr", "logger=none",
+        "data.n_train=64", "data.n_val=16", "data.n_test=16", "data.batch_size=16",
+        "data.bucketing=true", "model.hidden=16", "model.emb_dim=8", "task.beam_width=2",
+        "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    )  # fmt: skip
+    assert 0.0 <= run(cfg) <= 1.0
