@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from attnlab.data import images as image_data
 from attnlab.data.images import (
     CIFAR10_BATCHES,
     CIFAR10_FOLDER,
@@ -19,6 +22,7 @@ from attnlab.data.images import (
     CIFAR10DataModule,
     DigitsDataModule,
     MNISTDataModule,
+    download,
     random_crop,
     read_cifar10,
     read_idx,
@@ -96,6 +100,23 @@ def test_cifar_batch_that_runs_code_is_refused(tmp_path: Path):
     (folder / "test_batch").write_bytes(pickle.dumps(os.system))
     with pytest.raises(ConfigError, match="test_batch"):
         read_cifar10(tmp_path)
+
+
+def test_download_checks_and_extracts_the_archive(tmp_path: Path, monkeypatch):
+    """The real mirrors need the internet; a file:// mirror exercises the same code offline."""
+    write_cifar(tmp_path / "mirror")
+    archive = tmp_path / "mirror" / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "mirror" / CIFAR10_FOLDER, arcname=CIFAR10_FOLDER)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    mirror = (f"file://{tmp_path}/nowhere/", f"file://{tmp_path}/mirror/")
+    monkeypatch.setitem(image_data.DOWNLOADS, "cifar10", (mirror, {archive.name: md5}))
+    target = download("cifar10", tmp_path / "data")
+    assert read_cifar10(target)["test"][0].shape == (20, 3, 32, 32)
+    monkeypatch.setitem(image_data.DOWNLOADS, "cifar10", (mirror, {archive.name: "0" * 32}))
+    with pytest.raises(OSError, match="md5 mismatch"):
+        download("cifar10", tmp_path / "other")
+    assert not list((tmp_path / "other").iterdir())  # no partial file left behind
 
 
 def test_missing_cifar_folder_says_how_to_get_it(tmp_path: Path):

@@ -40,8 +40,8 @@ def test_sweep_records_trials_pruning_and_mlflow_children(tiny, tracking_uri, tm
             "objective.metric=test/loss",
             "objective.direction=minimize",
             "trainer.max_epochs=3",
-            "hydra.sweeper.pruner.n_startup_trials=1",
-            "hydra.sweeper.pruner.n_warmup_steps=0",
+            "hydra.sweeper.pruner.median.n_startup_trials=1",
+            "hydra.sweeper.pruner.median.n_warmup_steps=0",
         )
     )
     trials = load().trials
@@ -191,8 +191,8 @@ def test_joblib_launcher_prunes_jobs_in_other_processes(tiny):
             "objective.metric=test/loss",
             "objective.direction=minimize",
             "trainer.max_epochs=4",
-            "hydra.sweeper.pruner.n_startup_trials=2",
-            "hydra.sweeper.pruner.n_warmup_steps=0",
+            "hydra.sweeper.pruner.median.n_startup_trials=2",
+            "hydra.sweeper.pruner.median.n_warmup_steps=0",
         )
     )
     trials = load().trials
@@ -201,33 +201,35 @@ def test_joblib_launcher_prunes_jobs_in_other_processes(tiny):
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
-def _postgres_reason() -> str | None:
+@pytest.fixture
+def fresh_postgres_database():
+    """A new, empty database on the local server (dropped afterwards), or a skip with the reason."""
     try:
-        import sqlalchemy
+        import psycopg
 
-        sqlalchemy.create_engine(POSTGRES).connect().close()
-    except Exception as error:  # any failure means: no server to test against
-        return f"no PostgreSQL at {POSTGRES}: {str(error).splitlines()[0]}"
-    return None
+        admin = psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=5)
+    except Exception as error:  # no driver or no server: nothing to test against
+        pytest.skip(f"no PostgreSQL at {POSTGRES_SERVER}: {str(error).splitlines()[0]}")
+    name = f"attnlab_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    yield f"{POSTGRES_SERVER}/{name}"
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()
 
 
 @pytest.mark.slow
-def test_two_sweep_processes_share_one_postgresql_study(tiny):
-    reason = _postgres_reason()
-    if reason:
-        pytest.skip(reason)
-    name = f"shared-{uuid.uuid4().hex[:8]}"
-    args = [f"hydra.sweeper.storage='{POSTGRES}'", f"hydra.sweeper.study_name={name}"]
-    args.append("hydra.sweeper.n_trials=6")
-    workers = [_sweep_process(tiny, *args) for _ in range(2)]
+def test_two_sweep_processes_share_one_postgresql_study(tiny, fresh_postgres_database):
+    """Both start at once on an empty database: they race to create Optuna's tables too."""
+    storage = fresh_postgres_database
+    args = [f"hydra.sweeper.storage='{storage}'", "hydra.sweeper.n_trials=6"]
+    workers = [_sweep_process(tiny, *args, f"hydra.sweeper.sampler.seed={i}") for i in (0, 1)]
     for worker in workers:
         _, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-2000:]
-    trials = load(POSTGRES, name).trials
-    numbers = [t.number for t in trials]
-    assert sorted(numbers) == list(range(6))
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert math.isfinite(load(POSTGRES, name).best_value)
+    study = load(storage)
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert math.isfinite(study.best_value)

@@ -81,11 +81,14 @@ def run(cfg: DictConfig) -> float:
 
 
 def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
+    """Fit, then score the best checkpoint on the split the objective names."""
     trainer.fit(task, datamodule=datamodule)
     has_best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-    trainer.test(task, datamodule=datamodule, ckpt_path="best" if has_best else None)
-    metrics = trainer.callback_metrics
-    value = float(metrics[cfg.objective.metric])
+    ckpt_path = "best" if has_best else None
+    trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    if cfg.objective.metric.startswith("val/"):  # after test(), only test metrics are kept
+        trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    value = float(trainer.callback_metrics[cfg.objective.metric])
     print(f"{cfg.objective.metric} = {value:.4f}")
     return value
 

@@ -19,6 +19,7 @@ norm-relu before pooling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -29,6 +30,8 @@ from attnlab.models.norms import make_norm
 UNITS = ("v1", "v2")
 SHORTCUTS = ("identity", "projection", "scaling", "gated", "dropout", "none")
 STAGE_CHANNELS = (16, 32, 64)
+
+NormFactory = Callable[[int], nn.Module]  # channels -> norm layer
 
 
 def stage_channels(width_multiplier: float = 1.0) -> tuple[int, ...]:
@@ -60,7 +63,7 @@ class Shortcut(nn.Module):
         in_channels: int,
         out_channels: int,
         stride: int,
-        norm: partial | None,
+        norm: NormFactory | None,
         scale: float = 0.5,
         dropout: float = 0.5,
     ):
@@ -99,7 +102,7 @@ class Block(nn.Module):
         stride: int,
         unit: str,
         shortcut: str,
-        norm: partial,
+        norm: NormFactory,
         shortcut_scale: float,
         shortcut_dropout: float,
     ):

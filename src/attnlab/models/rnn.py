@@ -212,6 +212,7 @@ class AttentionDecoder(nn.Module):
         state = layer_first(memory.state)  # (L, B, H)
         outputs, weights = [], []
         for t in range(tgt_in.size(1)):
+            # s_{t-1} attends: context (B, K), alpha (B, S)
             context, alpha = self.attention(top_hidden(state), memory.states, memory.mask)
             step_in = torch.cat([y[:, t], context], dim=-1)[:, None]  # (B, 1, E+K)
             out, state = self.rnn(step_in, state)  # (B, 1, H)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from typing import Any
 
 import optuna
-from sqlalchemy.exc import SQLAlchemyError
+from optuna.storages import RDBStorage
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from attnlab.errors import ConfigError
 
@@ -25,11 +28,15 @@ PRUNERS = {
 
 
 def _options(key: str, spec: dict[str, Any], registry: dict[str, type]) -> tuple[type, dict]:
-    options = dict(spec)
-    name = options.pop("name", None)
+    """{"name": n, "seed": s, n: {...}, other: {...}} -> (class n, {"seed": s, **spec[n]}).
+
+    Options of each choice sit under its own name, so ``name=...`` alone switches choice.
+    """
+    name = spec.get("name")
     if name not in registry:
         raise ConfigError(f"{key}.name", name, f"one of {', '.join(registry)}")
-    return registry[name], options
+    options = {k: v for k, v in spec.items() if k != "name" and k not in registry}
+    return registry[name], {**options, **(spec.get(name) or {})}
 
 
 def make_sampler(spec: dict[str, Any], space: dict) -> optuna.samplers.BaseSampler:
@@ -62,15 +69,24 @@ def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
         raise ConfigError("hydra.sweeper.pruner", spec, str(error).splitlines()[0]) from None
 
 
-def make_storage(
-    url: str, heartbeat_interval: int, grace_period: int
-) -> optuna.storages.RDBStorage:
-    """An RDB storage whose trials send heartbeats, so a killed sweep's trials can be failed."""
-    try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
-    except (SQLAlchemyError, ValueError, ImportError, ModuleNotFoundError) as error:
-        reason = str(error).strip().splitlines()[0]
-        allowed = f"a reachable database URL ({reason})"
-        raise ConfigError("hydra.sweeper.storage", url, allowed) from None
+def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    """An RDB storage whose trials send heartbeats, so a killed sweep's trials can be failed.
+
+    Workers that start together on a new database race to create Optuna's tables; the loser
+    gets an IntegrityError and simply connects again to the tables the winner made.
+    """
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+                )
+        except IntegrityError as error:
+            failure = error
+            time.sleep(0.5 * (attempt + 1))
+        except (SQLAlchemyError, ValueError, ImportError) as error:
+            failure = error
+            break
+    reason = str(failure).strip().splitlines()[0]
+    raise ConfigError("hydra.sweeper.storage", url, f"a reachable database URL ({reason})")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as L
 import optuna
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 from optuna_integration import PyTorchLightningPruningCallback
 
@@ -28,9 +30,21 @@ def pruning_monitor(cfg: DictConfig) -> str:
     return "val/" + cfg.objective.metric.split("/", 1)[1]
 
 
-def pruning_callback(cfg: DictConfig) -> PyTorchLightningPruningCallback:
-    """Optuna's Lightning callback: report the monitor each validation, raise TrialPruned."""
-    return PyTorchLightningPruningCallback(load_trial(cfg), monitor=pruning_monitor(cfg))
+class FitPruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning callback, active while fitting only.
+
+    The run validates the best checkpoint again after fitting; a report then would land on an
+    epoch already reported and could prune a trial that has finished.
+    """
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_end(trainer, pl_module)
+
+
+def pruning_callback(cfg: DictConfig) -> FitPruning:
+    """Report the objective's validation twin each epoch; raise TrialPruned when told to."""
+    return FitPruning(load_trial(cfg), monitor=pruning_monitor(cfg))
 
 
 def trial_tags(cfg: DictConfig) -> dict[str, str]:

@@ -16,6 +16,8 @@ class ClassifyTask(BaseTask):
     Batches are ``(x, y)`` or ``(x, y, group)`` with ``group`` (B,) a bucket index (a length,
     a distance); given ``group_names``, validation and test also report accuracy per bucket.
     Error is 1 - accuracy (torchmetrics' Hamming distance), the quantity of He et al.'s plots.
+    ``train/loss`` is the cross-entropy alone, comparable with ``val/loss``; the L1/L2 penalty
+    is added only to what is optimised.
     """
 
     metric_names = ("loss", "acc", "error")
