@@ -14,6 +14,11 @@ from attnlab.cli import main
 DATA = Path(__file__).parent / "data"  # small bad files
 
 BAD_INPUTS = {
+    "ensemble on a seq2seq task": (["regularization.ensemble_size=3"], "ensemble_size=3"),
+    "unknown ensemble mode": (
+        ["regularization.ensemble_mode=boosting"],
+        "regularization.ensemble_mode='boosting'",
+    ),
     "unknown model name": (["model=gpt9"], "model='gpt9'"),
     "d_model not divisible by heads": (["model.d_model=30", "model.heads=4"], "model.heads=4"),
     "dropout outside [0,1)": (["model.dropout=1.0"], "model.dropout=1.0"),

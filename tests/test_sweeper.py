@@ -221,9 +221,13 @@ def fresh_postgres_database():
 
 
 @pytest.mark.slow
-def test_two_sweep_processes_share_one_postgresql_study(tiny, fresh_postgres_database):
+def test_two_sweep_processes_share_one_postgresql_study(
+    tiny, fresh_postgres_database, tracking_uri
+):
     """Both start at once on an empty database: they race to create Optuna's tables too."""
     storage = fresh_postgres_database
+    # MLflow migrates a new SQLite store on first use, which two processes must not do at once.
+    MlflowClient(tracking_uri).search_experiments()
     args = [f"hydra.sweeper.storage='{storage}'", "hydra.sweeper.n_trials=6"]
     workers = [_sweep_process(tiny, *args, f"hydra.sweeper.sampler.seed={i}") for i in (0, 1)]
     for worker in workers:

@@ -651,11 +651,15 @@ class Regularization:
     label_smoothing: float = 0.0
     l1: float = 0.0
     l2: float = 0.0
+    ensemble_size: int = 1  # > 1: that many members, predictions averaged
+    ensemble_mode: str = "seeds"  # seeds: different initial weights; bagging: bootstrap weights
 
     def __post_init__(self) -> None:
         _probability("regularization.label_smoothing", self.label_smoothing)
         _non_negative("regularization.l1", self.l1)
         _non_negative("regularization.l2", self.l2)
+        _positive("regularization.ensemble_size", self.ensemble_size)
+        _one_of("regularization.ensemble_mode", self.ensemble_mode, ("seeds", "bagging"))
 
 
 @dataclass
@@ -861,6 +865,10 @@ def validate(cfg: DictConfig) -> None:
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError("seed", cfg.seed, "an integer in [0, 2**32)")
     task_class = get_class(cfg.task._target_)
+    ensemble_size = cfg.regularization.get("ensemble_size", 1)
+    if ensemble_size > 1 and not getattr(task_class, "supports_ensembles", False):
+        allowed = f"1 with {task_class.__name__} (ensembles need a classification task)"
+        raise ConfigError("regularization.ensemble_size", ensemble_size, allowed)
     split, _, name = cfg.objective.metric.partition("/")
     allowed = [f"{s}/{m}" for s in ("val", "test") for m in task_class.metric_names]
     if split not in ("val", "test") or name not in task_class.metric_names:

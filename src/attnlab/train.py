@@ -29,12 +29,30 @@ def _matching_kwargs(target: Callable, available: dict[str, Any]) -> dict[str, A
     return {name: value for name, value in available.items() if name in accepted}
 
 
+def build_model(cfg: DictConfig, dims: dict[str, Any]):
+    """The model of ``cfg.model`` sized by the data, or an ensemble of such models."""
+    import torch
+    from hydra.utils import get_class, instantiate
+
+    from attnlab.regularization import Ensemble
+
+    kwargs = _matching_kwargs(get_class(cfg.model._target_), dims)
+    size = cfg.regularization.get("ensemble_size", 1)
+    if size == 1:
+        return instantiate(cfg.model, **kwargs)
+    members = []
+    for member in range(size):
+        torch.manual_seed(cfg.seed + member)  # each member starts from its own weights
+        members.append(instantiate(cfg.model, **kwargs))
+    return Ensemble(members, bagging=cfg.regularization.ensemble_mode == "bagging")
+
+
 def run(cfg: DictConfig) -> float:
     """Train and test one configuration; return ``cfg.objective.metric`` as a float."""
     validate(cfg)
 
     import lightning.pytorch as L
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from attnlab.tracking import mlflow_run
@@ -47,8 +65,7 @@ def run(cfg: DictConfig) -> float:
     if dims.get("max_src_len", 0) > cfg.model.get("max_len", float("inf")):
         raise ConfigError("model.max_len", cfg.model.max_len, f">= {dims['max_src_len']} tokens")
 
-    model_class = get_class(cfg.model._target_)
-    model = instantiate(cfg.model, **_matching_kwargs(model_class, dims))
+    model = build_model(cfg, dims)
     task_factory = instantiate(cfg.task)
     extras = {
         "optimizer": instantiate(cfg.optim),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassHammingDistance
 
+from attnlab.regularization import Ensemble
 from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
 
 
@@ -21,6 +23,7 @@ class ClassifyTask(BaseTask):
     """
 
     metric_names = ("loss", "acc", "error")
+    supports_ensembles = True
 
     def __init__(
         self,
@@ -44,6 +47,15 @@ class ClassifyTask(BaseTask):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        if isinstance(model, Ensemble):  # each member is scored too: {split}/member{k}/acc
+            self.member_metrics = nn.ModuleDict(
+                {
+                    split: nn.ModuleList(
+                        MulticlassAccuracy(num_classes, average="micro") for _ in model.members
+                    )
+                    for split in ("val", "test")
+                }
+            )
         self.group_names = list(group_names or [])
         self.group_metrics = nn.ModuleDict(
             {
@@ -59,9 +71,12 @@ class ClassifyTask(BaseTask):
 
     def _step(self, batch, split: str) -> Tensor:
         x, y = batch[0], batch[1]
-        logits = self.model(x)  # (B, num_classes)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         size = y.size(0)
+        if isinstance(self.model, Ensemble):
+            logits, loss = self._ensemble_step(x, y, split)
+        else:
+            logits = self.model(x)  # (B, num_classes)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         preds = logits.argmax(-1)  # (B,)
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(preds, y)
@@ -71,6 +86,28 @@ class ClassifyTask(BaseTask):
         if len(batch) > 2 and split in self.group_metrics:
             self._update_groups(preds, y, batch[2], split)
         return loss
+
+    def _ensemble_step(self, x: Tensor, y: Tensor, split: str) -> tuple[Tensor, Tensor]:
+        """Train every member on its own (bagging-weighted) loss; score the averaged prediction."""
+        member_logits = self.model.member_logits(x)  # (K, B, C)
+        logits = self.model.combine(member_logits)  # (B, C) log mean probability
+        if split == "train":
+            weights = self.model.member_weights(y.size(0), y.device)  # (K, B)
+            losses = torch.stack(
+                [
+                    F.cross_entropy(
+                        m, y, reduction="none", label_smoothing=self.hparams.label_smoothing
+                    )
+                    for m in member_logits
+                ]
+            )  # (K, B)
+            loss = (losses * weights).sum(1).div(weights.sum(1).clamp_min(1)).mean()
+            return logits, loss
+        for member, metric in zip(member_logits, self.member_metrics[split], strict=True):
+            metric.update(member.argmax(-1), y)
+        for k, metric in enumerate(self.member_metrics[split]):
+            self.log(f"{split}/member{k}/acc", metric, on_epoch=True, batch_size=y.size(0))
+        return logits, F.nll_loss(logits, y)
 
     def _update_groups(self, preds: Tensor, target: Tensor, group: Tensor, split: str) -> None:
         for index, (name, metric) in enumerate(
