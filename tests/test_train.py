@@ -40,6 +40,7 @@ def test_limited_run_is_tracked_in_mlflow(make_cfg, tracking_uri, tiny):
     assert {"command", "host"} <= set(record.data.tags)
     metrics = record.data.metrics
     assert metrics["test/exact_match"] == pytest.approx(value)
+    assert 0 < metrics["train/src_padding"] < 1
     for name in ("train/loss_step", "val/loss", "val/token_acc", "test/token_acc", "lr-AdamW"):
         assert name in metrics
     history = client.get_metric_history(record.info.run_id, "val/loss")

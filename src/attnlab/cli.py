@@ -11,6 +11,8 @@ USAGE = """usage: attnlab <command> [args]
 
 commands:
   train [overrides]   train and test one config (Hydra app: -m, --cfg job, key=value ...)
+  report --experiment NAME [--sweep STUDY]
+                      compare MLflow runs: varying params, metrics, train-test gap
   ui [--port N]       open the MLflow UI on this directory's runs (sqlite:///mlflow.db)
 """
 
@@ -43,10 +45,17 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.argv = [f"{os.path.basename(sys.argv[0])} train", *rest]
         train_main(rest)
+    elif command == "report":
+        from attnlab.report import main as report_main
+
+        raise SystemExit(report_main(rest))
     elif command == "ui":
         raise SystemExit(ui(rest))
     else:
-        print(f"attnlab: unknown command {command!r}; one of train, ui\n\n{USAGE}", file=sys.stderr)
+        print(
+            f"attnlab: unknown command {command!r}; one of train, report, ui\n\n{USAGE}",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
 
 

@@ -71,7 +71,11 @@ class Seq2SeqTask(BaseTask):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         logits = self.model(batch.src, batch.tgt_in)  # (B, T, V)
         loss = self.regularized(self.loss(logits, batch.tgt_out))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch.src.size(0))
+        size = batch.src.size(0)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
+        # share of source slots that are padding, per epoch: what bucketing (notes §3.3) cuts
+        padding = (batch.src == self.hparams.pad_id).float().mean()
+        self.log("train/src_padding", padding, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
     def _evaluate(self, batch, metrics: MetricCollection, prefix: str) -> None:

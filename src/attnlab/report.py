@@ -1,0 +1,107 @@
+"""MLflow runs -> comparison tables: ``attnlab report``.
+
+    attnlab report --experiment overfitting                # every finished run
+    attnlab report --experiment overfitting --sweep overfitting   # the trials of one study
+    attnlab report --experiment degradation --metrics train/error test/error
+
+Columns are the params that differ between the runs, then the metrics; for classification the
+train-test gap (test/error - train/error) is added, and for a sweep each countermeasure
+(each swept param) is summarised by how the gap moves with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pandas as pd
+from mlflow import MlflowClient
+from rich.console import Console
+from rich.table import Table
+
+from attnlab.sweeper.parent_run import PARENT_TAG
+
+DEFAULT_METRICS = ("train/error", "val/error", "test/error", "test/acc", "test/exact_match")
+GAP = "gap"
+
+
+def load_runs(
+    client: MlflowClient, experiment: str, sweep: str | None, metrics: list[str]
+) -> pd.DataFrame:
+    """One row per finished or pruned run: varying params + metrics (+ the generalization gap)."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise SystemExit(f"attnlab report: no MLflow experiment {experiment!r}; have: {names}")
+    query = "attributes.status != 'RUNNING'"
+    if sweep:
+        parents = client.search_runs(
+            [found.experiment_id], f"tags.`{PARENT_TAG}` = '{sweep}'", max_results=1
+        )
+        if not parents:
+            raise SystemExit(f"attnlab report: no sweep {sweep!r} in experiment {experiment!r}")
+        query += f" and tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
+    runs = client.search_runs([found.experiment_id], query, max_results=5000)
+    runs = [r for r in runs if PARENT_TAG not in r.data.tags]
+    rows = []
+    for record in runs:
+        row = {"run": record.info.run_name, "status": record.data.tags.get("optuna.state")}
+        row["status"] = row["status"] or record.info.status
+        row.update({f"param:{k}": v for k, v in record.data.params.items()})
+        row.update({m: record.data.metrics.get(m) for m in metrics})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    params = [c for c in table.columns if c.startswith("param:")]
+    varying = [c for c in params if table[c].nunique(dropna=False) > 1 and "trial." not in c]
+    table = table[["run", "status", *varying, *[m for m in metrics if table[m].notna().any()]]]
+    table.columns = [c.removeprefix("param:") for c in table.columns]
+    if {"test/error", "train/error"} <= set(table.columns):
+        table[GAP] = table["test/error"] - table["train/error"]
+    return table
+
+
+def countermeasure_summary(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """How the gap moves with each swept param: rank correlation, or mean gap per value."""
+    rows = []
+    for param in params:
+        values = pd.to_numeric(table[param], errors="coerce")
+        if values.notna().all() and values.nunique() > 2:
+            corr = values.corr(table[GAP], method="spearman")
+            rows.append({"countermeasure": param, "effect on gap": f"Spearman {corr:+.2f}"})
+        else:
+            means = table.groupby(param)[GAP].mean().round(3).to_dict()
+            rows.append({"countermeasure": param, "effect on gap": f"mean gap {means}"})
+    return pd.DataFrame(rows)
+
+
+def print_table(frame: pd.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for _, row in frame.iterrows():
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=200).print(table)
+
+
+def main(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="attnlab report", description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", required=True, help="MLflow experiment (task_name)")
+    parser.add_argument("--sweep", help="only the trials of this Optuna study")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    opts = parser.parse_args(args)
+    table = load_runs(MlflowClient(opts.tracking_uri), opts.experiment, opts.sweep, opts.metrics)
+    if table.empty:
+        print(f"attnlab report: no finished runs in {opts.experiment!r}", file=sys.stderr)
+        return 1
+    sort_by = next((m for m in (GAP, *opts.metrics) if m in table.columns), "run")
+    print_table(table.sort_values(sort_by), f"{opts.experiment}: {len(table)} runs")
+    if opts.sweep and GAP in table.columns:
+        swept = [c for c in table.columns if "." in c and c not in opts.metrics]
+        print_table(countermeasure_summary(table, swept), "train-test gap per countermeasure")
+    return 0
