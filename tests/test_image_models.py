@@ -86,7 +86,8 @@ def test_shortcut_variants_combine_as_defined():
     torch.testing.assert_close(joined("identity"), x + r)
     torch.testing.assert_close(joined("none"), r)
     torch.testing.assert_close(joined("scaling", scale=0.3), 0.3 * x + r)
-    torch.testing.assert_close(joined("dropout", dropout=0.5), x + r)  # eval: no dropout
+    # He et al. 2016b: the shortcut is kept with p = 0.5, unscaled; in eval it is scaled by 0.5
+    torch.testing.assert_close(joined("dropout", dropout=0.5), 0.5 * x + r)
     gated = Shortcut("gated", 4, 4, 1, None).eval()
     g = torch.sigmoid(gated.gate(x))
     torch.testing.assert_close(gated(x, r), (1 - g) * x + g * r)

@@ -672,11 +672,15 @@ class Task:
 class Seq2SeqTask(Task):
     beam_width: int = 1
     length_penalty: float = 0.0
+    length_buckets: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.beam_width < 1:
             raise ConfigError("task.beam_width", self.beam_width, ">= 1 (1: greedy decoding)")
         _non_negative("task.length_penalty", self.length_penalty)
+        edges = self.length_buckets
+        if any(e <= 0 for e in edges) or sorted(set(edges)) != list(edges):
+            raise ConfigError("task.length_buckets", edges, "increasing positive lengths")
 
 
 @dataclass

@@ -5,8 +5,9 @@
     attnlab report --experiment degradation --metrics train/error test/error
 
 Columns are the params that differ between the runs, then the metrics; for classification the
-train-test gap (test/error - train/error) is added, and for a sweep each countermeasure
-(each swept param) is summarised by how the gap moves with it.
+train-test gap (test/error - train_eval/error: the same best weights scored on both splits in
+eval mode) is added, and for a sweep each swept param is summarised by how the gap moves with
+it. Those are marginal effects over the sampler's trials, where all params move at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from rich.table import Table
 
 from attnlab.sweeper.parent_run import PARENT_TAG
 
-DEFAULT_METRICS = ("train/error", "val/error", "test/error", "test/acc", "test/exact_match")
+DEFAULT_METRICS = (
+    "train_eval/error", "train/error", "val/error", "test/error", "test/acc", "test/exact_match",
+)  # fmt: skip
 GAP = "gap"
 
 
@@ -55,12 +58,28 @@ def load_runs(
     if table.empty:
         return table
     params = [c for c in table.columns if c.startswith("param:")]
-    varying = [c for c in params if table[c].nunique(dropna=False) > 1 and "trial." not in c]
+    varying = [
+        c
+        for c in params
+        if table[c].nunique(dropna=False) > 1
+        and "trial." not in c  # the sweeper's bookkeeping
+        and not table[c].astype(str).str.contains(os.sep).all()  # per-run output paths
+    ]
     table = table[["run", "status", *varying, *[m for m in metrics if table[m].notna().any()]]]
+    for column in varying:
+        table[column] = table[column].map(_short)
     table.columns = [c.removeprefix("param:") for c in table.columns]
-    if {"test/error", "train/error"} <= set(table.columns):
-        table[GAP] = table["test/error"] - table["train/error"]
+    if {"test/error", "train_eval/error"} <= set(table.columns):
+        table[GAP] = table["test/error"] - table["train_eval/error"]
     return table
+
+
+def _short(value: str) -> str:
+    """A param as logged (text) -> 3 significant digits when it is a number."""
+    try:
+        return f"{float(value):.3g}"
+    except (TypeError, ValueError):
+        return value
 
 
 def countermeasure_summary(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
@@ -83,7 +102,7 @@ def print_table(frame: pd.DataFrame, title: str) -> None:
         table.add_column(str(column), overflow="fold")
     for _, row in frame.iterrows():
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-    Console(width=200).print(table)
+    Console(width=max(120, 14 * len(frame.columns))).print(table)
 
 
 def main(args: list[str]) -> int:

@@ -66,7 +66,7 @@ def run(cfg: DictConfig) -> float:
         raise ConfigError("model.max_len", cfg.model.max_len, f">= {dims['max_src_len']} tokens")
 
     model = build_model(cfg, dims)
-    task_factory = instantiate(cfg.task)
+    task_factory = instantiate(cfg.task, _convert_="all")  # plain lists: checkpoints load
     extras = {
         "optimizer": instantiate(cfg.optim),
         "scheduler": instantiate(cfg.scheduler) if cfg.get("scheduler") else None,

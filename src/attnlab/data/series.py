@@ -344,12 +344,22 @@ class CSVPricesDataModule(TableSeriesDataModule):
         path = Path(self.csv_path)
         if not path.is_file():
             raise ConfigError("data.csv_path", self.csv_path, "an existing CSV file")
-        frame = pd.read_csv(path)
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            reason = str(error).strip().splitlines()[0]
+            allowed = f"a readable CSV file ({reason})"
+            raise ConfigError("data.csv_path", self.csv_path, allowed) from None
         if self.date_column is not None:
             if self.date_column not in frame.columns:
                 allowed = f"a column of {list(frame.columns)}, or null for file order"
                 raise ConfigError("data.date_column", self.date_column, allowed)
-            order = pd.to_datetime(frame[self.date_column]).argsort(kind="stable")
+            try:
+                dates = pd.to_datetime(frame[self.date_column])
+            except (ValueError, TypeError):
+                allowed = "a column of dates (e.g. 2026-11-27)"
+                raise ConfigError("data.date_column", self.date_column, allowed) from None
+            order = dates.argsort(kind="stable")
             frame = frame.iloc[order].reset_index(drop=True)
         for name in self.columns:
             if name not in frame.columns:
@@ -367,7 +377,7 @@ class StatsmodelsSeriesDataModule(TableSeriesDataModule):
     """A real series shipped inside statsmodels, chosen by ``name`` (see STATSMODELS_SERIES).
 
     sunspots: yearly sunspot numbers 1700-2008; co2: weekly Mauna Loa CO2 (ppm) 1958-2001,
-    its missing weeks interpolated in time.
+    its missing weeks filled with the last observed value.
     """
 
     def __init__(
@@ -393,7 +403,8 @@ class StatsmodelsSeriesDataModule(TableSeriesDataModule):
         data = importlib.import_module(f"statsmodels.datasets.{module}").load_pandas().data
         series = data[column]
         if isinstance(series.index, pd.DatetimeIndex):
-            series = series.interpolate(method="time", limit_direction="both")
+            # forward fill uses past weeks only, so no split sees values from a later one
+            series = series.ffill().bfill()
         return series.to_frame()
 
 

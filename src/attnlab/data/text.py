@@ -71,10 +71,6 @@ class Vocab:
                 tokens.append(self.itos[index])
         return JOINERS[self.tokenizer].join(tokens)
 
-    def tokens(self, ids: Iterable[int]) -> list[str]:
-        """Ids -> one label per id (special tokens included), for plots."""
-        return [self.itos[index] for index in ids]
-
 
 class CharVocab(Vocab):
     """Every character of ``texts``; ids 0-3 are <pad>, <bos>, <eos>, <unk>."""

@@ -79,13 +79,22 @@ class Shortcut(nn.Module):
             self.mapping = nn.Sequential(projection, norm(out_channels)) if norm else projection
         gated = kind == "gated"
         self.gate = conv1x1(in_channels, out_channels, stride, bias=True) if gated else None
-        self.dropout = nn.Dropout(dropout) if kind == "dropout" else nn.Identity()
+        self.keep = 1.0 - dropout if kind == "dropout" else 1.0
         self.scale = scale if kind == "scaling" else 1.0
+
+    def _drop(self, h: Tensor) -> Tensor:
+        """He et al. 2016b's dropout shortcut: keep each unit with probability 1 - p and do *not*
+        rescale, so the shortcut is scaled by 1 - p in expectation (in eval: exactly)."""
+        if self.keep == 1.0:
+            return h
+        if not self.training:
+            return h * self.keep
+        return h * torch.bernoulli(torch.full_like(h, self.keep))
 
     def forward(self, x: Tensor, residual: Tensor) -> Tensor:
         if self.kind == "none":
             return residual  # (B, C_out, H', W')
-        shortcut = self.scale * self.dropout(self.mapping(x))  # (B, C_out, H', W')
+        shortcut = self.scale * self._drop(self.mapping(x))  # (B, C_out, H', W')
         if self.gate is None:
             return shortcut + residual
         g = torch.sigmoid(self.gate(x))  # (B, C_out, H', W')
@@ -209,7 +218,7 @@ class ResNet(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal convs (fan_out, ReLU) with zero biases, so the gate starts near g = 1/2.
+    """Kaiming-normal convs (fan_out, ReLU) with zero biases, so g = sigmoid(gate) has mean 1/2.
 
     Norms (weight 1, bias 0) and the head keep PyTorch's defaults.
     """

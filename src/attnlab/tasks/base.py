@@ -32,9 +32,15 @@ class BaseTask(L.LightningModule):
         self.scheduler_factory = scheduler
 
     def regularized(self, loss: Tensor) -> Tensor:
-        """``loss`` plus the L1/L2 weight penalty of the model (notes §10.3), if any."""
+        """``loss`` plus the L1/L2 weight penalty of the model (notes §10.3), if any.
+
+        An ensemble's loss is the members' mean, so its penalty is the members' mean too:
+        each member gets the same strength as a single model.
+        """
         if self.hparams.l1 or self.hparams.l2:
-            return loss + weight_penalty(self.model, self.hparams.l1, self.hparams.l2)
+            members = len(getattr(self.model, "members", [self.model]))
+            penalty = weight_penalty(self.model, self.hparams.l1, self.hparams.l2)
+            return loss + penalty / members
         return loss
 
     def configure_optimizers(self):

@@ -8,7 +8,6 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassHammingDistance
 
-from attnlab.regularization import Ensemble
 from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
 
 
@@ -47,7 +46,8 @@ class ClassifyTask(BaseTask):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        if isinstance(model, Ensemble):  # each member is scored too: {split}/member{k}/acc
+        self.train_eval_error = MulticlassHammingDistance(num_classes, average="micro")
+        if hasattr(model, "member_logits"):  # each member is scored too: {split}/member{k}/acc
             self.member_metrics = nn.ModuleDict(
                 {
                     split: nn.ModuleList(
@@ -72,7 +72,7 @@ class ClassifyTask(BaseTask):
     def _step(self, batch, split: str) -> Tensor:
         x, y = batch[0], batch[1]
         size = y.size(0)
-        if isinstance(self.model, Ensemble):
+        if hasattr(self.model, "member_logits"):
             logits, loss = self._ensemble_step(x, y, split)
         else:
             logits = self.model(x)  # (B, num_classes)
@@ -107,7 +107,8 @@ class ClassifyTask(BaseTask):
             metric.update(member.argmax(-1), y)
         for k, metric in enumerate(self.member_metrics[split]):
             self.log(f"{split}/member{k}/acc", metric, on_epoch=True, batch_size=y.size(0))
-        return logits, F.nll_loss(logits, y)
+        smoothing = self.hparams.label_smoothing  # as for a single model's val/test loss
+        return logits, F.cross_entropy(logits, y, label_smoothing=smoothing)
 
     def _update_groups(self, preds: Tensor, target: Tensor, group: Tensor, split: str) -> None:
         for index, (name, metric) in enumerate(
@@ -131,3 +132,15 @@ class ClassifyTask(BaseTask):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        """Score the training split as the test split is scored (eval mode, no augmentation,
+        same weights), so test/error - train_eval/error is the generalization gap."""
+        data = self.trainer.datamodule
+        if data is None:
+            return
+        for batch in data.train_dataloader():
+            x, y = batch[0].to(self.device), batch[1].to(self.device)
+            self.train_eval_error.update(self.model(x).argmax(-1), y)  # (B,) vs (B,)
+        self.log("train_eval/error", self.train_eval_error.compute())
+        self.train_eval_error.reset()

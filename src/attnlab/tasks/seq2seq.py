@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -37,6 +38,7 @@ class Seq2SeqTask(BaseTask):
         l2: float = 0.0,
         beam_width: int = 1,
         length_penalty: float = 0.0,
+        length_buckets: list[int] | None = None,
     ):
         super().__init__(model, optimizer, scheduler)
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
@@ -50,6 +52,17 @@ class Seq2SeqTask(BaseTask):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Exact match per source-length bucket: edges [10, 20] -> lengths lt10, 10-19, ge20.
+        self.bucket_edges = torch.tensor(sorted(length_buckets or []))
+        names = _bucket_names(self.bucket_edges.tolist())
+        self.bucket_metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {n: MulticlassExactMatch(tgt_vocab_size, ignore_index=pad_id) for n in names}
+                )
+                for split in ("val", "test")
+            }
+        )
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """logits: (B, T, V), target: (B, T) -> mean cross-entropy over non-pad tokens."""
@@ -85,6 +98,15 @@ class Seq2SeqTask(BaseTask):
         predicted = self._align(self.predict_ids(batch.src), batch.tgt_out)  # (B, T)
         metrics.update(predicted, batch.tgt_out)
         self.log_dict(metrics, batch_size=size)
+        if len(self.bucket_edges):
+            lengths = (batch.src != self.hparams.pad_id).sum(1)  # (B,)
+            bucket = torch.bucketize(lengths, self.bucket_edges.to(lengths.device), right=True)
+            for index, (name, metric) in enumerate(self.bucket_metrics[prefix].items()):
+                rows = bucket == index  # (B,)
+                if rows.any():
+                    metric.update(predicted[rows], batch.tgt_out[rows])
+                    key = f"{prefix}/exact_match_by_len/{name}"
+                    self.log(key, metric, on_epoch=True, batch_size=int(rows.sum()))
 
     def _align(self, predicted: Tensor, target: Tensor) -> Tensor:
         """Cut or pad predictions (B, T') to the target width T; pad never matches a real token."""
@@ -98,3 +120,11 @@ class Seq2SeqTask(BaseTask):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, "test")
+
+
+def _bucket_names(edges: list[int]) -> list[str]:
+    """[10, 20] -> ["lt10", "10-19", "ge20"] (MLflow keys allow no < or >); no edges -> []."""
+    if not edges:
+        return []
+    middle = [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)]
+    return [f"lt{edges[0]}", *middle, f"ge{edges[-1]}"]
