@@ -96,3 +96,10 @@ def test_missing_file_and_too_few_pairs(tmp_path: Path):
     path = write_corpus(tmp_path / "c.tsv", pairs=SAMPLE[:3])
     with pytest.raises(ConfigError, match="3 pairs give"):
         CorpusDataModule(path).setup("fit")
+
+
+def test_line_with_an_empty_side_names_the_line(tmp_path: Path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("hello\tbonjour\n\tvide\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 2 has an empty one"):
+        read_parallel_corpus(path)

@@ -14,6 +14,8 @@ from attnlab.cli import main
 DATA = Path(__file__).parent / "data"  # small bad files
 
 BAD_INPUTS = {
+    "a model the data cannot size": (["model=resnet", "~experiment"], "model='resnet'"),
+    "ddp re-launching a multirun": (["-m", "trainer.strategy=ddp"], "trainer.strategy='ddp'"),
     "ensemble on a seq2seq task": (["regularization.ensemble_size=3"], "ensemble_size=3"),
     "unknown ensemble mode": (
         ["regularization.ensemble_mode=boosting"],

@@ -37,7 +37,7 @@ def test_sweep_records_trials_pruning_and_mlflow_children(tiny, tracking_uri, tm
         sweep_command(
             tiny,
             "hydra.sweeper.n_trials=5",
-            "objective.metric=test/loss",
+            "objective.metric=val/loss",
             "objective.direction=minimize",
             "trainer.max_epochs=3",
             "hydra.sweeper.pruner.median.n_startup_trials=1",
@@ -123,6 +123,7 @@ BAD_SWEEPS = {
     "range low > high": (["model.dropout=interval(0.5,0.1)"], "low <= high"),
     "empty categorical": (["model.positional=choice()"], "model.positional"),
     "zero trials": (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    "a test objective": (["objective.metric=test/exact_match"], "a val/ metric"),
     "unreachable storage": (
         ["hydra.sweeper.storage='postgresql://postgres@127.0.0.1:1/none'"],
         "hydra.sweeper.storage",
@@ -188,7 +189,7 @@ def test_joblib_launcher_prunes_jobs_in_other_processes(tiny):
             "hydra.launcher.n_jobs=2",
             "hydra.sweeper.n_jobs=2",
             "hydra.sweeper.n_trials=4",
-            "objective.metric=test/loss",
+            "objective.metric=val/loss",
             "objective.direction=minimize",
             "trainer.max_epochs=4",
             "hydra.sweeper.pruner.median.n_startup_trials=2",

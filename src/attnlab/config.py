@@ -859,6 +859,18 @@ def register_schemas() -> None:
         store.store(group=group or None, name=name, node=schema)
 
 
+def _check_ddp_under_multirun(cfg: DictConfig) -> None:
+    """Lightning's ``ddp`` re-runs the command line in each new rank: under ``-m`` every rank
+    would launch the whole sweep again. The spawn/fork strategies start ranks in-process."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun and strategy.startswith("ddp") and strategy not in ("ddp_spawn", "ddp_fork"):
+        raise ConfigError("trainer.strategy", strategy, "ddp_spawn or ddp_fork under -m")
+
+
 def validate(cfg: DictConfig) -> None:
     """Run every schema's range and cross-field checks; raise ConfigError on the first failure."""
     for group in GROUPS:
@@ -866,6 +878,7 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(node, DictConfig) and OmegaConf.get_type(node) is not dict:
             OmegaConf.to_object(node)  # builds the dataclass, which runs __post_init__
     OmegaConf.to_object(cfg.objective)
+    _check_ddp_under_multirun(cfg)
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError("seed", cfg.seed, "an integer in [0, 2**32)")
     task_class = get_class(cfg.task._target_)

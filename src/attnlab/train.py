@@ -29,6 +29,25 @@ def _matching_kwargs(target: Callable, available: dict[str, Any]) -> dict[str, A
     return {name: value for name, value in available.items() if name in accepted}
 
 
+def _require(target: Callable, group: str, node: DictConfig, available: dict[str, Any]) -> None:
+    """Fail with one line when the data does not publish what ``target`` needs.
+
+    E.g. a ResNet on the date task: it needs in_channels, which only image data publishes.
+    """
+    needed = [
+        name
+        for name, p in inspect.signature(target).parameters.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and name not in node
+        and name not in available
+    ]
+    if needed:
+        choice = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+        allowed = f"a {group} that fits this data, which does not give {', '.join(needed)}"
+        raise ConfigError(group, choice or node.get("_target_"), allowed)
+
+
 def build_model(cfg: DictConfig, dims: dict[str, Any]):
     """The model of ``cfg.model`` sized by the data, or an ensemble of such models."""
     import torch
@@ -36,7 +55,9 @@ def build_model(cfg: DictConfig, dims: dict[str, Any]):
 
     from attnlab.regularization import Ensemble
 
-    kwargs = _matching_kwargs(get_class(cfg.model._target_), dims)
+    model_class = get_class(cfg.model._target_)
+    _require(model_class, "model", cfg.model, dims)
+    kwargs = _matching_kwargs(model_class, dims)
     size = cfg.regularization.get("ensemble_size", 1)
     if size == 1:
         return instantiate(cfg.model, **kwargs)
@@ -62,8 +83,9 @@ def run(cfg: DictConfig) -> float:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     dims = datamodule.dims
-    if dims.get("max_src_len", 0) > cfg.model.get("max_len", float("inf")):
-        raise ConfigError("model.max_len", cfg.model.max_len, f">= {dims['max_src_len']} tokens")
+    longest = max(dims.get("max_src_len", 0), dims.get("max_tgt_len", 0))
+    if longest > cfg.model.get("max_len", float("inf")):
+        raise ConfigError("model.max_len", cfg.model.max_len, f">= {longest} tokens")
 
     model = build_model(cfg, dims)
     task_factory = instantiate(cfg.task, _convert_="all")  # plain lists: checkpoints load
@@ -73,6 +95,7 @@ def run(cfg: DictConfig) -> float:
         **OmegaConf.to_container(cfg.regularization),
         **dims,
     }
+    _require(task_factory.func, "task", cfg.task, {"model": model, **extras})
     task = task_factory(model=model, **_matching_kwargs(task_factory.func, extras))
 
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]

@@ -98,6 +98,9 @@ def read_parallel_corpus(path: str | Path) -> list[tuple[str, str]]:
             allowed = f"source<TAB>target on every line; line {number} has no tab"
             raise ConfigError("data.path", str(path), allowed)
         source, target = line.rstrip("\r").split("\t")[:2]
+        if not source.strip() or not target.strip():
+            allowed = f"a source and a target on every line; line {number} has an empty one"
+            raise ConfigError("data.path", str(path), allowed)
         pairs.append((source, target))
     if not pairs:
         raise ConfigError("data.path", str(path), "a corpus of at least one source<TAB>target line")

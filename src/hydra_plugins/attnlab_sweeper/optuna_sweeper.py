@@ -37,6 +37,7 @@ class OptunaSweeperConf:
     study_name: str = "${task_name}"
     storage: str = "sqlite:///optuna.db"
     direction: str = "${objective.direction}"
+    metric: str = "${objective.metric}"
     n_trials: int = 20
     n_jobs: int = 1
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
@@ -57,6 +58,7 @@ class OptunaSweeper(Sweeper):
         study_name: str,
         storage: str,
         direction: str,
+        metric: str,
         n_trials: int,
         n_jobs: int,
         sampler: dict,
@@ -69,6 +71,9 @@ class OptunaSweeper(Sweeper):
             raise ConfigError("hydra.sweeper.n_trials", n_trials, "must be > 0")
         if n_jobs <= 0:
             raise ConfigError("hydra.sweeper.n_jobs", n_jobs, "must be > 0")
+        if not metric.startswith("val/"):  # choosing on the test split would leak it
+            allowed = "a val/ metric: a sweep selects on validation, the test split stays unseen"
+            raise ConfigError("objective.metric", metric, allowed)
         if direction not in ("minimize", "maximize"):
             raise ConfigError("hydra.sweeper.direction", direction, "one of minimize, maximize")
         self.study_name, self.storage_url, self.direction = study_name, storage, direction
