@@ -28,7 +28,9 @@ def run_sweep(workdir: Path, sweep: str, trials: int, pruner: list[str], extra: 
         *pruner, *extra,
     ]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(command, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"sweep failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
     seconds = time.perf_counter() - start
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{workdir}/optuna.db")
     states = [t.state.name for t in study.trials]

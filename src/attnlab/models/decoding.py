@@ -38,8 +38,12 @@ def greedy_decode(
     memory = model.encode(src)
     tokens = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
     finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)  # (B,)
+    stepwise = hasattr(model, "decode_step")  # models that keep a decoder state: O(T) steps
     for _ in range(max_len):
-        logits = model.decode(tokens, memory)[:, -1]  # (B, V)
+        if stepwise:
+            logits, memory = model.decode_step(tokens[:, -1], memory)  # (B, V)
+        else:
+            logits = model.decode(tokens, memory)[:, -1]  # (B, V), the prefix read again
         next_token = logits.argmax(dim=-1).masked_fill(finished, pad_id)  # (B,)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (B, t + 1)
         finished |= next_token == eos_id

@@ -8,7 +8,7 @@ tensors, so ``attnlab.models.decoding.batch_select`` can copy them per beam.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +44,7 @@ def _map_state(state: State, fn) -> State:
 
 
 def layer_first(state: State) -> State:
-    """(B, L, H) -> (L, B, H), the layout torch's RNNs take and return."""
+    """(B, L, H) -> (L, B, H), the layout torch's RNNs take and return (and back again)."""
     return _map_state(state, lambda t: t.transpose(0, 1).contiguous())
 
 
@@ -208,6 +208,11 @@ class AttentionDecoder(nn.Module):
 
     def forward(self, tgt_in: Tensor, memory: EncodedSource) -> tuple[Tensor, Tensor]:
         """tgt_in: (B, T) -> logits (B, T, V) and attention weights (B, T, S)."""
+        logits, weights, _ = self.run(tgt_in, memory)
+        return logits, weights
+
+    def run(self, tgt_in: Tensor, memory: EncodedSource) -> tuple[Tensor, Tensor, State]:
+        """tgt_in: (B, T) -> logits (B, T, V), weights (B, T, S) and the final state (L, B, H)."""
         y = self.dropout(self.embed(tgt_in))  # (B, T, E)
         state = layer_first(memory.state)  # (L, B, H)
         outputs, weights = [], []
@@ -219,7 +224,7 @@ class AttentionDecoder(nn.Module):
             outputs.append(torch.cat([out[:, 0], context], dim=-1))  # (B, H+K)
             weights.append(alpha)  # (B, S)
         features = torch.stack(outputs, dim=1)  # (B, T, H+K)
-        return self.generator(self.dropout(features)), torch.stack(weights, dim=1)
+        return self.generator(self.dropout(features)), torch.stack(weights, dim=1), state
 
 
 class AttendingSeq2Seq(nn.Module, ABC):
@@ -234,6 +239,14 @@ class AttendingSeq2Seq(nn.Module, ABC):
     def decode(self, tgt_in: Tensor, memory: EncodedSource) -> Tensor:
         """tgt_in: (B, T) ids starting with BOS -> logits (B, T, V_tgt)."""
         return self.decoder(tgt_in, memory)[0]
+
+    def decode_step(self, token: Tensor, memory: EncodedSource) -> tuple[Tensor, EncodedSource]:
+        """token: (B,) -> logits (B, V) and the memory with the decoder one step further.
+
+        Lets greedy decoding run in O(T) decoder steps instead of re-reading the prefix.
+        """
+        logits, _, state = self.decoder.run(token[:, None], memory)  # (B, 1, V)
+        return logits[:, 0], replace(memory, state=layer_first(state))  # back to (B, L, H)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
