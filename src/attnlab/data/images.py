@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from attnlab.data.loaders import SplitLoaders
 from attnlab.errors import ConfigError
 
 Arrays = tuple[Tensor, Tensor]  # images (N, C, H, W) float in [0, 1], labels (N,) long
@@ -252,7 +253,7 @@ class Augment(nn.Module):
         return images  # (B, C, H, W)
 
 
-class ImageDataModule(L.LightningDataModule, ABC):
+class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
     """Train / val / test image tensors; subclasses implement ``load``.
 
     The validation split is a seeded, stratified ``val_fraction`` of the training split;
@@ -356,15 +357,6 @@ class ImageDataModule(L.LightningDataModule, ABC):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 class DigitsDataModule(ImageDataModule):

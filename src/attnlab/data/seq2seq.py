@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.bucketing import bucketed_loader
+from attnlab.data.loaders import SplitLoaders
 from attnlab.data.text import CharVocab, Vocab, pad_batch
 
 Pairs = list[tuple[str, str]]
@@ -48,7 +49,7 @@ def collate(items: list[tuple[list[int], list[int]]], pad_id: int) -> Seq2SeqBat
     return Seq2SeqBatch(src=src, tgt_in=tgt[:, :-1], tgt_out=tgt[:, 1:])
 
 
-class PairsDataModule(L.LightningDataModule, ABC):
+class PairsDataModule(SplitLoaders, L.LightningDataModule, ABC):
     """Seq2seq data over string pairs; subclasses implement ``make_splits``.
 
     After ``setup`` the module publishes ``dims``: the sizes a model and a task need.
@@ -101,30 +102,18 @@ class PairsDataModule(L.LightningDataModule, ABC):
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        collate_fn = partial(collate, pad_id=self.src_vocab.pad_id)
+        data = self.datasets[split]
+        if split == "train" and self.bucketing:  # batches of like source length (notes §3.3)
+            lengths = [len(src) for src in data.src]
+            return bucketed_loader(
+                data, lengths, self.batch_size, collate_fn, self.num_workers, self.trainer
+            )
         return DataLoader(
-            self.datasets[split],
+            data,
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=partial(collate, pad_id=self.src_vocab.pad_id),
+            collate_fn=collate_fn,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        if self.bucketing:  # batches of like source length (notes §3.3)
-            data = self.datasets["train"]
-            return bucketed_loader(
-                data,
-                [len(src) for src in data.src],
-                self.batch_size,
-                partial(collate, pad_id=self.src_vocab.pad_id),
-                self.num_workers,
-                self.trainer,
-            )
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from attnlab.data.loaders import SplitLoaders
 from attnlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -120,7 +121,7 @@ class WindowDataset(Dataset):
         return window[: self.input_len], target  # (L, F), (H, 1)
 
 
-class RegressionDataModule(L.LightningDataModule):
+class RegressionDataModule(SplitLoaders, L.LightningDataModule):
     """Loaders over ``datasets``: split name -> pairs (inputs (L, F), targets (H, 1))."""
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0):
@@ -136,15 +137,6 @@ class RegressionDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 class SeriesDataModule(RegressionDataModule, ABC):

@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.bucketing import bucketed_loader
+from attnlab.data.loaders import SplitLoaders
 from attnlab.data.seq2seq import SPLITS, Pairs, PairsDataModule
 from attnlab.data.text import pad_batch
 
@@ -119,7 +120,7 @@ def collate_examples(items: list[Example], pad_id: int) -> tuple[Tensor, Tensor,
     return tokens, labels, groups
 
 
-class SequenceClassificationDataModule(L.LightningDataModule, ABC):
+class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC):
     """Synthetic binary sequence classification with a bucketed variable (a distance, a length).
 
     Example i has label i % 2 and bucket (i // 2) % n_buckets, so labels are balanced within
@@ -205,15 +206,6 @@ class SequenceClassificationDataModule(L.LightningDataModule, ABC):
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 VERB = 1
