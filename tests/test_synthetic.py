@@ -165,3 +165,17 @@ def test_attention_seq2seq_trains_on_reverse_through_the_config_tree(make_cfg):
         "callbacks.progress_bar=null", "callbacks.model_summary=null",
     )  # fmt: skip
     assert 0.0 <= run(cfg) <= 1.0
+
+
+def test_a_tracked_run_logs_the_data_baselines(make_cfg, tracking_uri):
+    from mlflow import MlflowClient
+
+    from attnlab.train import run
+
+    run(make_cfg("experiment=order_count", "debug=limit", "data.n_train=256", "data.n_val=64",
+                 "data.n_test=64", "logger.log_model=false"))  # fmt: skip
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("order_count")
+    (record,) = client.search_runs([experiment.experiment_id], max_results=2)
+    assert record.data.metrics["baseline/test/acc_chance"] == 0.5
+    assert "test/acc" in record.data.metrics

@@ -116,6 +116,9 @@ def run(cfg: DictConfig) -> float:
         return _fit_and_test(trainer, task, datamodule, cfg)
     with mlflow_run(cfg, output_dir, tags, stopped_by=stops) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
+        # chance and shortcut scores of the data, next to the model's (DESIGN.md)
+        baselines = getattr(datamodule, "baselines", dict)()
+        logger.log_metrics({f"baseline/{k}": v for k, v in baselines.items()}, step=0)
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
         return _fit_and_test(trainer, task, datamodule, cfg)
 

@@ -435,3 +435,7 @@ class AddingDataModule(RegressionDataModule):
     @property
     def dims(self) -> dict[str, int]:
         return {"in_features": 2, "out_features": 1, "input_len": self.length, "horizon": 1}
+
+    def baselines(self) -> dict[str, float]:
+        """The MSE of always answering 1.0, the mean of the target."""
+        return {"test/mse_predict_1": ADDING_BASELINE_MSE}

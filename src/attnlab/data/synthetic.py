@@ -295,6 +295,10 @@ class AgreementDataModule(SequenceClassificationDataModule):
                 return number
         return None
 
+    def baselines(self) -> dict[str, float]:
+        """Test accuracy of chance and of the shortcuts: what a model must beat."""
+        return {f"test/acc_{name}": value for name, value in self.shortcut_accuracies().items()}
+
     def shortcut_accuracies(self, split: str = "test") -> dict[str, float]:
         """Accuracy of the heuristics a model might fall back on, next to chance.
 
@@ -324,6 +328,10 @@ class OrderCountDataModule(SequenceClassificationDataModule):
     ``count``: m A's and n B's (m != n, both >= 1) at random places; label 1 if A is in the
     majority. Positions do not matter: a bag of tokens suffices.
     """
+
+    def baselines(self) -> dict[str, float]:
+        """Balanced labels: chance is 50% for both questions."""
+        return {"test/acc_chance": 0.5}
 
     def __init__(
         self,
