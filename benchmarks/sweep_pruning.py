@@ -1,6 +1,6 @@
 """Does pruning pay? The same Optuna sweep with and without a pruner, side by side.
 
-    python benchmarks/sweep_pruning.py [--trials 20] [--sweep overfitting] [extra overrides...]
+    python benchmarks/sweep_pruning.py [--trials 20] [--sweep pruning_bench] [extra overrides...]
 
 Runs ``attnlab train -m +sweep=<sweep>`` twice in a scratch directory (same sampler seed, same
 trial budget): once with the sweep's own pruner, once with ``none``. Prints the wall time and
@@ -40,7 +40,7 @@ def run_sweep(workdir: Path, sweep: str, trials: int, pruner: list[str], extra: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--sweep", default="overfitting")
+    parser.add_argument("--sweep", default="pruning_bench")
     args, extra = parser.parse_known_args()
     no_pruner = ["hydra.sweeper.pruner.name=none"]
     with tempfile.TemporaryDirectory() as scratch:
