@@ -29,4 +29,4 @@ def test_default_experiment_reaches_95_percent_exact_match(tmp_path: Path, track
     assert record.info.status == "FINISHED"
     assert record.data.metrics["test/exact_match"] >= 0.95
     plots = [a.path for a in client.list_artifacts(record.info.run_id, "plots")]
-    assert plots == ["plots/attention_last_layer.png"]
+    assert plots == ["plots/attention_layer1.png", "plots/attention_layer2.png"]

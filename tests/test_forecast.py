@@ -155,4 +155,4 @@ def test_corpus_fast_dev_run_with_the_transformer(make_cfg, tmp_path: Path):
         "model.dec_layers=1", "debug=fdr", "logger=none", *QUIET,
     )  # fmt: skip
     assert 0.0 <= run(cfg) <= 1.0
-    assert (tmp_path / "output" / "plots" / "attention_last_layer.png").is_file()
+    assert (tmp_path / "output" / "plots" / "attention_layer1.png").is_file()

@@ -277,3 +277,16 @@ def test_attention_model_exposes_cross_attention_for_plots():
     assert weights.shape == (1, 2, 1, 3, 5)
     torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 1, 3))
     assert weights[0, 0, ..., 3:].abs().max() == 0
+
+
+def test_bleu_words_stop_at_eos_and_skip_padding():
+    from attnlab.tasks.seq2seq import Seq2SeqTask
+
+    task = Seq2SeqTask(
+        nn.Linear(1, 1), torch.optim.SGD, pad_id=0, bos_id=1, eos_id=2, tgt_vocab_size=9,
+        max_tgt_len=5,
+    )  # fmt: skip
+    words = task._words(torch.tensor([[5, 6, 2, 7, 0], [4, 0, 0, 0, 0]]))
+    assert words == ["5 6", "4"]
+    perfect = task.bleu["test"](["5 6 7 8"], [["5 6 7 8"]])
+    assert perfect.item() == pytest.approx(1.0)

@@ -66,19 +66,20 @@ class AttentionMaps(L.Callback):
         model.eval()
         predicted = pl_module.predict_ids(src)  # (N, T)
         bos = torch.full_like(predicted[:, :1], data.tgt_vocab.bos_id)
-        weights = model.cross_attention(src, torch.cat([bos, predicted], 1)[:, :-1])[-1]
+        layers = model.cross_attention(
+            src, torch.cat([bos, predicted], 1)[:, :-1]
+        )  # (L, N, H, T, S)
         model.train(was_training)
         width = predicted.size(1)
         tgt = data.tgt_vocab
         outputs = [[*tgt.tokenize(tgt.decode(row)), "<eos>"][:width] for row in predicted.tolist()]
         sources = [data.src_vocab.tokenize(s) for s in examples]
-        fig = attention_grid(
-            weights.float().cpu().numpy(),
-            sources,
-            outputs,
-            "encoder-decoder attention, last decoder layer (rows: output, columns: source)",
-        )
-        log_figure(trainer, fig, "plots/attention_last_layer.png", self.output_dir)
+        for number, weights in enumerate(layers.float().cpu().numpy(), start=1):
+            title = f"encoder-decoder attention, decoder layer {number} of {len(layers)}"
+            fig = attention_grid(
+                weights, sources, outputs, f"{title} (rows: output, columns: source)"
+            )
+            log_figure(trainer, fig, f"plots/attention_layer{number}.png", self.output_dir)
 
 
 class GradientNorms(L.Callback):

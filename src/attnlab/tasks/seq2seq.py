@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
+from torchmetrics.text import BLEUScore
 
 from attnlab.models.decoding import beam_search, greedy_decode
 from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
@@ -21,7 +22,7 @@ class Seq2SeqTask(BaseTask):
     the decoded ids against the targets.
     """
 
-    metric_names = ("loss", "token_acc", "exact_match")
+    metric_names = ("loss", "token_acc", "exact_match", "bleu")
 
     def __init__(
         self,
@@ -52,6 +53,8 @@ class Seq2SeqTask(BaseTask):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # corpus BLEU-4 over output tokens (Papineni et al. 2002), each token written as its id
+        self.bleu = nn.ModuleDict({split: BLEUScore(n_gram=4) for split in ("val", "test")})
         # Exact match per source-length bucket: edges [10, 20] -> lengths lt10, 10-19, ge20.
         self.bucket_edges = torch.tensor(sorted(length_buckets or []))
         names = _bucket_names(self.bucket_edges.tolist())
@@ -98,6 +101,9 @@ class Seq2SeqTask(BaseTask):
         predicted = self._align(self.predict_ids(batch.src), batch.tgt_out)  # (B, T)
         metrics.update(predicted, batch.tgt_out)
         self.log_dict(metrics, batch_size=size)
+        bleu = self.bleu[prefix]
+        bleu.update(self._words(predicted), [[words] for words in self._words(batch.tgt_out)])
+        self.log(f"{prefix}/bleu", bleu, on_epoch=True, batch_size=size)
         if len(self.bucket_edges):
             lengths = (batch.src != self.hparams.pad_id).sum(1)  # (B,)
             bucket = torch.bucketize(lengths, self.bucket_edges.to(lengths.device), right=True)
@@ -107,6 +113,14 @@ class Seq2SeqTask(BaseTask):
                     metric.update(predicted[rows], batch.tgt_out[rows])
                     key = f"{prefix}/exact_match_by_len/{name}"
                     self.log(key, metric, on_epoch=True, batch_size=int(rows.sum()))
+
+    def _words(self, ids: Tensor) -> list[str]:
+        """(B, T) ids -> one string per row, token ids separated by spaces, up to EOS."""
+        rows = []
+        for row in ids.tolist():
+            end = row.index(self.hparams.eos_id) if self.hparams.eos_id in row else len(row)
+            rows.append(" ".join(str(t) for t in row[:end] if t != self.hparams.pad_id))
+        return rows
 
     def _align(self, predicted: Tensor, target: Tensor) -> Tensor:
         """Cut or pad predictions (B, T') to the target width T; pad never matches a real token."""
