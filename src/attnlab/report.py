@@ -122,5 +122,6 @@ def main(args: list[str]) -> int:
     print_table(table.sort_values(sort_by), f"{opts.experiment}: {len(table)} runs")
     if opts.sweep and GAP in table.columns:
         swept = [c for c in table.columns if "." in c and c not in opts.metrics]
-        print_table(countermeasure_summary(table, swept), "train-test gap per countermeasure")
+        title = "train-test gap per countermeasure (marginal: every param moves in every trial)"
+        print_table(countermeasure_summary(table, swept), title)
     return 0
