@@ -114,6 +114,9 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> list[float | None]:
         fixed, space = search_space(self.params, arguments)
+        # Compose one point of the space before any study, trial or MLflow run is written.
+        first = [f"{key}={_override_value(v)}" for key, v in _first_point(space).items()]
+        self.validate_batch_is_legal([fixed + first])
         study, storage = self._open_study(space)
         tracker = SweepTracker.for_config(self.config, study)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +125,12 @@ class OptunaSweeper(Sweeper):
             while (remaining := self._remaining(study)) > 0:
                 trials = [self._ask(study, space) for _ in range(min(self.n_jobs, remaining))]
                 batch = [fixed + self._trial_overrides(t, tracker) for t in trials]
-                self.validate_batch_is_legal(batch)
+                try:  # e.g. a searched key the config does not have
+                    self.validate_batch_is_legal(batch)
+                except Exception:
+                    for trial in trials:  # recorded, not left RUNNING
+                        study.tell(trial, state=TrialState.FAIL)
+                    raise
                 with _Heartbeat(storage, [t._trial_id for t in trials], self.heartbeat_interval):
                     returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
                 self.job_idx += len(returns)
@@ -179,6 +187,11 @@ class OptunaSweeper(Sweeper):
             trial.set_user_attr("error", repr(job._return_value)[:2000])
         study.tell(trial, state=TrialState.FAIL)
         return None
+
+
+def _first_point(space: dict) -> dict[str, Any]:
+    """The first choice or the low end of every distribution."""
+    return {k: d.choices[0] if hasattr(d, "choices") else d.low for k, d in space.items()}
 
 
 def _override_value(value: Any) -> str:
