@@ -31,7 +31,7 @@ BAD_INPUTS = {
     "malformed tracking URI": (["logger.tracking_uri=mlflow.db"], "logger.tracking_uri"),
     "negative learning rate": (["optim.lr=-0.1"], "optim.lr=-0.1"),
     "wrong type": (["trainer.max_epochs=many"], "trainer.max_epochs"),
-    "unknown objective metric": (["objective.metric=test/bleu"], "objective.metric"),
+    "unknown objective metric": (["objective.metric=test/perplexity"], "objective.metric"),
     "unknown direction": (["objective.direction=up"], "objective.direction='up'"),
     "gpu trainer without a GPU": (["trainer=gpu"], "trainer.accelerator='gpu'"),
     "unknown locale": (["data.locales=[en_US,xx_QQ]"], "data.locales='xx_QQ'"),
@@ -43,7 +43,7 @@ BAD_INPUTS = {
     "unknown positional encoding": (["model.positional=rotary"], "model.positional='rotary'"),
     "unparsable override": (["model.d_model=["], "model.d_model=["),
     "monitor of an unknown metric": (
-        ["callbacks.early_stopping.monitor=val/bleu"],
+        ["callbacks.early_stopping.monitor=val/perplexity"],
         "callbacks.early_stopping.monitor",
     ),
     "unknown score function": (
