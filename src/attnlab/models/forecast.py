@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+from attnlab.models.rnn import make_rnn
 
 
 class RNNForecaster(nn.Module):
@@ -24,15 +24,7 @@ class RNNForecaster(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell={cell!r}: one of {', '.join(CELLS)}")
-        self.rnn = CELLS[cell](
-            in_features,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        self.rnn = make_rnn(cell, in_features, hidden_size, num_layers, dropout, False)
         self.head = nn.Linear(hidden_size, horizon)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -58,11 +50,8 @@ class Seq2SeqForecaster(nn.Module):
     ):
         super().__init__()
         self.horizon = horizon
-        between_layers = dropout if num_layers > 1 else 0.0
-        self.encoder = nn.GRU(
-            in_features, hidden_size, num_layers, batch_first=True, dropout=between_layers
-        )
-        self.decoder = nn.GRU(1, hidden_size, num_layers, batch_first=True, dropout=between_layers)
+        self.encoder = make_rnn("gru", in_features, hidden_size, num_layers, dropout, False)
+        self.decoder = make_rnn("gru", 1, hidden_size, num_layers, dropout, False)
         self.head = nn.Linear(hidden_size, 1)
 
     def forward(
