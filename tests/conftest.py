@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,22 @@ def make_cfg(tmp_path: Path):
         return cfg
 
     return _compose
+
+
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def fresh_postgres_database():
+    """A new, empty database on the local server (dropped afterwards), or a skip with the reason."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=5)
+    except Exception as error:  # no driver or no server: nothing to test against
+        pytest.skip(f"no PostgreSQL at {POSTGRES_SERVER}: {str(error).splitlines()[0]}")
+    name = f"attnlab_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    yield f"{POSTGRES_SERVER}/{name}"
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()

@@ -17,7 +17,7 @@ from attnlab.errors import ConfigError
 from attnlab.paths import config_dir
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import make_pruner, make_sampler
-from attnlab.train import _matching_kwargs
+from attnlab.train import _matching_kwargs, build_trainer
 
 GROUP_OPTIONS = sorted(
     (path.parent.name, path.stem)
@@ -76,7 +76,7 @@ def test_config_composes_and_instantiates(group: str, option: str, make_cfg):
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
     if cfg.logger.get("_target_"):
         instantiate(cfg.logger)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    trainer = build_trainer(cfg, model, callbacks, logger=False)
     assert trainer.max_epochs == cfg.trainer.max_epochs or cfg.trainer.fast_dev_run
 
 

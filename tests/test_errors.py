@@ -15,7 +15,6 @@ DATA = Path(__file__).parent / "data"  # small bad files
 
 BAD_INPUTS = {
     "a model the data cannot size": (["model=resnet", "~experiment"], "model='resnet'"),
-    "ddp re-launching a multirun": (["-m", "trainer.strategy=ddp"], "trainer.strategy='ddp'"),
     "ensemble on a seq2seq task": (["regularization.ensemble_size=3"], "ensemble_size=3"),
     "unknown ensemble mode": (
         ["regularization.ensemble_mode=boosting"],
@@ -34,6 +33,13 @@ BAD_INPUTS = {
     "unknown objective metric": (["objective.metric=test/perplexity"], "objective.metric"),
     "unknown direction": (["objective.direction=up"], "objective.direction='up'"),
     "gpu trainer without a GPU": (["trainer=gpu"], "trainer.accelerator='gpu'"),
+    "more DDP processes than cores": (
+        ["trainer=ddp_cpu", "trainer.devices=64"],
+        "trainer.devices=64 is not allowed: at most",
+    ),
+    "fsdp on CPU": (["trainer.strategy=fsdp"], "trainer.strategy='fsdp'"),
+    "unknown strategy": (["trainer.strategy=horovod"], "trainer.strategy='horovod'"),
+    "unknown precision": (["trainer.precision=8-mixed"], "trainer.precision='8-mixed'"),
     "unknown locale": (["data.locales=[en_US,xx_QQ]"], "data.locales='xx_QQ'"),
     "label smoothing of 1": (
         ["regularization.label_smoothing=1"],
@@ -41,6 +47,14 @@ BAD_INPUTS = {
     ),
     "more examples than days": (["data.year_min=2000", "data.year_max=2001"], "data.n_train"),
     "unknown positional encoding": (["model.positional=rotary"], "model.positional='rotary'"),
+    "Transformer norm that pools over time": (
+        ["model.norm=group"],
+        "model.norm='group' is not allowed: one of layer, batch, none",
+    ),
+    "unknown Transformer classifier norm": (
+        ["~experiment", "model=transformer_classifier", "model.norm=rms"],
+        "model.norm='rms'",
+    ),
     "unparsable override": (["model.d_model=["], "model.d_model=["),
     "monitor of an unknown metric": (
         ["callbacks.early_stopping.monitor=val/perplexity"],
@@ -53,6 +67,10 @@ BAD_INPUTS = {
     "unknown rnn cell": (
         ["~experiment", "model=rnn_seq2seq", "model.cell=rnn"],
         "model.cell='rnn'",
+    ),
+    "unknown rnn norm": (
+        ["~experiment", "model=attention_seq2seq", "model.norm=weight"],
+        "model.norm='weight' is not allowed: one of none, layer, batch",
     ),
     "odd hidden size, bidirectional": (
         ["~experiment", "model=attention_seq2seq", "model.hidden=33"],
@@ -80,7 +98,7 @@ BAD_INPUTS = {
     ),
     "unknown question": (["data=order_count", "data.question=sum"], "data.question='sum'"),
     "bucketing under DDP with Lightning's sampler": (
-        ["data=reverse", "data.bucketing=true", "trainer=ddp_sim"],
+        ["data=reverse", "data.bucketing=true", "trainer=ddp_cpu"],
         "trainer.use_distributed_sampler=True",
     ),
     "corpus line without a tab": (

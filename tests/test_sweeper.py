@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -201,25 +200,6 @@ def test_joblib_launcher_prunes_jobs_in_other_processes(tiny):
     assert len(trials) == 4
     assert all(len(t.intermediate_values) >= 1 for t in trials)  # reported from the workers
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-
-
-POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture
-def fresh_postgres_database():
-    """A new, empty database on the local server (dropped afterwards), or a skip with the reason."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=5)
-    except Exception as error:  # no driver or no server: nothing to test against
-        pytest.skip(f"no PostgreSQL at {POSTGRES_SERVER}: {str(error).splitlines()[0]}")
-    name = f"attnlab_{uuid.uuid4().hex[:8]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    yield f"{POSTGRES_SERVER}/{name}"
-    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
 
 
 @pytest.mark.slow

@@ -93,6 +93,7 @@ class Transformer:
     positional: str = "sinusoidal"
     max_len: int = 512
     tie_embeddings: bool = False
+    norm: str = "layer"
 
     def __post_init__(self) -> None:
         for name in ("enc_layers", "dec_layers"):
@@ -101,7 +102,9 @@ class Transformer:
 
 
 def _transformer_checks(model: Any) -> None:
-    """Sizes, d_model % heads, dropout and positional encoding of any Transformer schema."""
+    """Sizes, d_model % heads, dropout, positional encoding and norm of any Transformer schema."""
+    from attnlab.models.transformer import NORMS
+
     for name in ("d_model", "heads", "d_ff", "max_len"):
         _positive(f"model.{name}", getattr(model, name))
     if model.d_model % model.heads:
@@ -110,6 +113,7 @@ def _transformer_checks(model: Any) -> None:
         raise ConfigError("model.d_model", model.d_model, "an even number (sin/cos pairs)")
     _probability("model.dropout", model.dropout)
     _one_of("model.positional", model.positional, ("sinusoidal", "learned", "none"))
+    _one_of("model.norm", model.norm, NORMS)
 
 
 @dataclass
@@ -398,6 +402,7 @@ class TransformerClassifier:
     positional: str = "sinusoidal"
     pooling: str = "mean"
     max_len: int = 512
+    norm: str = "layer"
 
     def __post_init__(self) -> None:
         _positive("model.layers", self.layers)
@@ -422,11 +427,15 @@ class RNNModel:
     cell: str = "gru"
     bidirectional: bool = True
     dropout: float = 0.1
+    norm: str = "none"
 
     def __post_init__(self) -> None:
+        from attnlab.models.rnn import NORMS
+
         for name in ("emb_dim", "hidden", "layers"):
             _positive(f"model.{name}", getattr(self, name))
         _one_of("model.cell", self.cell, ("gru", "lstm"))
+        _one_of("model.norm", self.norm, NORMS)
         _probability("model.dropout", self.dropout)
         if self.bidirectional and self.hidden % 2:
             allowed = "an even number with model.bidirectional=true (half per direction)"
@@ -698,6 +707,15 @@ class ForecastTask(Task):
             raise ConfigError("task.teacher_forcing", self.teacher_forcing, "must be in [0, 1]")
 
 
+STRATEGIES = (
+    "auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_find_unused_parameters_true",
+    "ddp_spawn_find_unused_parameters_true", "fsdp", "fsdp_cpu_offload", "deepspeed",
+)  # fmt: skip
+PRECISIONS = (
+    "64-true", "64", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true",
+)  # fmt: skip
+
+
 @dataclass
 class Trainer:
     _target_: str = "lightning.pytorch.Trainer"
@@ -727,20 +745,36 @@ class Trainer:
     enable_checkpointing: bool = True
     default_root_dir: Any = None
     use_distributed_sampler: bool = True
+    gradient_clip_algorithm: Any = None
+    sync_batchnorm: Any = "auto"  # auto: SyncBatchNorm when BatchNorm meets several processes
+    compile: bool = False  # torch.compile the model (attnlab's key, not a Trainer argument)
 
     def __post_init__(self) -> None:
+        import os
+
+        import torch
+
         _one_of("trainer.accelerator", self.accelerator, ("cpu", "gpu", "cuda", "mps", "auto"))
+        _one_of("trainer.strategy", self.strategy, STRATEGIES)
+        _one_of("trainer.precision", str(self.precision), PRECISIONS)
+        _one_of("trainer.sync_batchnorm", self.sync_batchnorm, ("auto", True, False))
         _positive("trainer.num_nodes", self.num_nodes)
         _positive("trainer.accumulate_grad_batches", self.accumulate_grad_batches)
         if self.max_epochs < -1 or self.max_epochs == 0:
             raise ConfigError("trainer.max_epochs", self.max_epochs, "> 0, or -1 for no limit")
-        if self.accelerator in ("gpu", "cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError(
-                    "trainer.accelerator", self.accelerator, "cpu: no CUDA device on this machine"
-                )
+        gpu = self.accelerator in ("gpu", "cuda")
+        if gpu and not torch.cuda.is_available():
+            raise ConfigError(
+                "trainer.accelerator", self.accelerator, "cpu: no CUDA device on this machine"
+            )
+        if self.strategy.startswith("fsdp") and not gpu:
+            allowed = "ddp or ddp_spawn with accelerator=cpu (FSDP needs GPUs)"
+            raise ConfigError("trainer.strategy", self.strategy, allowed)
+        if isinstance(self.devices, int) and self.devices > 0:
+            available = torch.cuda.device_count() if gpu else os.cpu_count() or 1
+            if self.devices > available:
+                what = "GPUs" if gpu else "CPU cores, one process each"
+                raise ConfigError("trainer.devices", self.devices, f"at most {available} ({what})")
 
 
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
@@ -859,18 +893,6 @@ def register_schemas() -> None:
         store.store(group=group or None, name=name, node=schema)
 
 
-def _check_ddp_under_multirun(cfg: DictConfig) -> None:
-    """Lightning's ``ddp`` re-runs the command line in each new rank: under ``-m`` every rank
-    would launch the whole sweep again. The spawn/fork strategies start ranks in-process."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    strategy = str(cfg.trainer.get("strategy", "auto"))
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if multirun and strategy.startswith("ddp") and strategy not in ("ddp_spawn", "ddp_fork"):
-        raise ConfigError("trainer.strategy", strategy, "ddp_spawn or ddp_fork under -m")
-
-
 def validate(cfg: DictConfig) -> None:
     """Run every schema's range and cross-field checks; raise ConfigError on the first failure."""
     for group in GROUPS:
@@ -878,7 +900,6 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(node, DictConfig) and OmegaConf.get_type(node) is not dict:
             OmegaConf.to_object(node)  # builds the dataclass, which runs __post_init__
     OmegaConf.to_object(cfg.objective)
-    _check_ddp_under_multirun(cfg)
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError("seed", cfg.seed, "an integer in [0, 2**32)")
     task_class = get_class(cfg.task._target_)

@@ -7,6 +7,8 @@ flag works (``-m``, ``--cfg job``, ``hydra/launcher=joblib``). Returns the objec
 from __future__ import annotations
 
 import inspect
+import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from attnlab.errors import ConfigError, report_config_errors
 from attnlab.paths import config_dir
 
 register_schemas()
+log = logging.getLogger(__name__)
 
 
 def _matching_kwargs(target: Callable, available: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +79,12 @@ def run(cfg: DictConfig) -> float:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
 
+    from attnlab.distributed import is_global_zero, launching_job, process_rank
     from attnlab.tracking import mlflow_run
+
+    if HydraConfig.initialized():  # which values each process of a DDP job was composed from
+        overrides = " ".join(HydraConfig.get().overrides.task)
+        log.info("process %s composed from overrides: %s", process_rank(), overrides)
 
     # verbose=False: a config error found while building the data stays the only stderr line.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -112,27 +120,84 @@ def run(cfg: DictConfig) -> float:
     if cfg.logger.get("_target_") is None:
         # LearningRateMonitor raises without a logger; with logger=none there is nothing to log to.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+        trainer = build_trainer(cfg, model, callbacks, logger=False)
         return _fit_and_test(trainer, task, datamodule, cfg)
+    if not is_global_zero():
+        # Ranks > 0 of a DDP run: rank 0 owns the MLflow run; this logger is a no-op off rank 0.
+        trainer = build_trainer(cfg, model, callbacks, logger=instantiate(cfg.logger))
+        try:
+            return _fit_and_test(trainer, task, datamodule, cfg)
+        except stops:  # a pruned trial: rank 0 records it; a non-zero exit here would kill rank 0
+            return math.nan
     with mlflow_run(cfg, output_dir, tags, stopped_by=stops) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
         # chance and shortcut scores of the data, next to the model's (DESIGN.md)
         baselines = getattr(datamodule, "baselines", dict)()
         logger.log_metrics({f"baseline/{k}": v for k, v in baselines.items()}, step=0)
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+        trainer = build_trainer(cfg, model, callbacks, logger=logger)
+        logger.log_hyperparams(distributed_params(cfg, trainer, model))
+        if trainer.world_size > 1 and HydraConfig.initialized():
+            with launching_job(output_dir):
+                return _fit_and_test(trainer, task, datamodule, cfg)
         return _fit_and_test(trainer, task, datamodule, cfg)
+
+
+def sync_batchnorm(cfg: DictConfig, model) -> bool:
+    """``trainer.sync_batchnorm``, with ``auto``: on when BatchNorm meets several processes."""
+    from attnlab.distributed import uses_batchnorm, world_size
+
+    if cfg.trainer.sync_batchnorm == "auto":
+        return world_size(cfg.trainer) > 1 and uses_batchnorm(model)
+    return bool(cfg.trainer.sync_batchnorm)
+
+
+def build_trainer(cfg: DictConfig, model, callbacks: list, logger):
+    """``cfg.trainer`` as a Lightning Trainer, attnlab's own keys resolved.
+
+    ``compile`` compiles the model in place (state-dict keys unchanged, so checkpoints load
+    into an uncompiled model).
+    """
+    from hydra.utils import instantiate
+
+    node = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if node.pop("compile"):
+        model.compile()
+    node["sync_batchnorm"] = sync_batchnorm(cfg, model)
+    return instantiate(node, callbacks=callbacks, logger=logger)
+
+
+def distributed_params(cfg: DictConfig, trainer, model) -> dict[str, Any]:
+    """Processes and batch sizes as run: ``data.batch_size`` is per device (per process)."""
+    per_device = cfg.data.get("batch_size")
+    processes = trainer.world_size
+    params = {
+        "distributed.world_size": processes,
+        "distributed.strategy": type(trainer.strategy).__name__,
+        "distributed.sync_batchnorm": sync_batchnorm(cfg, model),
+    }
+    if per_device:
+        params["distributed.batch_size_per_device"] = per_device
+        global_batch = per_device * processes * trainer.accumulate_grad_batches
+        params["distributed.batch_size_global"] = global_batch
+    return params
 
 
 def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
     """Fit, then score the best checkpoint on the split the objective names."""
+    from attnlab.sweeper.trial import FitPruning
+
     trainer.fit(task, datamodule=datamodule)
+    for callback in trainer.callbacks:
+        if isinstance(callback, FitPruning):  # under DDP the pruning decision is read back here
+            callback.check_pruned()
     has_best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     ckpt_path = "best" if has_best else None
     trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
     if cfg.objective.metric.startswith("val/"):  # after test(), only test metrics are kept
         trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path)
     value = float(trainer.callback_metrics[cfg.objective.metric])
-    print(f"{cfg.objective.metric} = {value:.4f}")
+    if trainer.is_global_zero:
+        print(f"{cfg.objective.metric} = {value:.4f}")
     return value
 
 

@@ -81,7 +81,10 @@ class ClassifyTask(BaseTask):
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(preds, y)
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, batch_size=size)
+        sync = split != "train"  # epoch means over all ranks; per-step train loss stays local
+        self.log(
+            f"{split}/loss", loss, on_step=on_step, on_epoch=True, batch_size=size, sync_dist=sync
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
         if len(batch) > 2 and split in self.group_metrics:
             self._update_groups(preds, y, batch[2], split)
@@ -142,5 +145,5 @@ class ClassifyTask(BaseTask):
         for batch in data.train_dataloader():
             x, y = batch[0].to(self.device), batch[1].to(self.device)
             self.train_eval_error.update(self.model(x).argmax(-1), y)  # (B,) vs (B,)
-        self.log("train_eval/error", self.train_eval_error.compute())
+        self.log("train_eval/error", self.train_eval_error.compute(), sync_dist=True)
         self.train_eval_error.reset()

@@ -1,0 +1,109 @@
+"""One Hydra job on several processes: Lightning's DDP launcher made to fit Hydra runs and sweeps.
+
+Lightning's ``ddp`` strategy starts ranks 1..N-1 by re-running the command line
+(``_SubprocessScriptLauncher``). Under ``-m`` that command is the whole sweep, and the launcher's
+environment variables (``LOCAL_RANK``, ``MASTER_PORT`` ...) and process group outlive the job, so
+the next job of a multirun would think its processes were started externally and join a dead
+group. :func:`launching_job` hands the children this job's own overrides and output directory and
+cleans up afterwards; :func:`is_global_zero` tells a process started by any launcher (Lightning,
+torchrun, SLURM) whether it is the one that talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from omegaconf import DictConfig, ListConfig, read_write
+
+# Set by Lightning's subprocess launcher in the launching process itself.
+LAUNCHER_ENV = (
+    "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS",
+)  # fmt: skip
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0 (or not part of a distributed launch)."""
+    env = os.environ
+    for name in ("RANK", "SLURM_PROCID"):  # torchrun; SLURM's srun
+        if name in env:
+            return env[name] == "0"
+    return env.get("NODE_RANK", "0") == "0" and env.get("LOCAL_RANK", "0") == "0"
+
+
+def process_rank() -> str:
+    """``node/local`` rank as the launcher set it, e.g. ``0/1``; ``0/0`` outside DDP."""
+    env = os.environ
+    node = env.get("NODE_RANK", env.get("GROUP_RANK", env.get("SLURM_NODEID", "0")))
+    local = env.get("LOCAL_RANK", env.get("SLURM_LOCALID", "0"))
+    return f"{node}/{local}"
+
+
+def world_size(trainer_cfg: DictConfig) -> int:
+    """Processes in the run as the trainer config asks for them (``devices: auto`` counts)."""
+    devices = trainer_cfg.get("devices", 1)
+    if devices in ("auto", -1, "-1"):
+        gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda", "auto")
+        count = torch.cuda.device_count() if gpu and torch.cuda.is_available() else 1
+    elif isinstance(devices, ListConfig | list):  # device indices
+        count = len(devices)
+    elif isinstance(devices, str) and "," in devices:  # "0,1"
+        count = len([index for index in devices.split(",") if index.strip()])
+    else:
+        count = int(devices)
+    return count * int(trainer_cfg.get("num_nodes", 1))
+
+
+def _child_argv(overrides: list[str]) -> list[str]:
+    """``sys.argv`` from which Lightning builds a child's command: this job, not the sweep.
+
+    Lightning runs ``python -m <__main__'s module> argv[1:]`` or, for a console script,
+    ``python argv[0] argv[1:]``.
+    """
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    if spec is not None and spec.name == "attnlab.train":
+        return [sys.argv[0], *overrides]
+    if spec is not None:  # python -m attnlab.cli train ...
+        return [sys.argv[0], "train", *overrides]
+    return [sys.orig_argv[1], "train", *overrides]  # the ``attnlab`` console script
+
+
+@contextmanager
+def launching_job(output_dir: str) -> Iterator[None]:
+    """Around one Hydra job in the launching process (rank 0).
+
+    Children started inside re-run this job's overrides into ``output_dir`` (Lightning passes
+    ``hydra.run.dir``, ``hydra.output_subdir=null``); afterwards the launcher's environment,
+    thread count and process group are reset, so the next job launches its own children.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    saved = sys.argv, hydra_cfg.run.dir, {k: os.environ.get(k) for k in LAUNCHER_ENV}
+    threads = torch.get_num_threads()
+    sys.argv = _child_argv(list(hydra_cfg.overrides.task))
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = output_dir
+    try:
+        yield
+    finally:
+        sys.argv = saved[0]
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = saved[1]
+        for name, value in saved[2].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        torch.set_num_threads(threads)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def uses_batchnorm(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())

@@ -1,0 +1,150 @@
+"""DDP under Hydra on CPU (gloo, 2 processes): one directory and one MLflow run per job, metrics
+reduced over ranks, each rank composed from its own job's values, and DDP equal to one process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from attnlab.data.images import DigitsDataModule
+from attnlab.models.mlp import MLP
+
+# digits + MLP, no dropout, two short epochs. test_fraction 0.2005 leaves 1292 training and 144
+# validation images: both even, so DistributedSampler pads no split with repeated images.
+DIGITS = [
+    "experiment=digits_mlp",
+    "model.dropout=0.0",
+    "data.test_fraction=0.2005",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "logger.log_model=false",
+]
+DDP = ["trainer=ddp_cpu"]
+
+
+def attnlab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``attnlab train ...`` as its own process (DDP re-runs the command line for rank 1)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "attnlab.cli", "train", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def runs(tracking_uri: str, experiment: str):
+    client = MlflowClient(tracking_uri)
+    (found,) = [e for e in client.search_experiments() if e.name == experiment]
+    return client, client.search_runs([found.experiment_id], max_results=50)
+
+
+def rank_one_line(job_dir: Path) -> str:
+    """What rank 1 of a job logged about the overrides it was composed from."""
+    (line,) = [
+        line
+        for line in (job_dir / "train_ddp_process_1.log").read_text().splitlines()
+        if "process 0/1 composed from overrides" in line
+    ]
+    return line
+
+
+@pytest.mark.slow
+def test_a_ddp_run_has_one_directory_one_mlflow_run_and_metrics_over_all_ranks(
+    tmp_path, tracking_uri
+):
+    attnlab(tmp_path, *DIGITS, *DDP, "data.test_fraction=0.2")  # 360 test images: even
+    (job_dir,) = tmp_path.glob("logs/digits_mlp/runs/*")
+    assert (job_dir / ".hydra" / "config.yaml").is_file()
+    assert (job_dir / "train_ddp_process_1.log").is_file()  # rank 1 wrote into the same folder
+    client, (run,) = runs(tracking_uri, "digits_mlp")
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["distributed.world_size"] == "2"
+    assert params["distributed.batch_size_global"] == str(2 * int(params["data.batch_size"]))
+
+    # The logged test metrics cover the whole test split, not rank 0's half of it (with an odd
+    # split, DistributedSampler would score one image twice).
+    data = DigitsDataModule(test_fraction=0.2, batch_size=1000)
+    data.setup("test")
+    model = MLP(**data.dims, width=256, depth=2)
+    checkpoint = torch.load(next(job_dir.glob("checkpoints/epoch*.ckpt")), weights_only=False)
+    model.load_state_dict({k[6:]: v for k, v in checkpoint["state_dict"].items()})
+    model.eval()
+    x, y = next(iter(data.test_dataloader()))[:2]
+    with torch.no_grad():
+        logits = model(x)
+    accuracy = (logits.argmax(-1) == y).float().mean().item()
+    loss = torch.nn.functional.cross_entropy(logits, y).item()
+    assert run.data.metrics["test/acc"] == pytest.approx(accuracy, abs=1e-6)
+    assert run.data.metrics["test/loss"] == pytest.approx(loss, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_ddp_multirun_gives_each_job_its_own_directory_run_and_values(tmp_path, tracking_uri):
+    attnlab(tmp_path, "-m", *DIGITS, *DDP, "optim.lr=0.001,0.003")
+    job_dirs = sorted(tmp_path.glob("logs/digits_mlp/multiruns/*/[0-9]*"))
+    assert [d.name for d in job_dirs] == ["0", "1"]  # rank 1 did not start a sweep of its own
+    for job_dir, lr in zip(job_dirs, ("0.001", "0.003"), strict=True):
+        assert f"optim.lr={lr}" in rank_one_line(job_dir)
+    _, found = runs(tracking_uri, "digits_mlp")
+    assert sorted(r.data.params["optim.lr"] for r in found) == ["0.001", "0.003"]
+    assert all(r.info.status == "FINISHED" for r in found)
+
+
+@pytest.mark.slow
+def test_an_optuna_sweep_with_ddp_trains_each_trial_with_its_values_on_every_rank(
+    tmp_path, tracking_uri
+):
+    sweep = ["+sweep=overfitting", "hydra.sweeper.n_trials=2", "debug=limit"]
+    attnlab(tmp_path, "-m", *DIGITS, *DDP, *sweep)
+    study = optuna.load_study(study_name="overfitting", storage="sqlite:///optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    job_dirs = sorted(tmp_path.glob("logs/overfitting/multiruns/*/[0-9]*"))
+    assert len(job_dirs) == 2
+    for trial, job_dir in zip(study.trials, job_dirs, strict=True):
+        line = rank_one_line(job_dir)
+        assert f"trial.number={trial.number}" in line
+        for name, value in trial.params.items():
+            assert f"{name}={value}" in line, (name, value, line)
+    _, found = runs(tracking_uri, "overfitting")
+    children = [r for r in found if "optuna.trial_number" in r.data.tags]
+    assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_two_processes_with_half_batches_follow_one_process_with_the_whole_batch(
+    tmp_path, tracking_uri
+):
+    """Same seed, no dropout: DDP over 2 ranks of batch 32 = 1 process of batch 64.
+
+    The single process runs the ddp strategy on one device so that both draw their batches
+    from Lightning's DistributedSampler (same seeded permutation; rank r takes every other
+    index, so the two half batches together are the whole batch). A plain single-device run
+    shuffles with another generator: its trajectory would match only in distribution.
+    """
+    common = [*DIGITS, "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+    attnlab(tmp_path, *common, "trainer.devices=1", "data.batch_size=64", "task_name=one")
+    attnlab(tmp_path, *common, "trainer.devices=2", "data.batch_size=32", "task_name=two")
+    histories, weights = [], []
+    for name, processes in (("one", "1"), ("two", "2")):
+        client, (run,) = runs(tracking_uri, name)
+        assert run.data.params["distributed.world_size"] == processes
+        history = client.get_metric_history(run.info.run_id, "val/loss")
+        histories.append([m.value for m in sorted(history, key=lambda m: m.step)])
+        (last,) = tmp_path.glob(f"logs/{name}/runs/*/checkpoints/last.ckpt")
+        weights.append(torch.load(last, weights_only=False)["state_dict"])
+    assert len(histories[0]) == 2
+    assert histories[1] == pytest.approx(histories[0], rel=1e-4)
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,171 @@
+"""`attnlab ui --server`: a team tracking server on PostgreSQL that serves the artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from attnlab.cli import main
+
+
+def closed_port() -> socket.socket:
+    """A loopback port that is bound but not listening: connecting is refused at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.mark.parametrize(
+    "uri, reason",
+    [
+        ("postgresql+psycopg://bob:secret@127.0.0.1:{port}/runs", "Connection refused"),
+        ("http://127.0.0.1:{port}", "is a tracking server: browse to it"),
+    ],
+    ids=["refused", "http"],
+)
+def test_a_bad_backend_store_is_one_line(uri, reason, capsys, monkeypatch):
+    monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("mlflow was started"))
+    with closed_port() as sock:
+        uri = uri.format(port=sock.getsockname()[1])
+        started = time.monotonic()
+        with pytest.raises(SystemExit) as stop:
+            main(["ui", "--server", "--backend-store-uri", uri])
+    assert stop.value.code == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    shown = uri.replace(":secret@", ":***@")  # the password is not printed
+    assert err[0].startswith(f"attnlab: config error: --backend-store-uri='{shown}' is not")
+    assert "postgresql+psycopg://USER@HOST:PORT/DB" in err[0] and reason in err[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rest(base: str, endpoint: str, body: dict | None = None, **query) -> dict:
+    url = f"{base}/api/2.0/{endpoint}?{urllib.parse.urlencode(query)}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def artifact_files(base: str, run_id: str, path: str = "") -> list[dict]:
+    """Every file under ``path`` of the run's artifacts, listed folder by folder over REST."""
+    files = []
+    for entry in rest(base, "mlflow/artifacts/list", run_id=run_id, path=path).get("files", []):
+        if entry["is_dir"]:
+            files += artifact_files(base, run_id, entry["path"])
+        else:
+            files.append(entry)
+    return files
+
+
+@pytest.fixture
+def server(fresh_postgres_database, tmp_path):
+    """`attnlab ui --server` on a fresh database and a free port: (url, artifacts, database)."""
+    backend = fresh_postgres_database.replace("postgresql://", "postgresql+psycopg://", 1)
+    artifacts = tmp_path / "artifacts"
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    command = [
+        sys.executable, "-m", "attnlab.cli", "ui", "--server",
+        "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
+        "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: mlflow, uvicorn and the job runner
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited: {(tmp_path / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no /health in 180 s: {(tmp_path / 'server.log').read_text()[-3000:]}")
+            time.sleep(1)
+        yield url, artifacts, fresh_postgres_database
+    finally:  # attnlab exits at once; wait for mlflow's processes too, SIGKILL after 30 s
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+        started = time.monotonic()
+        try:
+            while time.monotonic() < started + 40:
+                late = time.monotonic() > started + 30
+                os.killpg(process.pid, signal.SIGKILL if late else 0)
+                time.sleep(0.5)
+        except ProcessLookupError:  # the group is empty
+            pass
+        log.close()
+
+
+@pytest.mark.slow
+def test_a_run_is_logged_over_http_to_the_team_server(server, tiny, tmp_path):
+    url, artifacts, database = server
+    command = [
+        sys.executable, "-m", "attnlab.cli", "train", *tiny, "debug=limit",
+        "trainer.max_epochs=1", "callbacks.attention_maps=null",
+        f"logger.tracking_uri={url}", "+tags.purpose=server-test",
+    ]  # fmt: skip
+    train = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stderr[-3000:]
+
+    # Read back through the REST API only.
+    experiment = rest(url, "mlflow/experiments/get-by-name", experiment_name="date_transformer")
+    experiment_id = experiment["experiment"]["experiment_id"]
+    found = rest(url, "mlflow/runs/search", {"experiment_ids": [experiment_id], "max_results": 10})
+    (record,) = found["runs"]
+    info, data = record["info"], record["data"]
+    assert info["status"] == "FINISHED"
+    metrics = {m["key"]: m["value"] for m in data["metrics"]}
+    params = {p["key"]: p["value"] for p in data["params"]}
+    tags = {t["key"]: t["value"] for t in data["tags"]}
+    assert 0.0 <= metrics["test/exact_match"] <= 1.0
+    assert params["model.d_model"] == "32" and params["trainer.max_epochs"] == "1"
+    assert tags["purpose"] == "server-test"
+
+    # Artifacts went through the server's proxy into the folder it was given.
+    run_id = info["run_id"]
+    assert info["artifact_uri"] == f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"
+    run_folder = artifacts / experiment_id / run_id / "artifacts"
+    listed = {f["path"]: int(f["file_size"]) for f in artifact_files(url, run_id)}
+    assert "config.yaml" in listed
+    assert "d_model: 32" in (run_folder / "config.yaml").read_text()
+    checkpoints = [path for path in listed if path.endswith(".ckpt")]
+    assert checkpoints, listed  # Lightning's log_model uploads the best and last checkpoints
+    for path, size in listed.items():
+        assert (run_folder / path).stat().st_size == size, path
+    assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "mlflow.db").exists()
+
+    # The backend store is the PostgreSQL database, not a file next to the server.
+    import psycopg
+
+    with psycopg.connect(database, connect_timeout=5) as connection:
+        status = connection.execute("SELECT status FROM runs WHERE run_uuid = %s", (run_id,))
+        assert status.fetchone() == ("FINISHED",)
+        value = connection.execute(
+            "SELECT value FROM params WHERE run_uuid = %s AND key = 'model.d_model'", (run_id,)
+        )
+        assert value.fetchone() == ("32",)
