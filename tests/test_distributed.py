@@ -3,8 +3,10 @@ reduced over ranks, each rank composed from its own job's values, and DDP equal 
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -148,3 +150,23 @@ def test_two_processes_with_half_batches_follow_one_process_with_the_whole_batch
     assert histories[1] == pytest.approx(histories[0], rel=1e-4)
     for key, value in weights[0].items():
         torch.testing.assert_close(weights[1][key], value, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_training_ends_the_mlflow_run_failed(tmp_path, tracking_uri):
+    """torchrun, SLURM and ``docker stop`` end a job with SIGTERM; no run may stay RUNNING."""
+    args = [*DIGITS, "trainer.max_epochs=500", "callbacks.early_stopping=null"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnlab.cli", "train", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    while not list(tmp_path.glob("logs/digits_mlp/runs/*/checkpoints/*.ckpt")):  # training
+        assert time.time() < deadline and process.poll() is None, "training never started"
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    _, (run,) = runs(tracking_uri, "digits_mlp")
+    assert run.info.status == "FAILED"

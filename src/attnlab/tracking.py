@@ -8,11 +8,13 @@ ends the run FAILED instead of leaving it RUNNING.
 from __future__ import annotations
 
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,38 @@ def run_name(cfg: DictConfig, output_dir: str | None) -> str | None:
     return f"{cfg.task_name}/{Path(output_dir).name}" if output_dir else None
 
 
+def sqlite_store_lock(tracking_uri: str) -> AbstractContextManager:
+    """A file lock next to a SQLite store while it may be created or migrated.
+
+    MLflow creates and migrates a new SQLite store on first use; two jobs doing so at once (a
+    parallel launcher's first jobs) fail with "duplicate column". Server stores need no lock.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return nullcontext()
+    from filelock import FileLock
+
+    return FileLock(tracking_uri.removeprefix("sqlite:///") + ".lock")
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Inside: SIGTERM (torchrun or SLURM stopping a job, ``docker stop``) raises SystemExit, so
+    the run ends FAILED rather than RUNNING. Lightning's SIGTERM handler, installed at fit,
+    runs first and then calls this one."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach main only
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def mlflow_run(
     cfg: DictConfig,
@@ -85,23 +119,25 @@ def mlflow_run(
     """Open an MLflow run with params, tags and config; yield its id.
 
     The run ends FINISHED, KILLED when one of ``stopped_by`` ends it (a pruned trial), and
-    FAILED on any other exception, Ctrl-C included.
+    FAILED on any other exception, Ctrl-C and SIGTERM included.
     """
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
-    mlflow.set_experiment(cfg.logger.experiment_name)
+    with sqlite_store_lock(cfg.logger.tracking_uri):
+        mlflow.set_experiment(cfg.logger.experiment_name)
     tags = {**run_tags(cfg), **(extra_tags or {})}
-    run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=tags)
-    try:
-        mlflow.log_params(config_params(cfg))
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        hydra_dir = Path(output_dir or "", ".hydra")
-        if output_dir and hydra_dir.is_dir():
-            mlflow.log_artifacts(str(hydra_dir), "hydra")
-        yield run.info.run_id
-    except stopped_by:
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    mlflow.end_run("FINISHED")
+    with _sigterm_raises():
+        run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=tags)
+        try:
+            mlflow.log_params(config_params(cfg))
+            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            hydra_dir = Path(output_dir or "", ".hydra")
+            if output_dir and hydra_dir.is_dir():
+                mlflow.log_artifacts(str(hydra_dir), "hydra")
+            yield run.info.run_id
+        except stopped_by:
+            mlflow.end_run("KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run("FAILED")
+            raise
+        mlflow.end_run("FINISHED")

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import hydra
@@ -79,7 +80,7 @@ def run(cfg: DictConfig) -> float:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from attnlab.distributed import is_global_zero, launching_job, process_rank
+    from attnlab.distributed import is_global_zero, process_rank
     from attnlab.tracking import mlflow_run
 
     if HydraConfig.initialized():  # which values each process of a DDP job was composed from
@@ -117,18 +118,17 @@ def run(cfg: DictConfig) -> float:
         callbacks.append(pruning_callback(cfg))
         tags, stops = trial_tags(cfg), (optuna.TrialPruned,)
 
-    if cfg.logger.get("_target_") is None:
-        # LearningRateMonitor raises without a logger; with logger=none there is nothing to log to.
+    if cfg.logger.get("_target_") is None or not is_global_zero():
+        # logger=none, or rank > 0 of a DDP run (rank 0 owns the MLflow run). LearningRateMonitor
+        # raises without a logger; there is nothing to log to here.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         trainer = build_trainer(cfg, model, callbacks, logger=False)
-        return _fit_and_test(trainer, task, datamodule, cfg)
-    if not is_global_zero():
-        # Ranks > 0 of a DDP run: rank 0 owns the MLflow run; this logger is a no-op off rank 0.
-        trainer = build_trainer(cfg, model, callbacks, logger=instantiate(cfg.logger))
         try:
             return _fit_and_test(trainer, task, datamodule, cfg)
-        except stops:  # a pruned trial: rank 0 records it; a non-zero exit here would kill rank 0
-            return math.nan
+        except stops:
+            if is_global_zero():
+                raise
+            return math.nan  # rank 0 records the pruned trial; a failing exit here would kill it
     with mlflow_run(cfg, output_dir, tags, stopped_by=stops) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
         # chance and shortcut scores of the data, next to the model's (DESIGN.md)
@@ -136,9 +136,6 @@ def run(cfg: DictConfig) -> float:
         logger.log_metrics({f"baseline/{k}": v for k, v in baselines.items()}, step=0)
         trainer = build_trainer(cfg, model, callbacks, logger=logger)
         logger.log_hyperparams(distributed_params(cfg, trainer, model))
-        if trainer.world_size > 1 and HydraConfig.initialized():
-            with launching_job(output_dir):
-                return _fit_and_test(trainer, task, datamodule, cfg)
         return _fit_and_test(trainer, task, datamodule, cfg)
 
 
@@ -184,17 +181,21 @@ def distributed_params(cfg: DictConfig, trainer, model) -> dict[str, Any]:
 
 def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
     """Fit, then score the best checkpoint on the split the objective names."""
+    from attnlab.distributed import is_global_zero, launching_job
     from attnlab.sweeper.trial import FitPruning
 
-    trainer.fit(task, datamodule=datamodule)
-    for callback in trainer.callbacks:
-        if isinstance(callback, FitPruning):  # under DDP the pruning decision is read back here
-            callback.check_pruned()
-    has_best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-    ckpt_path = "best" if has_best else None
-    trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.objective.metric.startswith("val/"):  # after test(), only test metrics are kept
-        trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    launches = trainer.world_size > 1 and HydraConfig.initialized() and is_global_zero()
+    output_dir = HydraConfig.get().runtime.output_dir if launches else None
+    with launching_job(output_dir) if launches else nullcontext():
+        trainer.fit(task, datamodule=datamodule)
+        for callback in trainer.callbacks:
+            if isinstance(callback, FitPruning):  # under DDP the pruning decision is read here
+                callback.check_pruned()
+        has_best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        ckpt_path = "best" if has_best else None
+        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        if cfg.objective.metric.startswith("val/"):  # after test(), only test metrics are kept
+            trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path)
     value = float(trainer.callback_metrics[cfg.objective.metric])
     if trainer.is_global_zero:
         print(f"{cfg.objective.metric} = {value:.4f}")
