@@ -1,0 +1,132 @@
+"""docker/: both Dockerfiles pass hadolint, compose.yaml passes the Compose Specification's
+schema, and the files keep the README's promises (non-root images that run ``attnlab``, ports
+bound to localhost, health checks, workers that join one shared sweep).
+
+No Docker engine runs where these tests run: nothing here builds an image or starts a container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from attnlab.config import register_schemas
+from attnlab.paths import config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cuda"]
+COMPOSE = ROOT / "docker" / "compose.yaml"
+LONG_RUNNING = {"postgres", "mlflow", "optuna-dashboard"}  # the workers exit when the study is full
+
+
+def dev_tool(name: str) -> str:
+    """A dev dependency's executable (beside this Python first: the venv may not be on PATH)."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    path = shutil.which(name, path=search)
+    assert path, f"{name} is missing: it is a dev dependency (pip install -e '.[dev]')"
+    return path
+
+
+def run(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    lines = [
+        line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")
+    ]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [
+        (keyword.upper(), args.strip())
+        for keyword, _, args in (line.strip().partition(" ") for line in joined.splitlines())
+        if keyword
+    ]
+
+
+def compose_file() -> dict:
+    """compose.yaml as Compose reads it with no variable set: ${VAR:-default} -> default."""
+    return yaml.safe_load(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", COMPOSE.read_text()))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_dockerfile_passes_hadolint(dockerfile: Path):
+    result = run(dev_tool("hadolint"), "--no-color", str(dockerfile))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_matches_the_compose_specification():
+    # check-jsonschema ships the Compose Specification's schema (vendor.compose-spec): offline.
+    result = run(
+        dev_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_image_runs_attnlab_as_a_user(dockerfile: Path):
+    steps = instructions(dockerfile)
+    users = [args for keyword, args in steps if keyword == "USER"]
+    assert users, "no USER: the image would run as root"
+    assert users[-1].partition(":")[0] not in ("root", "0")
+    entrypoints = [args for keyword, args in steps if keyword == "ENTRYPOINT"]
+    assert json.loads(entrypoints[-1]) == ["attnlab"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_dockerignore_lets_the_copied_files_through(dockerfile: Path):
+    """.dockerignore ignores everything, then lets back what the images COPY from the context."""
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*"
+    for keyword, args in instructions(dockerfile):
+        if keyword == "COPY" and "--from" not in args:
+            for source in args.split()[:-1]:
+                assert f"!{source.rstrip('/')}" in patterns, source
+
+
+def test_published_ports_are_bound_to_localhost():
+    for name, service in compose_file()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every address"
+
+
+def test_long_running_services_have_health_checks():
+    services = compose_file()["services"]
+    assert set(services) == LONG_RUNNING | {"worker"}, "a new service: is it long-running?"
+    for name in LONG_RUNNING:
+        assert services[name].get("restart") == "unless-stopped", name
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
+    for name, service in services.items():
+        for needed, condition in service.get("depends_on", {}).items():
+            assert condition == {"condition": "service_healthy"}, f"{name} -> {needed}"
+
+
+def test_worker_command_composes_a_shared_sweep():
+    services = compose_file()["services"]
+    train, multirun, *overrides = services["worker"]["command"]
+    assert (train, multirun) == ("train", "-m")
+    sweep = next(o.removeprefix("+sweep=") for o in overrides if o.startswith("+sweep="))
+    assert (Path(config_dir()) / "sweep" / f"{sweep}.yaml").is_file(), sweep
+
+    register_schemas()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.sweeper.storage.startswith("postgresql+psycopg://")
+    assert cfg.hydra.sweeper.storage.endswith("@postgres:5432/optuna")
+    assert cfg.hydra.sweeper.sampler.seed is None  # see the comment on the worker service
+    OmegaConf.to_object(cfg.logger)  # the logger schema accepts the tracking URI
+    # The MLflow server rejects Host headers it does not list: it must list the workers' one.
+    host = cfg.logger.tracking_uri.removeprefix("http://")
+    allowed = next(a for a in services["mlflow"]["command"] if a.startswith("--allowed-hosts="))
+    assert host in allowed.removeprefix("--allowed-hosts=").split(",")
