@@ -16,7 +16,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from attnlab.data.images import DigitsDataModule
+from attnlab.distributed import world_size
 from attnlab.models.mlp import MLP
+from attnlab.train import build_model, build_trainer, sync_batchnorm
 
 # digits + MLP, no dropout, two short epochs. test_fraction 0.2005 leaves 1292 training and 144
 # validation images: both even, so DistributedSampler pads no split with repeated images.
@@ -170,3 +172,29 @@ def test_sigterm_mid_training_ends_the_mlflow_run_failed(tmp_path, tracking_uri)
     assert process.wait(timeout=60) != 0
     _, (run,) = runs(tracking_uri, "digits_mlp")
     assert run.info.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["experiment=digits_resnet", "trainer=ddp_cpu"], True),  # BatchNorm meets 2 processes
+        (["experiment=digits_resnet"], False),  # one process: plain BatchNorm
+        (["experiment=digits_mlp", "trainer=ddp_cpu"], False),  # no BatchNorm to convert
+        (["experiment=digits_resnet", "trainer=ddp_cpu", "trainer.sync_batchnorm=false"], False),
+    ],
+)
+def test_sync_batchnorm_auto_turns_on_when_batchnorm_meets_ddp(overrides, expected, make_cfg):
+    cfg = make_cfg(*overrides)
+    data = DigitsDataModule(batch_size=8)
+    data.setup("fit")
+    model = build_model(cfg, data.dims)
+    assert sync_batchnorm(cfg, model) is expected
+    trainer = build_trainer(cfg, model, callbacks=[], logger=False)
+    assert trainer.world_size == world_size(cfg.trainer)
+
+
+def test_world_size_counts_devices_in_every_form(make_cfg):
+    cfg = make_cfg("trainer=ddp_cpu", "trainer.num_nodes=3")
+    assert world_size(cfg.trainer) == 6
+    for devices, count in (("[0,1,2]", 3), ("'0,1'", 2), ("1", 1)):
+        assert world_size(make_cfg(f"trainer.devices={devices}").trainer) == count
