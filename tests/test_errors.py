@@ -38,6 +38,14 @@ BAD_INPUTS = {
         "trainer.devices=64 is not allowed: at most",
     ),
     "fsdp on CPU": (["trainer.strategy=fsdp"], "trainer.strategy='fsdp'"),
+    "a PostgreSQL tracking store that refuses": (
+        ["logger.tracking_uri=postgresql+psycopg://postgres@127.0.0.1:1/mlflow"],
+        "logger.tracking_uri='postgresql+psycopg://postgres@127.0.0.1:1/mlflow'",
+    ),
+    "a tracking server that refuses": (
+        ["logger.tracking_uri=http://127.0.0.1:1"],
+        "logger.tracking_uri='http://127.0.0.1:1' is not allowed: a reachable MLflow",
+    ),
     "unknown strategy": (["trainer.strategy=horovod"], "trainer.strategy='horovod'"),
     "unknown precision": (["trainer.precision=8-mixed"], "trainer.precision='8-mixed'"),
     "unknown locale": (["data.locales=[en_US,xx_QQ]"], "data.locales='xx_QQ'"),

@@ -22,40 +22,14 @@ commands:
 """
 
 
-DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")  # MLflow's SQL stores
-BACKEND_STORES = (
-    "a reachable database (sqlite:///FILE, postgresql+psycopg://USER@HOST:PORT/DB, "
-    "mysql://..., mssql://...)"
-)
-
-
 def check_backend_store(uri: str) -> None:
-    """Connect once to a database store: MLflow would retry a bad one for minutes instead."""
-    scheme = urllib.parse.urlparse(uri).scheme.lower()
-    if scheme in ("http", "https"):
+    """The UI and server need a store they own, not another tracking server."""
+    from attnlab.tracking import BACKEND_STORES, check_tracking_store
+
+    if urllib.parse.urlparse(uri).scheme.lower() in ("http", "https"):
         server = f"{uri} is a tracking server: browse to it"
         raise ConfigError("--backend-store-uri", uri, f"{BACKEND_STORES}; {server}")
-    if scheme.partition("+")[0] not in DATABASE_SCHEMES:
-        return  # a folder or a plugin's store: MLflow checks those itself
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    shown = uri
-    try:
-        url = sqlalchemy.engine.make_url(uri)
-        shown = url.render_as_string(hide_password=True)
-        timeout = {"connect_timeout": 10} if scheme.startswith(("postgresql", "mysql")) else {}
-        engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=timeout)
-        try:
-            engine.connect().close()
-        finally:
-            engine.dispose()
-    except Exception as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        reason = reason.removeprefix("connection failed: ")  # psycopg's own prefix
-        raise ConfigError(
-            "--backend-store-uri", shown, f"{BACKEND_STORES}; connecting failed: {reason}"
-        ) from None
+    check_tracking_store("--backend-store-uri", uri)
 
 
 def ui(args: list[str]) -> None:

@@ -17,10 +17,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
+
+from attnlab.errors import ConfigError
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -75,6 +78,63 @@ def run_name(cfg: DictConfig, output_dir: str | None) -> str | None:
     if cfg.get("trial"):
         return f"trial-{cfg.trial.number}"
     return f"{cfg.task_name}/{Path(output_dir).name}" if output_dir else None
+
+
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")  # MLflow's SQL stores
+BACKEND_STORES = (
+    "a reachable database (sqlite:///FILE, postgresql+psycopg://USER@HOST:PORT/DB, "
+    "mysql://..., mssql://...)"
+)
+
+
+def check_tracking_store(key: str, uri: str) -> None:
+    """Reach a database store or tracking server once, before any run starts.
+
+    MLflow retries an unreachable store or server for minutes and then prints a traceback;
+    this fails in seconds with one line naming ``key``. Folder and plugin stores, and SQLite
+    files that do not exist yet, are left to MLflow.
+    """
+    scheme = urlparse(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        _check_server(key, uri)
+    elif scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).exists():
+        return  # a new SQLite store: MLflow creates it on first use
+    elif scheme.partition("+")[0] in DATABASE_SCHEMES:
+        _check_database(key, uri)
+
+
+def _check_server(key: str, uri: str) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as answer:
+            answer.read()
+    except OSError as error:
+        reason = str(getattr(error, "reason", error))
+        allowed = f"a reachable MLflow tracking server; GET /health failed: {reason}"
+        raise ConfigError(key, uri, allowed) from None
+
+
+def _check_database(key: str, uri: str) -> None:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    shown = uri
+    try:
+        url = sqlalchemy.engine.make_url(uri)
+        shown = url.render_as_string(hide_password=True)
+        timeout = (
+            {"connect_timeout": 10} if url.drivername.startswith(("postgresql", "mysql")) else {}
+        )
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=timeout)
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+    except Exception as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        reason = reason.removeprefix("connection failed: ")  # psycopg's own prefix
+        raise ConfigError(key, shown, f"{BACKEND_STORES}; connecting failed: {reason}") from None
 
 
 def sqlite_store_lock(tracking_uri: str) -> AbstractContextManager:

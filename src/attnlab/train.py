@@ -81,7 +81,10 @@ def run(cfg: DictConfig) -> float:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from attnlab.distributed import is_global_zero, process_rank
-    from attnlab.tracking import mlflow_run
+    from attnlab.tracking import check_tracking_store, mlflow_run
+
+    if cfg.logger.get("_target_") and is_global_zero():
+        check_tracking_store("logger.tracking_uri", cfg.logger.tracking_uri)
 
     if HydraConfig.initialized():  # which values each process of a DDP job was composed from
         overrides = " ".join(HydraConfig.get().overrides.task)
