@@ -1,4 +1,4 @@
-"""The Transformer's parts against PyTorch's reference modules, and its masking properties."""
+"""The Transformer's parts against PyTorch's reference modules, its masking properties and norms."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from torch import nn
 
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.decoding import greedy_decode
+from attnlab.models.norms import SequenceBatchNorm
 from attnlab.models.positional import positional_encoding
-from attnlab.models.transformer import EncoderLayer, Seq2SeqTransformer
+from attnlab.models.transformer import NORMS, EncoderLayer, Seq2SeqTransformer
 
 D, H = 32, 4
 
@@ -109,12 +110,15 @@ def test_without_positions_the_encoder_is_a_bag_of_tokens():
     assert not torch.allclose(moved, with_positions.encode(src).states[:, perm], atol=1e-3)
 
 
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("positional", ["sinusoidal", "learned", "none"])
 @pytest.mark.parametrize("tie_embeddings", [False, True])
-def test_every_parameter_gets_a_gradient(norm_first: bool, positional: str, tie_embeddings: bool):
+def test_every_parameter_gets_a_gradient(
+    norm: str, norm_first: bool, positional: str, tie_embeddings: bool
+):
     model = tiny_transformer(
-        norm_first=norm_first, positional=positional, tie_embeddings=tie_embeddings
+        norm_first=norm_first, positional=positional, tie_embeddings=tie_embeddings, norm=norm
     ).train()
     logits = model(torch.randint(1, 20, (3, 7)), torch.randint(1, 12, (3, 5)))
     assert logits.shape == (3, 5, 12)
@@ -122,6 +126,45 @@ def test_every_parameter_gets_a_gradient(norm_first: bool, positional: str, tie_
     for name, param in model.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, name
+
+
+def test_sequence_batch_norm_statistics_ignore_padding():
+    torch.manual_seed(0)
+    bn = SequenceBatchNorm(D)
+    x = torch.randn(3, 5, D) * 2 + 1
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2, [True] + [False] * 4])
+    out = bn(x, mask)  # (B, T, D)
+    real = x[mask]  # (7, D)
+    expected = (real - real.mean(0)) / torch.sqrt(real.var(0, unbiased=False) + bn.norm.eps)
+    torch.testing.assert_close(out[mask], expected, atol=1e-5, rtol=1e-5)
+    assert out[~mask].abs().max() == 0
+    torch.testing.assert_close(bn.norm.running_mean, 0.1 * real.mean(0))
+    changed = x.clone()
+    changed[~mask] = 100.0
+    torch.testing.assert_close(bn(changed, mask), out)
+    assert not torch.allclose(bn(changed), bn(x))  # without the mask padding would count
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(bn)  # what DDP's sync_batchnorm does
+    torch.testing.assert_close(synced(changed, mask), synced(x, mask))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_batch_norm_transformer_ignores_padding_in_training(norm_first: bool):
+    """Masked BatchNorm: in training, where batch statistics count, extra source or target
+    padding and the values at padded positions leave the real positions' outputs unchanged."""
+    model = tiny_transformer(norm="batch", norm_first=norm_first).train()
+    src, tgt = torch.randint(4, 20, (3, 6)), torch.randint(4, 12, (3, 5))
+    src[1, 4:], tgt[2, 3:] = 0, 0
+    logits = model(src, tgt)  # (B, T, V)
+    src_padded = torch.cat([src, torch.zeros(3, 2, dtype=torch.long)], dim=1)
+    tgt_padded = torch.cat([tgt, torch.zeros(3, 2, dtype=torch.long)], dim=1)
+    padded = model(src_padded, tgt_padded)[:, :5]
+    real = tgt != 0  # (B, T)
+    torch.testing.assert_close(padded[real], logits[real], atol=1e-5, rtol=1e-5)
+    layer = EncoderLayer(D, H, d_ff=64, dropout=0.0, norm_first=norm_first, norm="batch")
+    x, mask = torch.randn(3, 6, D), src != 0  # (B, S, D), (B, S)
+    changed = x.masked_fill(~mask[..., None], 50.0)
+    key_mask = mask[:, None, None, :]
+    torch.testing.assert_close(layer(changed, key_mask)[mask], layer(x, key_mask)[mask])
 
 
 def test_cross_attention_rows_are_distributions():

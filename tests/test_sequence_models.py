@@ -1,4 +1,5 @@
-"""Every seq2seq model x every score function, every classifier, beam search, receptive fields."""
+"""Every seq2seq model x every score function, every classifier, beam search, receptive fields,
+normalised recurrent cells."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from attnlab.models.conv import ConvClassifier, ConvEncoderAttentionDecoder, Con
 from attnlab.models.decoding import batch_select, beam_search, greedy_decode
 from attnlab.models.rnn import (
     AttentionSeq2Seq,
+    GateNorm,
+    NormLSTMCell,
     RNNClassifier,
     RNNEncoderDecoder,
     make_rnn,
@@ -23,7 +26,8 @@ from attnlab.models.transformer import Seq2SeqTransformer, TransformerClassifier
 SRC_V, TGT_V, PAD = 20, 12, 0
 SMALL = dict(emb_dim=8, hidden=16, dropout=0.0)
 
-# name -> (class, hyperparameters); models with a ``score`` are built once per score function.
+# name -> (class, hyperparameters); models with a ``score`` are built once per score function
+# unless their entry fixes one (the norm variants: the norm does not meet the score).
 SEQ2SEQ_MODELS = {
     "rnn_gru": (RNNEncoderDecoder, dict(SMALL, cell="gru")),
     "rnn_lstm_2layers_unidirectional": (
@@ -32,6 +36,19 @@ SEQ2SEQ_MODELS = {
     ),
     "attention_gru": (AttentionSeq2Seq, dict(SMALL, cell="gru")),
     "attention_lstm_2layers": (AttentionSeq2Seq, dict(SMALL, cell="lstm", layers=2)),
+    "rnn_lstm_layernorm_2layers": (
+        RNNEncoderDecoder,
+        dict(SMALL, cell="lstm", layers=2, norm="layer"),
+    ),
+    "rnn_gru_batchnorm": (RNNEncoderDecoder, dict(SMALL, cell="gru", norm="batch")),
+    "attention_gru_layernorm": (
+        AttentionSeq2Seq,
+        dict(SMALL, cell="gru", norm="layer", score="general"),
+    ),
+    "attention_lstm_batchnorm_2layers": (
+        AttentionSeq2Seq,
+        dict(SMALL, cell="lstm", layers=2, norm="batch", score="additive"),
+    ),
     "conv_attention": (
         ConvEncoderAttentionDecoder,
         dict(emb_dim=8, channels=16, kernel=3, dilation=2, depth=3, dropout=0.0),
@@ -40,10 +57,35 @@ SEQ2SEQ_MODELS = {
         Seq2SeqTransformer,
         dict(d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=32, dropout=0.0),
     ),
+    "transformer_batchnorm_prenorm": (
+        Seq2SeqTransformer,
+        dict(
+            d_model=16,
+            heads=2,
+            enc_layers=1,
+            dec_layers=1,
+            d_ff=32,
+            dropout=0.0,
+            norm="batch",
+            norm_first=True,
+        ),
+    ),
+    "transformer_no_norm": (
+        Seq2SeqTransformer,
+        dict(d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=32, dropout=0.0, norm="none"),
+    ),
 }
 CLASSIFIERS = {
     "rnn_lstm_last": (RNNClassifier, dict(SMALL, cell="lstm")),
     "rnn_bigru_mean": (RNNClassifier, dict(SMALL, cell="gru", bidirectional=True, pooling="mean")),
+    "rnn_bilstm_layernorm_mean": (
+        RNNClassifier,
+        dict(SMALL, cell="lstm", bidirectional=True, pooling="mean", norm="layer"),
+    ),
+    "rnn_gru_batchnorm_2layers_last": (
+        RNNClassifier,
+        dict(SMALL, cell="gru", layers=2, bidirectional=True, norm="batch"),
+    ),
     "conv_causal": (ConvClassifier, dict(channels=16, kernel=3, dilation=2, depth=3, dropout=0.0)),
     "conv_plain": (
         ConvClassifier,
@@ -52,6 +94,10 @@ CLASSIFIERS = {
     "transformer_mean": (
         TransformerClassifier,
         dict(d_model=16, heads=2, layers=1, d_ff=32, dropout=0.0),
+    ),
+    "transformer_batchnorm_mean": (
+        TransformerClassifier,
+        dict(d_model=16, heads=2, layers=1, d_ff=32, dropout=0.0, norm="batch"),
     ),
     "transformer_cls_learned_prenorm": (
         TransformerClassifier,
@@ -76,12 +122,12 @@ def takes(cls: type, name: str) -> bool:
 SEQ2SEQ_CASES = [
     pytest.param(cls, dict(kwargs, score=score), id=f"{name}-{score}")
     for name, (cls, kwargs) in SEQ2SEQ_MODELS.items()
-    if takes(cls, "score")
+    if takes(cls, "score") and "score" not in kwargs
     for score in SCORES
 ] + [
     pytest.param(cls, kwargs, id=name)
     for name, (cls, kwargs) in SEQ2SEQ_MODELS.items()
-    if not takes(cls, "score")
+    if not takes(cls, "score") or "score" in kwargs
 ]
 CLASSIFIER_CASES = [
     pytest.param(cls, kwargs, id=name) for name, (cls, kwargs) in CLASSIFIERS.items()
@@ -89,10 +135,20 @@ CLASSIFIER_CASES = [
 
 
 def build(cls: type, kwargs: dict) -> nn.Module:
+    """The model, seeded; models with BatchNorm have seen a few training batches, so that eval
+    does not meet running estimates still at their initial (0, 1)."""
     torch.manual_seed(0)
     if takes(cls, "num_classes"):
-        return cls(vocab_size=SRC_V, num_classes=3, pad_id=PAD, **kwargs)
-    return cls(src_vocab_size=SRC_V, tgt_vocab_size=TGT_V, pad_id=PAD, **kwargs)
+        model = cls(vocab_size=SRC_V, num_classes=3, pad_id=PAD, **kwargs)
+        inputs = (torch.randint(1, SRC_V, (8, 7)),)
+    else:
+        model = cls(src_vocab_size=SRC_V, tgt_vocab_size=TGT_V, pad_id=PAD, **kwargs)
+        inputs = (torch.randint(1, SRC_V, (8, 7)), torch.randint(1, TGT_V, (8, 6)))
+    if any(name.endswith("running_mean") for name, _ in model.named_buffers()):
+        with torch.no_grad():
+            for _ in range(3):
+                model.train()(*inputs)
+    return model
 
 
 def assert_every_parameter_learns(model: nn.Module) -> None:
@@ -206,6 +262,72 @@ def test_classifier_shape_gradients_and_padding(cls, kwargs):
     torch.testing.assert_close(model(tokens), model(padded), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cls, kwargs", SEQ2SEQ_CASES + CLASSIFIER_CASES)
+def test_eval_is_deterministic_and_per_example(cls, kwargs):
+    """Eval outputs repeat exactly, and one example's output does not depend on the rest of the
+    batch (BatchNorm variants: running statistics, not the batch's)."""
+    model = build(cls, kwargs).eval()
+    src, tgt = torch.randint(1, SRC_V, (4, 6)), torch.randint(1, TGT_V, (4, 5))
+    src[1, 4:] = PAD
+    inputs = (src,) if takes(cls, "num_classes") else (src, tgt)
+    with torch.no_grad():
+        out = model(*inputs)
+        torch.testing.assert_close(model(*inputs), out, rtol=0, atol=0)
+        alone = model(*(x[1:2] for x in inputs))
+    torch.testing.assert_close(alone, out[1:2], atol=1e-5, rtol=1e-5)
+
+
+def test_ln_lstm_normalises_each_gate_block_and_ignores_weight_scale():
+    """Ba et al. 2016: each term's gate pre-activations are standardised before gain and bias,
+    so the cell's output does not change when W_ih or W_hh is rescaled."""
+    torch.manual_seed(0)
+    cell = NormLSTMCell(5, 8, "layer")
+    seen = {}
+    for name in ("norm_ih", "norm_hh", "norm_c"):
+        getattr(cell, name).register_forward_hook(lambda m, a, out, n=name: seen.update({n: out}))
+    x, h, c = torch.randn(3, 5) * 3, torch.randn(3, 8) * 3, torch.randn(3, 8)  # var >> eps
+    real = torch.ones(3, dtype=torch.bool)
+    h1, c1 = cell(x @ cell.weight_ih.T, (h, c), real)
+    for name, gates in (("norm_ih", 4), ("norm_hh", 4), ("norm_c", 1)):
+        blocks = seen[name].unflatten(-1, (gates, 8))  # gain 1, bias 0 at init: (B, G, H)
+        torch.testing.assert_close(blocks.mean(-1), torch.zeros(3, gates), atol=1e-5, rtol=0)
+        std = blocks.std(-1, unbiased=False)  # 1 up to LayerNorm's eps
+        torch.testing.assert_close(std, torch.ones(3, gates), atol=1e-3, rtol=0)
+    with torch.no_grad():
+        cell.weight_ih.mul_(7.0)
+        cell.weight_hh.mul_(3.0)
+    h2, c2 = cell(x @ cell.weight_ih.T, (h, c), real)
+    torch.testing.assert_close((h2, c2), (h1, c1), atol=1e-3, rtol=0)  # up to eps
+
+
+def test_recurrent_batch_norm_uses_batch_statistics_in_training_running_ones_in_eval():
+    torch.manual_seed(0)
+    norm = GateNorm("batch", gates=2, hidden=3, bias=False)
+    x = torch.randn(6, 6) * 2 + 1
+    real = torch.tensor([True] * 4 + [False] * 2)  # two finished sequences
+    out = norm(x, real) / norm.weight  # training: this step's real rows, gain divided out
+    torch.testing.assert_close(out[real].mean(0), torch.zeros(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[real].std(0, unbiased=False), torch.ones(6), atol=1e-3, rtol=0)
+    changed = x.clone()
+    changed[~real] = 100.0  # finished rows reach neither the outputs nor the running estimates
+    torch.testing.assert_close(norm(changed, real)[real], norm(x, real)[real])
+    kept = 0.9**3  # three training calls so far, each moving the estimates by momentum 0.1
+    expected_mean = (1 - kept) * x[real].mean(0)  # from 0
+    expected_var = kept + (1 - kept) * x[real].var(0)  # from 1; unbiased, as torch's BN keeps
+    torch.testing.assert_close(norm.running_mean, expected_mean)
+    torch.testing.assert_close(norm.running_var, expected_var)
+    norm.eval()
+    running = (x - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight
+    torch.testing.assert_close(norm(x, real), running)
+    torch.testing.assert_close(norm(x[:1], real[:1]), running[:1])  # per example
+    # The same through a whole recurrent layer: in training an example depends on its batch.
+    rnn = make_rnn("lstm", 4, 5, 1, 0.0, False, norm="batch")
+    seqs = torch.randn(3, 6, 4)
+    assert not torch.allclose(rnn(seqs)[0][:1], rnn(seqs[:1].expand(3, -1, -1))[0][:1])
+    rnn.eval()
+    torch.testing.assert_close(rnn(seqs)[0][:1], rnn(seqs[:1])[0])
+
+
 @pytest.mark.parametrize("name", SCORES)
 def test_attention_weights_are_distributions_with_zero_on_padding(name):
     torch.manual_seed(0)
@@ -238,6 +360,8 @@ def test_unknown_names_are_rejected():
         make_score("cosine", 4, 4, 4)
     with pytest.raises(ValueError, match="cell='rnn'"):
         make_rnn("rnn", 4, 4, 1, 0.0, False)
+    with pytest.raises(ValueError, match="norm='group'.*none, layer, batch"):
+        make_rnn("lstm", 4, 4, 1, 0.0, False, norm="group")
     with pytest.raises(ValueError, match="query_dim == key_dim"):
         make_score("dot", 4, 6, 4)
 

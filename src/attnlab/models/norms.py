@@ -4,7 +4,8 @@ One signature for every layout a model hands over:
 
 - ``"2d"``: conv feature maps (B, C, H, W)
 - ``"1d"``: feature vectors (B, C)
-- ``"seq"``: sequences, channels last (B, T, C)
+- ``"seq"``: sequences, channels last (B, T, C); batch norm there is SequenceBatchNorm, which
+  takes a padding mask (``normalize`` hands it over)
 
 Layer and instance norm of feature maps are GroupNorm with 1 and C groups: the two extremes
 of group norm (notes §6.3.4), so the four norms differ only in which values share statistics.
@@ -12,6 +13,7 @@ of group norm (notes §6.3.4), so the four norms differ only in which values sha
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 NORMS = ("batch", "layer", "instance", "group", "none")
@@ -27,6 +29,35 @@ class ChannelsLast(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x.transpose(1, 2)).transpose(1, 2)  # (B, T, C)
+
+
+class SequenceBatchNorm(nn.Module):
+    """BatchNorm of channels-last sequences (B, T, C): each channel over batch x time.
+
+    With ``mask`` (B, T), True on real positions, only real positions enter the batch statistics
+    and the running estimates, and padded positions come out as zero, so padding cannot shift
+    the statistics (PowerNorm, Shen et al. 2020, masks padding out of its statistics likewise).
+    Without a mask every position counts. In training, statistics pool over all time steps, so
+    a causal decoder's position t sees a trace of later positions through them; eval mode,
+    on running estimates, is per position. The BatchNorm1d inside sees rows (N, C), so
+    SyncBatchNorm conversion under DDP (``trainer.sync_batchnorm``) keeps all of this.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x: (B, T, C), mask: (B, T) or None -> (B, T, C)."""
+        if mask is None:
+            return self.norm(x.flatten(0, 1)).view_as(x)  # (B, T, C)
+        real = self.norm(x[mask])  # (N, C), the N real positions
+        return torch.zeros_like(x).masked_scatter(mask[..., None], real)  # (B, T, C)
+
+
+def normalize(norm: nn.Module, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Apply a ``kind="seq"`` norm to x: (B, T, C); ``mask`` (B, T) goes to norms that take one."""
+    return norm(x, mask) if isinstance(norm, SequenceBatchNorm) else norm(x)
 
 
 def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") -> nn.Module:
@@ -49,8 +80,8 @@ def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") ->
     if name == "layer":
         return nn.LayerNorm(channels)
     if name == "batch":
-        norm = nn.BatchNorm1d(channels)
-    elif name == "instance":
+        return SequenceBatchNorm(channels) if kind == "seq" else nn.BatchNorm1d(channels)
+    if name == "instance":
         norm = nn.InstanceNorm1d(channels, affine=True)
     else:
         norm = nn.GroupNorm(groups, channels)
@@ -59,7 +90,7 @@ def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") ->
 
 def channels_per_group(norm: nn.Module) -> int:
     """How many channels share one set of statistics in ``norm`` (0 for anything else)."""
-    if isinstance(norm, ChannelsLast):
+    if isinstance(norm, ChannelsLast | SequenceBatchNorm):
         return channels_per_group(norm.norm)
     if isinstance(norm, nn.GroupNorm):
         return norm.num_channels // norm.num_groups

@@ -10,7 +10,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.norms import make_norm, normalize
 from attnlab.models.positional import positional_encoding
+
+# LayerNorm (the paper's), BatchNorm of each feature over the real positions of batch x time,
+# or nothing. Instance and group norm are left out: they pool over time within one sequence,
+# so a decoder position would see later ones.
+NORMS = ("layer", "batch", "none")
+
+
+def make_seq_norm(name: str, d_model: int) -> nn.Module:
+    """The norm ``name`` over (B, T, d_model); apply it with ``norms.normalize`` (padding mask)."""
+    if name not in NORMS:
+        raise ValueError(f"norm={name!r}; allowed: {', '.join(NORMS)}")
+    return make_norm(name, d_model, kind="seq")
 
 
 class FeedForward(nn.Module):
@@ -27,55 +40,78 @@ class FeedForward(nn.Module):
 
 
 class Residual(nn.Module):
-    """x + dropout(sublayer(x)) with LayerNorm after the sum (post-LN) or on the input (pre-LN)."""
+    """x + dropout(sublayer(x)) with the norm after the sum (post-LN) or on the input (pre-LN)."""
 
-    def __init__(self, d_model: int, dropout: float, norm_first: bool):
+    def __init__(self, d_model: int, dropout: float, norm_first: bool, norm: str = "layer"):
         super().__init__()
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = make_seq_norm(norm, d_model)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: Tensor, sublayer) -> Tensor:
-        """x: (B, T, D) -> (B, T, D)."""
+    def forward(self, x: Tensor, sublayer, mask: Tensor | None = None) -> Tensor:
+        """x: (B, T, D), mask: (B, T) True on real positions (for BatchNorm) -> (B, T, D)."""
         if self.norm_first:
-            return x + self.dropout(sublayer(self.norm(x)))
-        return self.norm(x + self.dropout(sublayer(x)))
+            return x + self.dropout(sublayer(normalize(self.norm, x, mask)))
+        return normalize(self.norm, x + self.dropout(sublayer(x)), mask)
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, norm_first: bool):
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        d_ff: int,
+        dropout: float,
+        norm_first: bool,
+        norm: str = "layer",
+    ):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, heads, dropout)
         self.ffn = FeedForward(d_model, d_ff, dropout)
-        self.attn_block = Residual(d_model, dropout, norm_first)
-        self.ffn_block = Residual(d_model, dropout, norm_first)
+        self.attn_block = Residual(d_model, dropout, norm_first, norm)
+        self.ffn_block = Residual(d_model, dropout, norm_first, norm)
 
     def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
         """x: (B, S, D), key_mask: (B, 1, 1, S) True for real tokens -> (B, S, D)."""
-        x = self.attn_block(x, lambda h: self.self_attn(h, h, h, mask=key_mask)[0])
-        return self.ffn_block(x, self.ffn)
+        mask = None if key_mask is None else key_mask[:, 0, 0]  # (B, S)
+        x = self.attn_block(x, lambda h: self.self_attn(h, h, h, mask=key_mask)[0], mask)
+        return self.ffn_block(x, self.ffn, mask)
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, norm_first: bool):
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        d_ff: int,
+        dropout: float,
+        norm_first: bool,
+        norm: str = "layer",
+    ):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, heads, dropout)
         self.cross_attn = MultiHeadAttention(d_model, heads, dropout)
         self.ffn = FeedForward(d_model, d_ff, dropout)
-        self.self_block = Residual(d_model, dropout, norm_first)
-        self.cross_block = Residual(d_model, dropout, norm_first)
-        self.ffn_block = Residual(d_model, dropout, norm_first)
+        self.self_block = Residual(d_model, dropout, norm_first, norm)
+        self.cross_block = Residual(d_model, dropout, norm_first, norm)
+        self.ffn_block = Residual(d_model, dropout, norm_first, norm)
         self.last_cross_weights: Tensor | None = None
 
     def forward(
-        self, y: Tensor, memory: Tensor, memory_mask: Tensor | None, need_weights: bool = False
+        self,
+        y: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor | None,
+        need_weights: bool = False,
+        mask: Tensor | None = None,
     ) -> Tensor:
         """y: (B, T, D), memory: (B, S, D), memory_mask: (B, 1, 1, S) -> (B, T, D).
 
         Self-attention is causal (masked decoding, notes §4.6); with ``need_weights`` the
         encoder-decoder attention weights (B, H, T, S) are kept in ``last_cross_weights``.
+        ``mask`` (B, T), True on real target tokens, keeps target padding out of BatchNorm.
         """
-        y = self.self_block(y, lambda h: self.self_attn(h, h, h, is_causal=True)[0])
+        y = self.self_block(y, lambda h: self.self_attn(h, h, h, is_causal=True)[0], mask)
 
         def cross(h: Tensor) -> Tensor:
             out, self.last_cross_weights = self.cross_attn(
@@ -83,8 +119,8 @@ class DecoderLayer(nn.Module):
             )
             return out
 
-        y = self.cross_block(y, cross)
-        return self.ffn_block(y, self.ffn)
+        y = self.cross_block(y, cross, mask)
+        return self.ffn_block(y, self.ffn, mask)
 
 
 def init_weights(model: nn.Module, embeddings: tuple[nn.Embedding, ...], pad_id: int) -> None:
@@ -113,6 +149,10 @@ class Seq2SeqTransformer(nn.Module):
 
     ``encode(src)`` -> Memory, ``decode(tgt_in, memory)`` -> logits; ``forward`` does both
     (teacher forcing). Padding id marks source positions the encoder and decoder ignore.
+    ``norm`` is the norm of every residual block and of the pre-LN final norms: layer (the
+    paper's), batch (per feature over the real tokens of batch x time, padding excluded; see
+    ``norms.SequenceBatchNorm`` for the decoder's look-ahead through training statistics) or
+    none.
     """
 
     def __init__(
@@ -130,6 +170,7 @@ class Seq2SeqTransformer(nn.Module):
         positional: str = "sinusoidal",
         max_len: int = 512,
         tie_embeddings: bool = False,
+        norm: str = "layer",
     ):
         super().__init__()
         self.pad_id = pad_id
@@ -140,14 +181,14 @@ class Seq2SeqTransformer(nn.Module):
         self.tgt_pos = positional_encoding(positional, d_model, max_len)
         self.embed_dropout = nn.Dropout(dropout)
         self.encoder = nn.ModuleList(
-            EncoderLayer(d_model, heads, d_ff, dropout, norm_first) for _ in range(enc_layers)
+            EncoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(enc_layers)
         )
         self.decoder = nn.ModuleList(
-            DecoderLayer(d_model, heads, d_ff, dropout, norm_first) for _ in range(dec_layers)
+            DecoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(dec_layers)
         )
         # Pre-LN stacks need a final norm; post-LN outputs are already normalised.
-        self.enc_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-        self.dec_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.enc_norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
+        self.dec_norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
         self.generator = nn.Linear(d_model, tgt_vocab_size)
         init_weights(self, (self.src_embed, self.tgt_embed), pad_id)
         if tie_embeddings:
@@ -163,14 +204,15 @@ class Seq2SeqTransformer(nn.Module):
         x = self._embed(src, self.src_embed, self.src_pos)  # (B, S, D)
         for layer in self.encoder:
             x = layer(x, key_mask)
-        return Memory(self.enc_norm(x), key_mask)
+        return Memory(normalize(self.enc_norm, x, key_mask[:, 0, 0]), key_mask)  # (B, S, D)
 
     def decode(self, tgt_in: Tensor, memory: Memory, need_weights: bool = False) -> Tensor:
         """tgt_in: (B, T) ids starting with BOS -> logits (B, T, V_tgt)."""
+        mask = tgt_in != self.pad_id  # (B, T)
         y = self._embed(tgt_in, self.tgt_embed, self.tgt_pos)  # (B, T, D)
         for layer in self.decoder:
-            y = layer(y, memory.states, memory.key_mask, need_weights)
-        return self.generator(self.dec_norm(y))  # (B, T, V)
+            y = layer(y, memory.states, memory.key_mask, need_weights, mask)
+        return self.generator(normalize(self.dec_norm, y, mask))  # (B, T, V)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
@@ -191,6 +233,7 @@ class TransformerClassifier(nn.Module):
 
     ``pooling="mean"`` averages the final states of real tokens; ``"first"`` prepends a learned
     CLS vector (after positions are added, so it needs no position) and reads its final state.
+    ``norm``: layer, batch (padding excluded) or none, as in Seq2SeqTransformer.
     """
 
     def __init__(
@@ -207,6 +250,7 @@ class TransformerClassifier(nn.Module):
         positional: str = "sinusoidal",
         pooling: str = "mean",
         max_len: int = 512,
+        norm: str = "layer",
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -219,9 +263,9 @@ class TransformerClassifier(nn.Module):
         self.embed_dropout = nn.Dropout(dropout)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "first" else None
         self.encoder = nn.ModuleList(
-            EncoderLayer(d_model, heads, d_ff, dropout, norm_first) for _ in range(layers)
+            EncoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(layers)
         )
-        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
         self.head = nn.Linear(d_model, num_classes)
         init_weights(self, (self.embed,), pad_id)
 
@@ -234,7 +278,7 @@ class TransformerClassifier(nn.Module):
             mask = F.pad(mask, (1, 0), value=True)  # (B, 1 + S)
         for layer in self.encoder:
             x = layer(x, mask[:, None, None, :])
-        x = self.norm(x)  # (B, S', D)
+        x = normalize(self.norm, x, mask)  # (B, S', D)
         if self.cls is not None:
             return self.head(x[:, 0])  # (B, C)
         weights = mask[..., None].to(x.dtype)  # (B, S, 1)
