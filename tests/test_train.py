@@ -100,3 +100,12 @@ def test_cfg_job_prints_the_composed_config(capsys):
     main(["train", "--cfg", "job", "model.heads=8"])
     out = capsys.readouterr().out
     assert "heads: 8" in out and "_target_: attnlab.models.transformer.Seq2SeqTransformer" in out
+
+
+@pytest.mark.slow
+def test_a_compiled_model_trains_and_its_checkpoint_loads_uncompiled(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=digits_mlp", "debug=limit", "logger=none", "trainer.compile=true")
+    assert 0.0 <= run(cfg) <= 1.0
+    (last,) = tmp_path.glob("output/checkpoints/last.ckpt")
+    state = torch.load(last, weights_only=False)["state_dict"]
+    assert not [key for key in state if "_orig_mod" in key]  # torch.compile's wrapper prefix
