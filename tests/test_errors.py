@@ -76,6 +76,14 @@ BAD_INPUTS = {
         ["~experiment", "model=rnn_seq2seq", "model.cell=rnn"],
         "model.cell='rnn'",
     ),
+    "conv norm that pools over time": (
+        ["~experiment", "model=conv_seq2seq", "model.norm=instance"],
+        "model.norm='instance' is not allowed: one of layer, batch, none",
+    ),
+    "unknown forecaster norm": (
+        ["experiment=sines_rnn", "model.norm=weight"],
+        "model.norm='weight'",
+    ),
     "unknown rnn norm": (
         ["~experiment", "model=attention_seq2seq", "model.norm=weight"],
         "model.norm='weight' is not allowed: one of none, layer, batch",

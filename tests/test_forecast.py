@@ -43,6 +43,8 @@ FORECASTERS = {
     "gru": partial(RNNForecaster, hidden_size=8, cell="gru"),
     "lstm": partial(RNNForecaster, hidden_size=8, cell="lstm", num_layers=2, dropout=0.1),
     "seq2seq": partial(Seq2SeqForecaster, hidden_size=8),
+    "gru_layernorm": partial(RNNForecaster, hidden_size=8, cell="gru", norm="layer"),
+    "seq2seq_batchnorm": partial(Seq2SeqForecaster, hidden_size=8, norm="batch"),
     "seq2seq_teacher_forced": partial(Seq2SeqForecaster, hidden_size=8, num_layers=2),
 }
 

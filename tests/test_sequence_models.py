@@ -53,6 +53,10 @@ SEQ2SEQ_MODELS = {
         ConvEncoderAttentionDecoder,
         dict(emb_dim=8, channels=16, kernel=3, dilation=2, depth=3, dropout=0.0),
     ),
+    "conv_attention_layernorm": (
+        ConvEncoderAttentionDecoder,
+        dict(emb_dim=8, channels=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="layer"),
+    ),
     "transformer": (
         Seq2SeqTransformer,
         dict(d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=32, dropout=0.0),
@@ -87,6 +91,10 @@ CLASSIFIERS = {
         dict(SMALL, cell="gru", layers=2, bidirectional=True, norm="batch"),
     ),
     "conv_causal": (ConvClassifier, dict(channels=16, kernel=3, dilation=2, depth=3, dropout=0.0)),
+    "conv_causal_batchnorm": (
+        ConvClassifier,
+        dict(channels=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="batch"),
+    ),
     "conv_plain": (
         ConvClassifier,
         dict(channels=16, kernel=2, dilation=1, depth=2, causal=False, residual=False, dropout=0.0),

@@ -43,6 +43,12 @@ def _one_of(key: str, value: Any, allowed: tuple) -> None:
         raise ConfigError(key, value, f"one of {', '.join(map(str, allowed))}")
 
 
+def _sequence_norm(value: str) -> None:
+    from attnlab.models.norms import SEQUENCE_NORMS
+
+    _one_of("model.norm", value, SEQUENCE_NORMS)
+
+
 @dataclass
 class DatesData:
     _target_: str = "attnlab.data.dates.DateDataModule"
@@ -369,11 +375,13 @@ class RNNForecaster:
     num_layers: int = 1
     cell: str = "gru"
     dropout: float = 0.0
+    norm: str = "none"
 
     def __post_init__(self) -> None:
         _positive("model.hidden_size", self.hidden_size)
         _positive("model.num_layers", self.num_layers)
         _one_of("model.cell", self.cell, ("gru", "lstm"))
+        _sequence_norm(self.norm)
         _probability("model.dropout", self.dropout)
 
 
@@ -383,10 +391,12 @@ class Seq2SeqForecaster:
     hidden_size: int = 64
     num_layers: int = 1
     dropout: float = 0.0
+    norm: str = "none"
 
     def __post_init__(self) -> None:
         _positive("model.hidden_size", self.hidden_size)
         _positive("model.num_layers", self.num_layers)
+        _sequence_norm(self.norm)
         _probability("model.dropout", self.dropout)
 
 
@@ -476,10 +486,12 @@ class ConvModel:
     causal: bool = True
     residual: bool = True
     dropout: float = 0.1
+    norm: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("channels", "kernel", "dilation", "depth"):
             _positive(f"model.{name}", getattr(self, name))
+        _sequence_norm(self.norm)
         _probability("model.dropout", self.dropout)
 
 

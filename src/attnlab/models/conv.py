@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.norms import make_seq_norm, normalize
 from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource, init_weights
 
 
 class ConvStack(nn.Module):
-    """``depth`` x [pad -> Conv1d -> GELU -> dropout], optionally residual.
+    """``depth`` x [pad -> Conv1d -> norm -> GELU -> dropout], optionally residual.
 
     ``causal`` pads on the left only, so position t sees inputs <= t. Padded positions are
     zeroed after every layer, so right padding never leaks into real positions.
@@ -31,6 +32,7 @@ class ConvStack(nn.Module):
         causal: bool,
         residual: bool,
         dropout: float,
+        norm: str = "none",
     ):
         super().__init__()
         self.kernel = kernel
@@ -40,6 +42,7 @@ class ConvStack(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel, dilation=d) for d in self.dilations
         )
+        self.norms = nn.ModuleList(make_seq_norm(norm, channels) for _ in self.dilations)
         self.dropout = nn.Dropout(dropout)
 
     @property
@@ -51,10 +54,12 @@ class ConvStack(nn.Module):
         """x: (B, L, C), mask: (B, L) True on real positions -> (B, L, C)."""
         keep = mask[:, None].to(x.dtype)  # (B, 1, L)
         h = x.transpose(1, 2) * keep  # (B, C, L)
-        for conv, d in zip(self.convs, self.dilations, strict=True):
+        for conv, norm, d in zip(self.convs, self.norms, self.dilations, strict=True):
             span = (self.kernel - 1) * d
             left = span if self.causal else span // 2
-            out = self.dropout(F.gelu(conv(F.pad(h, (left, span - left)))))  # (B, C, L)
+            out = conv(F.pad(h, (left, span - left)))  # (B, C, L)
+            out = normalize(norm, out.transpose(1, 2), mask).transpose(1, 2)  # (B, C, L)
+            out = self.dropout(F.gelu(out))
             h = (h + out if self.residual else out) * keep
         return h.transpose(1, 2)  # (B, L, C)
 
@@ -79,11 +84,12 @@ class ConvClassifier(nn.Module):
         causal: bool = True,
         residual: bool = True,
         dropout: float = 0.1,
+        norm: str = "none",
     ):
         super().__init__()
         self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, channels, padding_idx=pad_id)
-        self.stack = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout)
+        self.stack = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout, norm)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(channels, num_classes)
         init_weights(self)
@@ -123,15 +129,16 @@ class ConvEncoderAttentionDecoder(AttendingSeq2Seq):
         cell: str = "gru",
         dropout: float = 0.1,
         score: str = "additive",
+        norm: str = "none",
     ):
         super().__init__()
         self.pad_id = pad_id
         self.src_embed = nn.Embedding(src_vocab_size, channels, padding_idx=pad_id)
-        self.encoder = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout)
+        self.encoder = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout, norm)
         self.dropout = nn.Dropout(dropout)
         self.bridge = nn.Linear(channels, channels)
         self.decoder = AttentionDecoder(
-            tgt_vocab_size, emb_dim, channels, channels, layers, cell, dropout, score, pad_id
+            tgt_vocab_size, emb_dim, channels, channels, layers, cell, dropout, score, pad_id, norm
         )
         init_weights(self)
 

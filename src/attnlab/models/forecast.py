@@ -22,9 +22,10 @@ class RNNForecaster(nn.Module):
         num_layers: int = 1,
         cell: str = "gru",
         dropout: float = 0.0,
+        norm: str = "none",
     ):
         super().__init__()
-        self.rnn = make_rnn(cell, in_features, hidden_size, num_layers, dropout, False)
+        self.rnn = make_rnn(cell, in_features, hidden_size, num_layers, dropout, False, norm)
         self.head = nn.Linear(hidden_size, horizon)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -47,11 +48,12 @@ class Seq2SeqForecaster(nn.Module):
         hidden_size: int = 64,
         num_layers: int = 1,
         dropout: float = 0.0,
+        norm: str = "none",
     ):
         super().__init__()
         self.horizon = horizon
-        self.encoder = make_rnn("gru", in_features, hidden_size, num_layers, dropout, False)
-        self.decoder = make_rnn("gru", 1, hidden_size, num_layers, dropout, False)
+        self.encoder = make_rnn("gru", in_features, hidden_size, num_layers, dropout, False, norm)
+        self.decoder = make_rnn("gru", 1, hidden_size, num_layers, dropout, False, norm)
         self.head = nn.Linear(hidden_size, 1)
 
     def forward(

@@ -88,6 +88,19 @@ def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") ->
     return ChannelsLast(norm) if kind == "seq" else norm
 
 
+# Norms for sequence models whose positions must not see later ones: LayerNorm over the channels
+# of each position, BatchNorm of each channel over the real positions of batch x time, or
+# nothing. Instance and group norm pool over time within a sequence, so they are left out.
+SEQUENCE_NORMS = ("layer", "batch", "none")
+
+
+def make_seq_norm(name: str, channels: int) -> nn.Module:
+    """One of SEQUENCE_NORMS over (B, T, channels); apply it with ``normalize`` (padding mask)."""
+    if name not in SEQUENCE_NORMS:
+        raise ValueError(f"norm={name!r}; allowed: {', '.join(SEQUENCE_NORMS)}")
+    return make_norm(name, channels, kind="seq")
+
+
 def channels_per_group(norm: nn.Module) -> int:
     """How many channels share one set of statistics in ``norm`` (0 for anything else)."""
     if isinstance(norm, ChannelsLast | SequenceBatchNorm):

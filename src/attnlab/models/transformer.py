@@ -10,20 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
-from attnlab.models.norms import make_norm, normalize
+from attnlab.models.norms import SEQUENCE_NORMS, make_seq_norm, normalize
 from attnlab.models.positional import positional_encoding
 
-# LayerNorm (the paper's), BatchNorm of each feature over the real positions of batch x time,
-# or nothing. Instance and group norm are left out: they pool over time within one sequence,
-# so a decoder position would see later ones.
-NORMS = ("layer", "batch", "none")
-
-
-def make_seq_norm(name: str, d_model: int) -> nn.Module:
-    """The norm ``name`` over (B, T, d_model); apply it with ``norms.normalize`` (padding mask)."""
-    if name not in NORMS:
-        raise ValueError(f"norm={name!r}; allowed: {', '.join(NORMS)}")
-    return make_norm(name, d_model, kind="seq")
+NORMS = SEQUENCE_NORMS  # the norm option of every Transformer here
 
 
 class FeedForward(nn.Module):
