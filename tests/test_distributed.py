@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from attnlab.data.images import DigitsDataModule
-from attnlab.distributed import world_size
+from attnlab.distributed import is_global_zero, world_size
 from attnlab.models.mlp import MLP
 from attnlab.train import build_model, build_trainer, sync_batchnorm
 
@@ -198,3 +198,22 @@ def test_world_size_counts_devices_in_every_form(make_cfg):
     assert world_size(cfg.trainer) == 6
     for devices, count in (("[0,1,2]", 3), ("'0,1'", 2), ("1", 1)):
         assert world_size(make_cfg(f"trainer.devices={devices}").trainer) == count
+
+
+@pytest.mark.parametrize(
+    "env, zero",
+    [
+        ({}, True),
+        ({"RANK": "1", "LOCAL_RANK": "1"}, False),  # torchrun
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"LOCAL_RANK": "1", "SLURM_PROCID": "0"}, False),  # Lightning's child in a SLURM shell
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),  # second node
+        ({"SLURM_PROCID": "3"}, False),  # srun task
+    ],
+)
+def test_only_global_rank_zero_talks_to_mlflow(env, zero, monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert is_global_zero() is zero

@@ -28,10 +28,11 @@ LAUNCHER_ENV = (
 def is_global_zero() -> bool:
     """Whether this process is global rank 0 (or not part of a distributed launch)."""
     env = os.environ
-    for name in ("RANK", "SLURM_PROCID"):  # torchrun; SLURM's srun
-        if name in env:
-            return env[name] == "0"
-    return env.get("NODE_RANK", "0") == "0" and env.get("LOCAL_RANK", "0") == "0"
+    if "RANK" in env:  # torchrun
+        return env["RANK"] == "0"
+    if "LOCAL_RANK" in env:  # Lightning's launcher (its children inherit any SLURM_PROCID)
+        return env.get("NODE_RANK", "0") == "0" and env["LOCAL_RANK"] == "0"
+    return env.get("SLURM_PROCID", "0") == "0"  # srun's tasks
 
 
 def process_rank() -> str:
