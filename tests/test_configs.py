@@ -34,6 +34,7 @@ FAKE_DIMS = dict(
 REQUIRED = {
     ("data", "corpus"): ["data.path=pairs.tsv"],
     ("data", "prices_csv"): ["data.csv_path=prices.csv"],
+    ("experiment", "corpus"): ["data.path=pairs.tsv"],
 }
 
 

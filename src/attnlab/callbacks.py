@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -13,7 +15,7 @@ from torch.utils.data import default_collate
 
 from attnlab.data.series import SeriesDataModule
 from attnlab.models.norms import channels_per_group
-from attnlab.plots import attention_grid, forecast_windows
+from attnlab.plots import attention_grid, bucket_bars, forecast_windows
 
 # DejaVu Sans, matplotlib's bundled font, has Latin, Greek and Cyrillic but no CJK glyphs.
 PLOTTABLE_MAX_CODEPOINT = 0x2000
@@ -154,3 +156,52 @@ class ForecastPlot(L.Callback):
             f"{type(data).__name__}: test windows, history -> next {data.horizon} steps",
         )
         log_figure(trainer, fig, "plots/forecast.png", self.output_dir)
+
+
+# test/<metric>_by_<kind>/<bucket>, e.g. test/exact_match_by_len/20-39, test/acc_by_group/5-8
+BUCKET_METRIC = re.compile(r"test/(?P<metric>\w+)_by_(?P<kind>\w+)/(?P<bucket>[^/]+)")
+
+
+def bucket_order(name: str) -> tuple:
+    """Sort key of bucket names by their first number: lt20 < 20-39 < ge40, 1-4 < 5-8 < 14-20;
+    names without a number come last, alphabetically."""
+    number = re.search(r"\d+", name)
+    if number is None:
+        return (1, 0, True, name)
+    return (0, int(number.group()), not name.startswith("lt"), name)
+
+
+def bucket_metrics(metrics: Mapping[str, object]) -> dict[tuple[str, str], dict[str, float]]:
+    """(metric, kind) -> {bucket: value} for every ``test/<metric>_by_<kind>/<bucket>`` key."""
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in metrics.items():
+        match = BUCKET_METRIC.fullmatch(key)
+        if match:
+            family = found.setdefault((match["metric"], match["kind"]), {})
+            family[match["bucket"]] = float(value)
+    return found
+
+
+class BucketPlot(L.Callback):
+    """After testing, a bar chart of each metric logged per bucket, as plots/<metric>_by_bucket.png.
+
+    Reads ``test/<metric>_by_<kind>/<bucket>`` from the trainer's metrics, whatever the task
+    (exact match per source length, accuracy per agreement distance); buckets in their natural
+    order. Without such metrics it says so and does nothing.
+    """
+
+    def __init__(self, output_dir: str | None = None):
+        self.output_dir = output_dir
+
+    @rank_zero_only
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        families = bucket_metrics(trainer.callback_metrics)
+        if not families:
+            rank_zero_info("BucketPlot: no test/<metric>_by_<kind>/<bucket> metrics; no plot")
+            return
+        for (metric, kind), values in families.items():
+            buckets = sorted(values, key=bucket_order)
+            fig = bucket_bars(
+                buckets, [values[b] for b in buckets], f"test/{metric} by {kind}", f"{kind} bucket"
+            )
+            log_figure(trainer, fig, f"plots/{metric}_by_bucket.png", self.output_dir)

@@ -58,3 +58,22 @@ def forecast_windows(
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def bucket_bars(buckets: list[str], values: list[float], title: str, xlabel: str) -> Figure:
+    """One bar per bucket, in the given order, its height the metric's value, written on top.
+
+    buckets: B labels (e.g. source lengths "lt20", "20-39", "ge40"); values: B numbers.
+    Values all in [0, 1] (accuracies, exact match) get a fixed 0-1 axis for comparison.
+    """
+    fig, ax = plt.subplots(figsize=(1.0 * len(buckets) + 2.5, 3.2))
+    bars = ax.bar(range(len(buckets)), values, color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(range(len(buckets)), buckets, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
+    if all(0.0 <= v <= 1.0 for v in values):
+        ax.set_ylim(0.0, 1.05)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
