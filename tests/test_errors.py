@@ -21,6 +21,7 @@ BAD_INPUTS = {
         "regularization.ensemble_mode='boosting'",
     ),
     "unknown model name": (["model=gpt9"], "model='gpt9'"),
+    "an MLP on token data": (["experiment=agreement", "model=mlp"], "model='mlp'"),
     "d_model not divisible by heads": (["model.d_model=30", "model.heads=4"], "model.heads=4"),
     "dropout outside [0,1)": (["model.dropout=1.0"], "model.dropout=1.0"),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0"),

@@ -47,14 +47,20 @@ def _require(target: Callable, group: str, node: DictConfig, available: dict[str
         and name not in available
     ]
     if needed:
-        choice = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
         allowed = f"a {group} that fits this data, which does not give {', '.join(needed)}"
-        raise ConfigError(group, choice or node.get("_target_"), allowed)
+        raise ConfigError(group, _choice(group, node), allowed)
+
+
+def _choice(group: str, node: DictConfig) -> str:
+    """The option chosen for ``group`` (e.g. model=mlp), else the node's target."""
+    choice = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+    return choice or node.get("_target_")
 
 
 def build_model(cfg: DictConfig, dims: dict[str, Any]):
     """The model of ``cfg.model`` sized by the data, or an ensemble of such models."""
     import torch
+    from hydra.errors import InstantiationException
     from hydra.utils import get_class, instantiate
 
     from attnlab.regularization import Ensemble
@@ -63,12 +69,20 @@ def build_model(cfg: DictConfig, dims: dict[str, Any]):
     _require(model_class, "model", cfg.model, dims)
     kwargs = _matching_kwargs(model_class, dims)
     size = cfg.regularization.get("ensemble_size", 1)
-    if size == 1:
-        return instantiate(cfg.model, **kwargs)
     members = []
     for member in range(size):
-        torch.manual_seed(cfg.seed + member)  # each member starts from its own weights
-        members.append(instantiate(cfg.model, **kwargs))
+        if size > 1:
+            torch.manual_seed(cfg.seed + member)  # each member starts from its own weights
+        try:
+            members.append(instantiate(cfg.model, **kwargs))
+        except InstantiationException as error:
+            if not isinstance(error.__cause__, ValueError):
+                raise
+            # e.g. an MLP on token data: it needs in_features, or in_channels and image_size
+            allowed = f"a model that fits this data ({error.__cause__})"
+            raise ConfigError("model", _choice("model", cfg.model), allowed) from None
+    if size == 1:
+        return members[0]
     return Ensemble(members, bagging=cfg.regularization.ensemble_mode == "bagging")
 
 
