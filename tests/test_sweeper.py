@@ -166,7 +166,10 @@ def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny):
     while time.time() < deadline:  # kill while trial 1 is training
         time.sleep(1)
         if Path("optuna.db").exists():
-            trials = load().trials
+            try:
+                trials = load().trials
+            except KeyError:  # the file exists before the study's row does
+                continue
             running = len(trials) == 2 and trials[1].state == TrialState.RUNNING
             if running and trials[1].intermediate_values:
                 break
