@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -142,6 +144,24 @@ def test_bad_sweep_input_stops_before_any_trial(extra, expected, tiny, capsys, t
     assert not list(tmp_path.glob("logs/*/multiruns/*/0"))  # no job directory was made
 
 
+def _trial_reported_while_running(path: str, number: int) -> bool:
+    """Read Optuna's SQLite file read-only: `optuna.load_study` would run the schema
+    migration itself and race the sweep that is still creating the tables (seen in CI)."""
+    if not Path(path).exists():
+        return False
+    query = (
+        "SELECT t.state, COUNT(v.trial_intermediate_value_id) FROM trials t"
+        " LEFT JOIN trial_intermediate_values v ON v.trial_id = t.trial_id"
+        " WHERE t.number = ? GROUP BY t.trial_id"
+    )
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute(query, (number,)).fetchone()
+    except sqlite3.OperationalError:  # tables not created yet, or the writer holds a lock
+        return False
+    return row is not None and row[0] == "RUNNING" and row[1] > 0
+
+
 def _sweep_process(tiny, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "attnlab.cli", *sweep_command(tiny, *extra)],
@@ -165,14 +185,8 @@ def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny):
     deadline = time.time() + 240
     while time.time() < deadline:  # kill while trial 1 is training
         time.sleep(1)
-        if Path("optuna.db").exists():
-            try:
-                trials = load().trials
-            except KeyError:  # the file exists before the study's row does
-                continue
-            running = len(trials) == 2 and trials[1].state == TrialState.RUNNING
-            if running and trials[1].intermediate_values:
-                break
+        if _trial_reported_while_running("optuna.db", number=1):
+            break
     else:
         pytest.fail("the sweep never reached trial 1")
     os.killpg(process.pid, signal.SIGKILL)
