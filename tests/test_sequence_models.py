@@ -422,3 +422,45 @@ def test_bleu_words_stop_at_eos_and_skip_padding():
     assert words == ["5 6", "4"]
     perfect = task.bleu["test"](["5 6 7 8"], [["5 6 7 8"]])
     assert perfect.item() == pytest.approx(1.0)
+
+
+class _Logits(nn.Module):
+    """A stand-in seq2seq model: trainable logits of the right shape for the loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(TGT_V))
+
+    def forward(self, src, tgt_in):  # (B, S), (B, T) -> (B, T, V)
+        return self.bias.expand(*tgt_in.shape, TGT_V)
+
+
+def test_token_accuracy_exact_match_and_bleu_are_logged_per_source_length_bucket(monkeypatch):
+    import lightning.pytorch as L
+
+    from attnlab.data.seq2seq import Seq2SeqBatch
+    from attnlab.tasks.seq2seq import Seq2SeqTask
+
+    task = Seq2SeqTask(
+        _Logits(), torch.optim.SGD, pad_id=PAD, bos_id=1, eos_id=2, tgt_vocab_size=TGT_V,
+        max_tgt_len=8, length_buckets=[4],
+    )  # fmt: skip
+    src = torch.tensor([[5, 6, 0, 0, 0, 0], [5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 0]])
+    tgt_out = torch.tensor([[3, 4, 5, 6, 7, 2], [4, 5, 6, 7, 8, 2], [5, 6, 7, 8, 9, 2]])
+    batch = Seq2SeqBatch(src=src, tgt_in=torch.ones_like(tgt_out), tgt_out=tgt_out)
+    wrong_first_token = tgt_out.clone()
+    wrong_first_token[2, 0] = 10  # the one source of length >= 4 gets 1 of its 6 tokens wrong
+    monkeypatch.setattr(task, "predict_ids", lambda src: wrong_first_token)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader([batch], batch_size=None)  # the one batch as it is
+    (logged,) = trainer.test(task, dataloaders=loader, verbose=False)
+    assert logged["test/exact_match_by_len/lt4"] == 1.0
+    assert logged["test/exact_match_by_len/ge4"] == 0.0
+    assert logged["test/token_acc_by_len/lt4"] == 1.0
+    assert logged["test/token_acc_by_len/ge4"] == pytest.approx(5 / 6)
+    assert logged["test/bleu_by_len/lt4"] == pytest.approx(1.0)
+    assert 0.0 < logged["test/bleu_by_len/ge4"] < 1.0
+    assert logged["test/exact_match"] == pytest.approx(2 / 3)  # the overall metrics stay

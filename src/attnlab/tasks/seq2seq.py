@@ -55,14 +55,22 @@ class Seq2SeqTask(BaseTask):
         self.test_metrics = metrics.clone(prefix="test/")
         # corpus BLEU-4 over output tokens (Papineni et al. 2002), each token written as its id
         self.bleu = nn.ModuleDict({split: BLEUScore(n_gram=4) for split in ("val", "test")})
-        # Exact match per source-length bucket: edges [10, 20] -> lengths lt10, 10-19, ge20.
+        # The same metrics per source-length bucket: edges [10, 20] -> lengths lt10, 10-19,
+        # ge20, logged as <split>/<metric>_by_len/<bucket>.
         self.bucket_edges = torch.tensor(sorted(length_buckets or []))
-        names = _bucket_names(self.bucket_edges.tolist())
+        self.bucket_names = _bucket_names(self.bucket_edges.tolist())
         self.bucket_metrics = nn.ModuleDict(
             {
-                split: nn.ModuleDict(
-                    {n: MulticlassExactMatch(tgt_vocab_size, ignore_index=pad_id) for n in names}
+                split: nn.ModuleList(
+                    metrics.clone(prefix=f"{split}/", postfix=f"_by_len/{name}")
+                    for name in self.bucket_names
                 )
+                for split in ("val", "test")
+            }
+        )
+        self.bucket_bleu = nn.ModuleDict(
+            {
+                split: nn.ModuleList(BLEUScore(n_gram=4) for _ in self.bucket_names)
                 for split in ("val", "test")
             }
         )
@@ -101,18 +109,24 @@ class Seq2SeqTask(BaseTask):
         predicted = self._align(self.predict_ids(batch.src), batch.tgt_out)  # (B, T)
         metrics.update(predicted, batch.tgt_out)
         self.log_dict(metrics, batch_size=size)
-        bleu = self.bleu[prefix]
-        bleu.update(self._words(predicted), [[words] for words in self._words(batch.tgt_out)])
-        self.log(f"{prefix}/bleu", bleu, on_epoch=True, batch_size=size)
+        self._log_bleu(self.bleu[prefix], f"{prefix}/bleu", predicted, batch.tgt_out)
         if len(self.bucket_edges):
             lengths = (batch.src != self.hparams.pad_id).sum(1)  # (B,)
             bucket = torch.bucketize(lengths, self.bucket_edges.to(lengths.device), right=True)
-            for index, (name, metric) in enumerate(self.bucket_metrics[prefix].items()):
+            for index, name in enumerate(self.bucket_names):
                 rows = bucket == index  # (B,)
                 if rows.any():
-                    metric.update(predicted[rows], batch.tgt_out[rows])
-                    key = f"{prefix}/exact_match_by_len/{name}"
-                    self.log(key, metric, on_epoch=True, batch_size=int(rows.sum()))
+                    in_bucket = self.bucket_metrics[prefix][index]
+                    in_bucket.update(predicted[rows], batch.tgt_out[rows])
+                    self.log_dict(in_bucket, batch_size=int(rows.sum()))
+                    key = f"{prefix}/bleu_by_len/{name}"
+                    bleu = self.bucket_bleu[prefix][index]
+                    self._log_bleu(bleu, key, predicted[rows], batch.tgt_out[rows])
+
+    def _log_bleu(self, bleu: BLEUScore, key: str, predicted: Tensor, target: Tensor) -> None:
+        """Add the rows (B, T) to the corpus BLEU ``bleu`` and log it per epoch as ``key``."""
+        bleu.update(self._words(predicted), [[words] for words in self._words(target)])
+        self.log(key, bleu, on_epoch=True, batch_size=predicted.size(0))
 
     def _words(self, ids: Tensor) -> list[str]:
         """(B, T) ids -> one string per row, token ids separated by spaces, up to EOS."""
