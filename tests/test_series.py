@@ -97,6 +97,16 @@ def test_chronological_split_has_no_leakage(tmp_path: Path):
     assert len(data.datasets["train"]) == 140 - 13 + 1
 
 
+def test_repeat_last_baseline_of_a_ramp_is_off_by_the_steps_ahead(tmp_path: Path):
+    """Close rises by 1 per row: repeating the last close misses step h of the horizon by h."""
+    data = CSVPricesDataModule(write_prices(tmp_path / "ramp.csv", ramp_frame(200)), **WINDOW)
+    data.setup("fit")
+    step = 1 / float(data.std[data.target_index])  # one row's rise, standardised
+    baselines = data.baselines()
+    assert baselines["test/mae_repeat_last"] == pytest.approx((1 + 2 + 3) / 3 * step)
+    assert baselines["test/mse_repeat_last"] == pytest.approx((1 + 4 + 9) / 3 * step**2)
+
+
 def test_standardisation_uses_training_rows_only(tmp_path: Path):
     frame = ramp_frame(200)
     changed = frame.copy()

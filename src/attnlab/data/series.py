@@ -182,6 +182,19 @@ class SeriesDataModule(RegressionDataModule, ABC):
             "horizon": self.horizon,
         }
 
+    def baselines(self) -> dict[str, float]:
+        """Test MSE and MAE (standardised, like the model's) of repeating the last observed
+        value of the target over the whole horizon: the naive forecast a model must beat."""
+        windows = self.datasets["test"]
+        errors = torch.cat(
+            [target - inputs[-1:, self.target_index : self.target_index + 1]  # (H, 1)
+             for inputs, target in windows]
+        )  # fmt: skip
+        return {
+            "test/mse_repeat_last": float(errors.pow(2).mean()),
+            "test/mae_repeat_last": float(errors.abs().mean()),
+        }
+
     def unscale(self, values: Tensor) -> Tensor:
         """Standardised target values -> the series' own units (any shape)."""
         index = self.target_index
