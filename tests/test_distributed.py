@@ -3,6 +3,7 @@ reduced over ranks, each rank composed from its own job's values, and DDP equal 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,10 +14,11 @@ import optuna
 import pytest
 import torch
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from attnlab.data.images import DigitsDataModule
-from attnlab.distributed import is_global_zero, world_size
+from attnlab.distributed import is_global_zero, job_log_name, world_size
 from attnlab.models.mlp import MLP
 from attnlab.train import build_model, build_trainer, sync_batchnorm
 
@@ -174,6 +176,52 @@ def test_sigterm_mid_training_ends_the_mlflow_run_failed(tmp_path, tracking_uri)
     assert run.info.status == "FAILED"
 
 
+@pytest.mark.slow
+def test_torchrun_gives_one_folder_one_mlflow_run_and_a_log_per_rank(tmp_path, tracking_uri):
+    """The README's torchrun recipe on one node: both ranks write into one folder."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    done = subprocess.run(
+        [*torchrun, "-m", "attnlab.train", *DIGITS, *DDP, "hydra.run.dir=runs/one"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p.name for p in tmp_path.glob("runs/*")] == ["one"]
+    logs = {path.name: path.read_text() for path in (tmp_path / "runs" / "one").glob("*.log")}
+    assert sorted(logs) == ["train.log", "train_rank_1.log"]
+    assert "process 0/0 composed from overrides" in logs["train.log"]
+    assert "process 0/1 composed from overrides" in logs["train_rank_1.log"]
+    assert "process 0/0" not in logs["train_rank_1.log"]
+    _, (run,) = runs(tracking_uri, "digits_mlp")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["distributed.world_size"] == "2"
+
+
+@pytest.mark.slow
+def test_a_rank_that_fails_mid_training_ends_the_mlflow_run_failed(
+    tmp_path, tracking_uri, monkeypatch
+):
+    """Lightning SIGKILLs rank 0 when a child process fails; the child ends the run itself."""
+    helpers = Path(__file__).parent / "helpers"
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(helpers), os.environ.get("PYTHONPATH", "")])
+    )
+    crash = ["+callbacks.crash._target_=crash_callback.CrashOnRank", "+callbacks.crash.rank=1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "attnlab.cli", "train", *DIGITS, *DDP, *crash],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode != 0
+    assert "rank 1 fails at batch 2" in done.stderr  # the children share the parent's stderr
+    _, (run,) = runs(tracking_uri, "digits_mlp")
+    assert run.info.status == "FAILED"
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
@@ -217,3 +265,21 @@ def test_only_global_rank_zero_talks_to_mlflow(env, zero, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert is_global_zero() is zero
+
+
+@pytest.mark.parametrize(
+    "env, name",
+    [
+        ({}, "train"),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, "train"),
+        ({"RANK": "1", "LOCAL_RANK": "1"}, "train_rank_1"),  # torchrun
+        ({"SLURM_PROCID": "3"}, "train_rank_3"),  # srun task
+    ],
+)
+def test_every_rank_that_shares_the_folder_logs_to_its_own_file(env, name, monkeypatch):
+    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    assert job_log_name("train") == name
+    assert OmegaConf.create({"name": "${job_log_name:train}"}).name == name  # as Hydra reads it

@@ -898,7 +898,10 @@ def lr_for_batch(base_lr: float, batch_size: int, base_batch_size: int) -> float
 
 
 def register_schemas() -> None:
+    from attnlab.distributed import job_log_name
+
     OmegaConf.register_new_resolver("lr_for_batch", lr_for_batch, replace=True)
+    OmegaConf.register_new_resolver("job_log_name", job_log_name, replace=True)
     store = ConfigStore.instance()
     for path, schema in SCHEMAS.items():
         group, _, name = path.rpartition("/")

@@ -43,6 +43,14 @@ def process_rank() -> str:
     return f"{node}/{local}"
 
 
+def job_log_name(base: str) -> str:
+    """Hydra's job name, which names the log file: ``base`` for global rank 0 and outside DDP,
+    ``<base>_rank_N`` for rank N started by torchrun or srun, which share rank 0's folder.
+    (Lightning's own launcher names its children ``<base>_ddp_process_N`` by override.)"""
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+    return base if rank == "0" else f"{base}_rank_{rank}"
+
+
 def world_size(trainer_cfg: DictConfig) -> int:
     """Processes in the run as the trainer config asks for them (``devices: auto`` counts)."""
     devices = trainer_cfg.get("devices", 1)

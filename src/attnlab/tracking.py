@@ -7,6 +7,7 @@ ends the run FAILED instead of leaving it RUNNING.
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import socket
@@ -169,6 +170,19 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# Lightning's launcher starts ranks > 0 as children of rank 0 after its run is open, so they
+# inherit this variable. When a child fails, Lightning's process observer SIGKILLs rank 0, which
+# then cannot end its run; the failing child ends it instead (``fail_rank_zero_run``).
+RUN_ID_ENV = "ATTNLAB_MLFLOW_RUN_ID"
+
+
+def fail_rank_zero_run(tracking_uri: str) -> None:
+    """In a failing DDP child: end the run that its rank 0 opened FAILED (none: nothing)."""
+    run_id = os.environ.get(RUN_ID_ENV)
+    if run_id:
+        mlflow.MlflowClient(tracking_uri).set_terminated(run_id, "FAILED")
+
+
 @contextmanager
 def mlflow_run(
     cfg: DictConfig,
@@ -193,6 +207,7 @@ def mlflow_run(
             hydra_dir = Path(output_dir or "", ".hydra")
             if output_dir and hydra_dir.is_dir():
                 mlflow.log_artifacts(str(hydra_dir), "hydra")
+            os.environ[RUN_ID_ENV] = run.info.run_id
             yield run.info.run_id
         except stopped_by:
             mlflow.end_run("KILLED")
@@ -200,4 +215,6 @@ def mlflow_run(
         except BaseException:
             mlflow.end_run("FAILED")
             raise
+        finally:
+            os.environ.pop(RUN_ID_ENV, None)
         mlflow.end_run("FINISHED")

@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> float:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from attnlab.distributed import is_global_zero, process_rank
-    from attnlab.tracking import check_tracking_store, mlflow_run
+    from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
 
     if cfg.logger.get("_target_") and is_global_zero():
         check_tracking_store("logger.tracking_uri", cfg.logger.tracking_uri)
@@ -146,6 +146,10 @@ def run(cfg: DictConfig) -> float:
             if is_global_zero():
                 raise
             return math.nan  # rank 0 records the pruned trial; a failing exit here would kill it
+        except BaseException:
+            if cfg.logger.get("_target_"):
+                fail_rank_zero_run(cfg.logger.tracking_uri)
+            raise
     with mlflow_run(cfg, output_dir, tags, stopped_by=stops) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
         # chance and shortcut scores of the data, next to the model's (DESIGN.md)
