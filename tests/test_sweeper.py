@@ -236,3 +236,25 @@ def test_two_sweep_processes_share_one_postgresql_study(
     assert sorted(t.number for t in study.trials) == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert math.isfinite(study.best_value)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("date_transformer")
+    runs = client.search_runs([experiment.experiment_id], max_results=20)
+    (parent,) = [r for r in runs if "attnlab.sweep_parent" in r.data.tags]  # one, not one each
+    trials = [r for r in runs if "optuna.trial_number" in r.data.tags]
+    assert len(trials) == 6  # both workers' trials under the one parent
+    assert {run.data.tags["mlflow.parentRunId"] for run in trials} == {parent.info.run_id}
+
+
+def test_workers_that_each_created_a_parent_run_all_keep_the_oldest(tracking_uri):
+    """Two workers of one study passed the "no parent yet" search together: both settle."""
+    from attnlab.sweeper.parent_run import PARENT_TAG, _settle
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("sweeps")
+    tags = {PARENT_TAG: "study"}
+    first = client.create_run(experiment_id, start_time=1000, tags=tags)
+    second = client.create_run(experiment_id, start_time=1001, tags=tags)
+    assert _settle(client, experiment_id, "study", second) == first.info.run_id
+    assert client.get_run(second.info.run_id).info.lifecycle_stage == "deleted"
+    assert _settle(client, experiment_id, "study", first) == first.info.run_id
+    assert client.get_run(first.info.run_id).info.lifecycle_stage == "active"

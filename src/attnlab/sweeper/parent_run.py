@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import RunStatus  # noqa: E402
+from mlflow.entities import Run, RunStatus  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
@@ -49,6 +49,24 @@ def summary(study: optuna.Study) -> dict:
     return result
 
 
+def _parents(client: MlflowClient, experiment_id: str, study_name: str) -> list[Run]:
+    """The parent runs of a study, oldest first (start time, then run id)."""
+    runs = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{study_name}'")
+    return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def _settle(client: MlflowClient, experiment_id: str, study_name: str, own: Run) -> str:
+    """The parent run every worker of a study keeps: the oldest. Workers that start one study
+    together (``--scale worker=N``) may each have created one; a worker whose own run is not
+    the oldest deletes it. A worker that saw only its own run created it before the others
+    searched, so they all see it and keep it too (clocks assumed in step to the millisecond
+    gap between the creations)."""
+    first = _parents(client, experiment_id, study_name)[0]
+    if first.info.run_id != own.info.run_id:
+        client.delete_run(own.info.run_id)
+    return first.info.run_id
+
+
 class SweepTracker:
     """Parent MLflow run of a study; a no-op when the sweep's config has no MLflow logger."""
 
@@ -57,12 +75,8 @@ class SweepTracker:
         self.parent_run_id = None
         if client is None:
             return
-        found = client.search_runs(
-            [experiment_id],
-            f"tags.`{PARENT_TAG}` = '{study.study_name}'",
-            max_results=1,
-        )
-        if found:  # a resumed study continues under its first parent
+        found = _parents(client, experiment_id, study.study_name)
+        if found:  # a resumed study, or another worker's: continue under the first parent
             self.parent_run_id = found[0].info.run_id
             client.update_run(self.parent_run_id, RunStatus.to_string(RunStatus.RUNNING))
         else:
@@ -71,7 +85,7 @@ class SweepTracker:
                 run_name=f"sweep:{study.study_name}",
                 tags={PARENT_TAG: study.study_name, "optuna.study": study.study_name},
             )
-            self.parent_run_id = run.info.run_id
+            self.parent_run_id = _settle(client, experiment_id, study.study_name, run)
 
     @classmethod
     def for_config(cls, config: DictConfig, study: optuna.Study) -> SweepTracker:
