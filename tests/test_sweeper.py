@@ -258,3 +258,20 @@ def test_workers_that_each_created_a_parent_run_all_keep_the_oldest(tracking_uri
     assert client.get_run(second.info.run_id).info.lifecycle_stage == "deleted"
     assert _settle(client, experiment_id, "study", first) == first.info.run_id
     assert client.get_run(first.info.run_id).info.lifecycle_stage == "active"
+
+
+def test_the_last_worker_of_a_study_ends_its_parent_run(tracking_uri, tmp_path):
+    from attnlab.sweeper.parent_run import SweepTracker
+
+    study = optuna.create_study(study_name="study", storage=f"sqlite:///{tmp_path}/study.db")
+    other = study.ask()  # another worker's trial, still training
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("sweeps")
+    with SweepTracker(client, experiment_id, study) as first:
+        pass  # this worker's trials are done
+    assert client.get_run(first.parent_run_id).info.status == "RUNNING"
+    study.tell(other, 1.0)
+    with SweepTracker(client, experiment_id, study) as last:
+        pass
+    assert last.parent_run_id == first.parent_run_id
+    assert client.get_run(first.parent_run_id).info.status == "FINISHED"

@@ -105,9 +105,21 @@ class SweepTracker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.client is not None:
-            status = RunStatus.FINISHED if exc_type is None else RunStatus.FAILED
-            self.client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
+        if self.client is None:
+            return
+        if exc_type is None and self._other_workers_training():
+            return  # the last worker of the study ends the parent
+        status = RunStatus.FINISHED if exc_type is None else RunStatus.FAILED
+        self.client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
+
+    def _other_workers_training(self) -> bool:
+        """Whether trials of the study are still RUNNING once those without a recent heartbeat
+        (a killed worker's) are marked FAIL; called when this worker's own trials are done."""
+        with warnings.catch_warnings():  # experimental since Optuna 2.9, still the way
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+        running = (optuna.trial.TrialState.RUNNING,)
+        return bool(self.study.get_trials(deepcopy=False, states=running))
 
     def trial_done(self, trial: optuna.trial.FrozenTrial) -> None:
         """Tag the trial's child run with the state Optuna recorded."""
