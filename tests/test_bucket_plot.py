@@ -63,14 +63,12 @@ TINY_RUNS = {
         ["experiment=copy", "data.n_train=128", "data.n_val=32", "data.n_test=64",
          "data.batch_size=32", "model.hidden=16", "model.emb_dim=8",
          "callbacks.attention_maps=null"],
-        "exact_match_by_len",
-        "plots/exact_match_by_bucket.png",
+        ["token_acc_by_len", "exact_match_by_len", "bleu_by_len"],
     ),
     "order_count": (
         ["experiment=order_count", "data.n_train=128", "data.n_val=32", "data.n_test=64",
          "data.batch_size=32", "model.d_model=16", "model.d_ff=32"],
-        "acc_by_group",
-        "plots/acc_by_bucket.png",
+        ["acc_by_group"],
     ),
 }  # fmt: skip
 
@@ -79,12 +77,12 @@ TINY_RUNS = {
 def test_tracked_run_logs_the_bars_of_its_bucket_metrics(
     name: str, make_cfg, tracking_uri, monkeypatch, tmp_path
 ):
-    overrides, family, artifact = TINY_RUNS[name]
-    drawn = []
+    overrides, families = TINY_RUNS[name]
+    drawn = {}
 
-    def spy(buckets, values, *args):
-        fig = bucket_bars(buckets, values, *args)
-        drawn.append((buckets, heights(fig)))
+    def spy(buckets, values, title, *args):
+        fig = bucket_bars(buckets, values, title, *args)
+        drawn[title] = (buckets, heights(fig))
         return fig
 
     monkeypatch.setattr(callbacks, "bucket_bars", spy)
@@ -93,9 +91,12 @@ def test_tracked_run_logs_the_bars_of_its_bucket_metrics(
     experiment = client.get_experiment_by_name(name)
     (record,) = client.search_runs([experiment.experiment_id], max_results=2)
     plots = {a.path for a in client.list_artifacts(record.info.run_id, "plots")}
-    assert artifact in plots
-    assert (tmp_path / "output" / artifact).is_file()
-    [(buckets, bars)] = drawn  # one metric family per task
-    logged = [record.data.metrics[f"test/{family}/{b}"] for b in buckets]
-    assert bars == pytest.approx(logged)
-    assert sorted(buckets, key=bucket_order) == buckets and len(buckets) == 3
+    assert len(drawn) == len(families)  # one chart per metric and kind of bucket
+    for family in families:
+        artifact = f"plots/{family}.png"
+        assert artifact in plots
+        assert (tmp_path / "output" / artifact).is_file()
+        buckets, bars = drawn["test/" + family.replace("_by_", " by ")]
+        logged = [record.data.metrics[f"test/{family}/{b}"] for b in buckets]
+        assert bars == pytest.approx(logged)
+        assert sorted(buckets, key=bucket_order) == buckets and len(buckets) == 3

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as L
 import optuna
 import pytest
 import torch
@@ -18,8 +19,10 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from attnlab.data.images import DigitsDataModule
+from attnlab.data.seq2seq import Seq2SeqBatch
 from attnlab.distributed import is_global_zero, job_log_name, world_size
 from attnlab.models.mlp import MLP
+from attnlab.tasks.seq2seq import Seq2SeqTask
 from attnlab.train import build_model, build_trainer, sync_batchnorm
 
 # digits + MLP, no dropout, two short epochs. test_fraction 0.2005 leaves 1292 training and 144
@@ -283,3 +286,46 @@ def test_every_rank_that_shares_the_folder_logs_to_its_own_file(env, name, monke
         monkeypatch.setenv(variable, value)
     assert job_log_name("train") == name
     assert OmegaConf.create({"name": "${job_log_name:train}"}).name == name  # as Hydra reads it
+
+
+class _Logits(torch.nn.Module):
+    """Trainable logits of the right shape for the loss: (B, S), (B, T) -> (B, T, V)."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(vocab))
+
+    def forward(self, src, tgt_in):
+        return self.bias.expand(*tgt_in.shape, self.bias.numel())
+
+
+class _PerRankData(Seq2SeqTask):
+    """Rank 0 scores only short sources, rank 1 short and long ones; predictions are right."""
+
+    def predict_ids(self, src):
+        return self._targets[: src.size(0)]
+
+    def test_dataloader(self):
+        lengths = [2, 3] if self.global_rank == 0 else [2, 6]
+        src = torch.tensor([[5] * n + [0] * (6 - n) for n in lengths])
+        self._targets = torch.tensor([[3, 4, 5, 6, 2]] * len(lengths))
+        batch = Seq2SeqBatch(src=src, tgt_in=torch.ones_like(self._targets), tgt_out=self._targets)
+        return torch.utils.data.DataLoader([batch], batch_size=None)
+
+
+@pytest.mark.slow
+def test_a_length_bucket_that_one_rank_never_sees_is_still_scored_over_all_ranks():
+    """A per-bucket metric logged only where a rank has rows would pair mismatched collectives."""
+    task = _PerRankData(
+        _Logits(9), torch.optim.SGD, pad_id=0, bos_id=1, eos_id=2, tgt_vocab_size=9,
+        max_tgt_len=5, length_buckets=[4],
+    )  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", use_distributed_sampler=False,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    (logged,) = trainer.test(task, verbose=False)
+    assert logged["test/exact_match_by_len/lt4"] == 1.0  # 3 rows: 2 on rank 0, 1 on rank 1
+    assert logged["test/exact_match_by_len/ge4"] == 1.0  # 1 row, on rank 1 only
+    assert logged["test/bleu_by_len/ge4"] == pytest.approx(1.0)

@@ -443,13 +443,13 @@ def test_token_accuracy_exact_match_and_bleu_are_logged_per_source_length_bucket
 
     task = Seq2SeqTask(
         _Logits(), torch.optim.SGD, pad_id=PAD, bos_id=1, eos_id=2, tgt_vocab_size=TGT_V,
-        max_tgt_len=8, length_buckets=[4],
+        max_tgt_len=8, length_buckets=[4, 10],
     )  # fmt: skip
     src = torch.tensor([[5, 6, 0, 0, 0, 0], [5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 0]])
     tgt_out = torch.tensor([[3, 4, 5, 6, 7, 2], [4, 5, 6, 7, 8, 2], [5, 6, 7, 8, 9, 2]])
     batch = Seq2SeqBatch(src=src, tgt_in=torch.ones_like(tgt_out), tgt_out=tgt_out)
     wrong_first_token = tgt_out.clone()
-    wrong_first_token[2, 0] = 10  # the one source of length >= 4 gets 1 of its 6 tokens wrong
+    wrong_first_token[2, 0] = 10  # the one source of length 4-9 gets 1 of its 6 tokens wrong
     monkeypatch.setattr(task, "predict_ids", lambda src: wrong_first_token)
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -458,9 +458,10 @@ def test_token_accuracy_exact_match_and_bleu_are_logged_per_source_length_bucket
     loader = torch.utils.data.DataLoader([batch], batch_size=None)  # the one batch as it is
     (logged,) = trainer.test(task, dataloaders=loader, verbose=False)
     assert logged["test/exact_match_by_len/lt4"] == 1.0
-    assert logged["test/exact_match_by_len/ge4"] == 0.0
+    assert logged["test/exact_match_by_len/4-9"] == 0.0
     assert logged["test/token_acc_by_len/lt4"] == 1.0
-    assert logged["test/token_acc_by_len/ge4"] == pytest.approx(5 / 6)
+    assert logged["test/token_acc_by_len/4-9"] == pytest.approx(5 / 6)
     assert logged["test/bleu_by_len/lt4"] == pytest.approx(1.0)
-    assert 0.0 < logged["test/bleu_by_len/ge4"] < 1.0
+    assert 0.0 < logged["test/bleu_by_len/4-9"] < 1.0
+    assert "test/exact_match_by_len/ge10" not in logged  # no source that long: no value
     assert logged["test/exact_match"] == pytest.approx(2 / 3)  # the overall metrics stay

@@ -183,7 +183,7 @@ def bucket_metrics(metrics: Mapping[str, object]) -> dict[tuple[str, str], dict[
 
 
 class BucketPlot(L.Callback):
-    """After testing, a bar chart of each metric logged per bucket, as plots/<metric>_by_bucket.png.
+    """After testing, a bar chart of each metric logged per bucket: plots/<metric>_by_<kind>.png.
 
     Reads ``test/<metric>_by_<kind>/<bucket>`` from the trainer's metrics, whatever the task
     (exact match per source length, accuracy per agreement distance); buckets in their natural
@@ -204,4 +204,4 @@ class BucketPlot(L.Callback):
             fig = bucket_bars(
                 buckets, [values[b] for b in buckets], f"test/{metric} by {kind}", f"{kind} bucket"
             )
-            log_figure(trainer, fig, f"plots/{metric}_by_bucket.png", self.output_dir)
+            log_figure(trainer, fig, f"plots/{metric}_by_{kind}.png", self.output_dir)

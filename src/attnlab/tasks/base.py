@@ -1,12 +1,15 @@
-"""What every task shares: optimizer and scheduler factories, and the weight penalty."""
+"""What every task shares: optimizer and scheduler factories, the weight penalty, and metrics
+per bucket."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 
 import lightning.pytorch as L
 import torch
 from torch import Tensor, nn
+from torchmetrics import Metric, SumMetric
 
 from attnlab.regularization import weight_penalty
 
@@ -53,3 +56,47 @@ class BaseTask(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+class BucketMetrics(nn.Module):
+    """The same metrics for each bucket of one split (a source length, an agreement distance),
+    logged as ``<split>/<metric>_by_<kind>/<bucket>`` once per epoch, over all processes.
+
+    Not logged per step as Lightning's metric logging would be: under DDP a process whose share
+    of the split has no row of some bucket would log fewer keys than the others, and the
+    epoch-end reduction would then pair mismatched collectives. Here every process computes
+    every bucket in the same order; a bucket that no process saw is left out.
+    """
+
+    def __init__(
+        self, split: str, kind: str, buckets: list[str], make: Callable[[], dict[str, Metric]]
+    ):
+        super().__init__()
+        self.prefix, self.kind, self.buckets = split, kind, list(buckets)
+        self.metrics = nn.ModuleList(nn.ModuleDict(make()) for _ in self.buckets)
+        self.rows = nn.ModuleList(SumMetric() for _ in self.buckets)
+
+    def __len__(self) -> int:
+        return len(self.buckets)
+
+    def with_rows(self, bucket: Tensor) -> Iterator[tuple[nn.ModuleDict, Tensor]]:
+        """bucket (B,): each row's bucket index -> (metrics, rows (B,) mask) of each bucket that
+        has rows in the batch, for the caller to update; every bucket counts its rows."""
+        for index, (metrics, rows) in enumerate(zip(self.metrics, self.rows, strict=True)):
+            mask = bucket == index  # (B,)
+            rows.update(mask.sum())
+            if mask.any():
+                yield metrics, mask
+
+    def compute(self) -> dict[str, Tensor]:
+        """{log key: value over all processes} of every bucket with rows; then reset all."""
+        values = {}
+        for name, metrics, rows in zip(self.buckets, self.metrics, self.rows, strict=True):
+            if rows.compute() > 0:
+                with warnings.catch_warnings():  # a process without rows here computes too
+                    warnings.filterwarnings("ignore", ".*called before the ``update``")
+                    for metric, value in metrics.items():
+                        values[f"{self.prefix}/{metric}_by_{self.kind}/{name}"] = value.compute()
+            for metric in (*metrics.values(), rows):
+                metric.reset()
+        return values

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassHammingDistance
 
-from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
+from attnlab.tasks.base import BaseTask, BucketMetrics, OptimizerFactory, SchedulerFactory
 
 
 class ClassifyTask(BaseTask):
@@ -56,11 +56,13 @@ class ClassifyTask(BaseTask):
                     for split in ("val", "test")
                 }
             )
-        self.group_names = list(group_names or [])
         self.group_metrics = nn.ModuleDict(
             {
-                split: nn.ModuleList(
-                    MulticlassAccuracy(num_classes, average="micro") for _ in self.group_names
+                split: BucketMetrics(
+                    split,
+                    "group",
+                    list(group_names or []),
+                    lambda: {"acc": MulticlassAccuracy(num_classes, average="micro")},
                 )
                 for split in ("val", "test")
             }
@@ -114,18 +116,9 @@ class ClassifyTask(BaseTask):
         return logits, F.cross_entropy(logits, y, label_smoothing=smoothing)
 
     def _update_groups(self, preds: Tensor, target: Tensor, group: Tensor, split: str) -> None:
-        for index, (name, metric) in enumerate(
-            zip(self.group_names, self.group_metrics[split], strict=True)
-        ):
-            in_group = group == index  # (B,)
-            if in_group.any():
-                metric.update(preds[in_group], target[in_group])
-                self.log(
-                    f"{split}/acc_by_group/{name}",
-                    metric,
-                    on_epoch=True,
-                    batch_size=int(in_group.sum()),
-                )
+        """preds, target, group: (B,); accuracy per group, logged at the epoch's end."""
+        for metrics, rows in self.group_metrics[split].with_rows(group):
+            metrics["acc"].update(preds[rows], target[rows])
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         return self.regularized(self._step(batch, "train"))
@@ -136,9 +129,13 @@ class ClassifyTask(BaseTask):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.group_metrics["val"].compute(), sync_dist=True)  # equal everywhere
+
     def on_test_epoch_end(self) -> None:
-        """Score the training split as the test split is scored (eval mode, no augmentation,
-        same weights), so test/error - train_eval/error is the generalization gap."""
+        """Log accuracy per group; score the training split as the test split is scored (eval
+        mode, no augmentation, same weights): test/error - train_eval/error is the gap."""
+        self.log_dict(self.group_metrics["test"].compute(), sync_dist=True)
         data = self.trainer.datamodule
         if data is None:
             return

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 from torchmetrics.text import BLEUScore
 
 from attnlab.models.decoding import beam_search, greedy_decode
-from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
+from attnlab.tasks.base import BaseTask, BucketMetrics, OptimizerFactory, SchedulerFactory
 
 
 class Seq2SeqTask(BaseTask):
@@ -43,34 +43,28 @@ class Seq2SeqTask(BaseTask):
     ):
         super().__init__(model, optimizer, scheduler)
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
-        metrics = MetricCollection(
-            {
+
+        def on_ids() -> dict[str, Metric]:
+            return {
                 "token_acc": MulticlassAccuracy(
                     tgt_vocab_size, average="micro", ignore_index=pad_id
                 ),
                 "exact_match": MulticlassExactMatch(tgt_vocab_size, ignore_index=pad_id),
             }
-        )
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+
+        self.val_metrics = MetricCollection(on_ids(), prefix="val/")
+        self.test_metrics = MetricCollection(on_ids(), prefix="test/")
         # corpus BLEU-4 over output tokens (Papineni et al. 2002), each token written as its id
         self.bleu = nn.ModuleDict({split: BLEUScore(n_gram=4) for split in ("val", "test")})
         # The same metrics per source-length bucket: edges [10, 20] -> lengths lt10, 10-19,
         # ge20, logged as <split>/<metric>_by_len/<bucket>.
         self.bucket_edges = torch.tensor(sorted(length_buckets or []))
-        self.bucket_names = _bucket_names(self.bucket_edges.tolist())
-        self.bucket_metrics = nn.ModuleDict(
+        names = _bucket_names(self.bucket_edges.tolist())
+        self.buckets = nn.ModuleDict(
             {
-                split: nn.ModuleList(
-                    metrics.clone(prefix=f"{split}/", postfix=f"_by_len/{name}")
-                    for name in self.bucket_names
+                split: BucketMetrics(
+                    split, "len", names, lambda: {**on_ids(), "bleu": BLEUScore(n_gram=4)}
                 )
-                for split in ("val", "test")
-            }
-        )
-        self.bucket_bleu = nn.ModuleDict(
-            {
-                split: nn.ModuleList(BLEUScore(n_gram=4) for _ in self.bucket_names)
                 for split in ("val", "test")
             }
         )
@@ -109,24 +103,21 @@ class Seq2SeqTask(BaseTask):
         predicted = self._align(self.predict_ids(batch.src), batch.tgt_out)  # (B, T)
         metrics.update(predicted, batch.tgt_out)
         self.log_dict(metrics, batch_size=size)
-        self._log_bleu(self.bleu[prefix], f"{prefix}/bleu", predicted, batch.tgt_out)
-        if len(self.bucket_edges):
+        bleu = self.bleu[prefix]
+        bleu.update(*self._bleu_inputs(predicted, batch.tgt_out))
+        self.log(f"{prefix}/bleu", bleu, on_epoch=True, batch_size=size)
+        if len(self.buckets[prefix]):
             lengths = (batch.src != self.hparams.pad_id).sum(1)  # (B,)
             bucket = torch.bucketize(lengths, self.bucket_edges.to(lengths.device), right=True)
-            for index, name in enumerate(self.bucket_names):
-                rows = bucket == index  # (B,)
-                if rows.any():
-                    in_bucket = self.bucket_metrics[prefix][index]
-                    in_bucket.update(predicted[rows], batch.tgt_out[rows])
-                    self.log_dict(in_bucket, batch_size=int(rows.sum()))
-                    key = f"{prefix}/bleu_by_len/{name}"
-                    bleu = self.bucket_bleu[prefix][index]
-                    self._log_bleu(bleu, key, predicted[rows], batch.tgt_out[rows])
+            for metrics, rows in self.buckets[prefix].with_rows(bucket):
+                predicted_rows, target_rows = predicted[rows], batch.tgt_out[rows]
+                metrics["token_acc"].update(predicted_rows, target_rows)
+                metrics["exact_match"].update(predicted_rows, target_rows)
+                metrics["bleu"].update(*self._bleu_inputs(predicted_rows, target_rows))
 
-    def _log_bleu(self, bleu: BLEUScore, key: str, predicted: Tensor, target: Tensor) -> None:
-        """Add the rows (B, T) to the corpus BLEU ``bleu`` and log it per epoch as ``key``."""
-        bleu.update(self._words(predicted), [[words] for words in self._words(target)])
-        self.log(key, bleu, on_epoch=True, batch_size=predicted.size(0))
+    def _bleu_inputs(self, predicted: Tensor, target: Tensor) -> tuple[list, list]:
+        """Rows (B, T) of ids -> BLEUScore's (predictions, references) as token-id strings."""
+        return self._words(predicted), [[words] for words in self._words(target)]
 
     def _words(self, ids: Tensor) -> list[str]:
         """(B, T) ids -> one string per row, token ids separated by spaces, up to EOS."""
@@ -148,6 +139,12 @@ class Seq2SeqTask(BaseTask):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.buckets["val"].compute(), sync_dist=True)  # equal on every process
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.buckets["test"].compute(), sync_dist=True)
 
 
 def _bucket_names(edges: list[int]) -> list[str]:
