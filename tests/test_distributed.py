@@ -211,7 +211,11 @@ def test_a_rank_that_fails_mid_training_ends_the_mlflow_run_failed(
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(helpers), os.environ.get("PYTHONPATH", "")])
     )
-    crash = ["+callbacks.crash._target_=crash_callback.CrashOnRank", "+callbacks.crash.rank=1"]
+    crash = [
+        "+callbacks.crash._target_=crash_callback.CrashOnRank",
+        "+callbacks.crash.rank=1",
+        "+callbacks.crash.stall=60",  # rank 0 is busy when Lightning's observer kills it
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "attnlab.cli", "train", *DIGITS, *DDP, *crash],
         cwd=tmp_path,
