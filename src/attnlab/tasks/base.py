@@ -72,7 +72,7 @@ class BucketMetrics(nn.Module):
         self, split: str, kind: str, buckets: list[str], make: Callable[[], dict[str, Metric]]
     ):
         super().__init__()
-        self.prefix, self.kind, self.buckets = split, kind, list(buckets)
+        self.split, self.kind, self.buckets = split, kind, list(buckets)
         self.metrics = nn.ModuleList(nn.ModuleDict(make()) for _ in self.buckets)
         self.rows = nn.ModuleList(SumMetric() for _ in self.buckets)
 
@@ -96,7 +96,7 @@ class BucketMetrics(nn.Module):
                 with warnings.catch_warnings():  # a process without rows here computes too
                     warnings.filterwarnings("ignore", ".*called before the ``update``")
                     for metric, value in metrics.items():
-                        values[f"{self.prefix}/{metric}_by_{self.kind}/{name}"] = value.compute()
+                        values[f"{self.split}/{metric}_by_{self.kind}/{name}"] = value.compute()
             for metric in (*metrics.values(), rows):
                 metric.reset()
         return values
