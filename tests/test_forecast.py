@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 
@@ -81,6 +82,32 @@ def test_full_teacher_forcing_feeds_the_true_values():
     torch.testing.assert_close(forced[:, :3], forced_again[:, :3])
     assert not torch.allclose(forced[:, 3:], forced_again[:, 3:])
     torch.testing.assert_close(model(inputs, targets, teacher_forcing=0.0), model(inputs))
+
+
+@pytest.mark.parametrize("forecaster", [RNNForecaster, Seq2SeqForecaster])
+def test_a_relative_forecaster_adds_its_output_to_the_last_value(forecaster):
+    inputs = torch.randn(3, 7, 2)  # the target is column 1
+    last = inputs[:, -1:, 1:2].expand(3, 5, 1)  # (B, H, 1): the repeat-last forecast
+    torch.manual_seed(0)
+    absolute = forecaster(in_features=2, horizon=5, hidden_size=8).eval()
+    torch.manual_seed(0)
+    relative = forecaster(in_features=2, horizon=5, hidden_size=8, relative=True, target_column=1)
+    relative.eval()
+    torch.testing.assert_close(relative(inputs), absolute(inputs) + last)  # same weights
+    for parameter in relative.head.parameters():
+        torch.nn.init.zeros_(parameter)
+    torch.testing.assert_close(relative(inputs), last)  # a silent network repeats the last value
+
+
+def test_prices_relative_to_the_last_close_train(make_cfg):
+    cfg = make_cfg("experiment=prices", "model.relative=true", "debug=fdr", "logger=none", *QUIET)
+    assert math.isfinite(run(cfg))
+
+
+def test_relative_forecasting_needs_the_target_among_the_inputs(make_cfg):
+    cfg = make_cfg("experiment=adding", "model.relative=true", "logger=none")
+    with pytest.raises(ConfigError, match="relative=true needs data whose target"):
+        run(cfg)
 
 
 SINES_RNN = [  # what experiment=sines_rnn holds, typed by hand over no experiment

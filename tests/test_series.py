@@ -76,7 +76,13 @@ def test_random_walk_prices_look_like_daily_bars():
 def test_sine_module_splits_curves_and_batches():
     data = SineDataModule(n_train=40, n_val=8, n_test=8, noise_std=0.1, **WINDOW)
     data.setup("fit")
-    assert data.dims == {"in_features": 1, "out_features": 1, "input_len": 10, "horizon": 3}
+    assert data.dims == {
+        "in_features": 1,
+        "out_features": 1,
+        "input_len": 10,
+        "horizon": 3,
+        "target_column": 0,
+    }
     assert {name: len(data.datasets[name]) for name in SPLITS} == {"train": 40, "val": 8, "test": 8}
     inputs, targets = next(iter(data.train_dataloader()))
     assert inputs.shape == (8, 10, 1) and targets.shape == (8, 3, 1)

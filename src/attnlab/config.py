@@ -376,6 +376,7 @@ class RNNForecaster:
     cell: str = "gru"
     dropout: float = 0.0
     norm: str = "none"
+    relative: bool = False
 
     def __post_init__(self) -> None:
         _positive("model.hidden_size", self.hidden_size)
@@ -392,6 +393,7 @@ class Seq2SeqForecaster:
     num_layers: int = 1
     dropout: float = 0.0
     norm: str = "none"
+    relative: bool = False
 
     def __post_init__(self) -> None:
         _positive("model.hidden_size", self.hidden_size)

@@ -180,6 +180,7 @@ class SeriesDataModule(RegressionDataModule, ABC):
             "out_features": 1,
             "input_len": self.input_len,
             "horizon": self.horizon,
+            "target_column": self.target_index,
         }
 
     def baselines(self) -> dict[str, float]:
