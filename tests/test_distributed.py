@@ -14,6 +14,7 @@ import lightning.pytorch as L
 import optuna
 import pytest
 import torch
+from helpers.stand_ins import LogitsOnly
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -292,17 +293,6 @@ def test_every_rank_that_shares_the_folder_logs_to_its_own_file(env, name, monke
     assert OmegaConf.create({"name": "${job_log_name:train}"}).name == name  # as Hydra reads it
 
 
-class _Logits(torch.nn.Module):
-    """Trainable logits of the right shape for the loss: (B, S), (B, T) -> (B, T, V)."""
-
-    def __init__(self, vocab: int):
-        super().__init__()
-        self.bias = torch.nn.Parameter(torch.zeros(vocab))
-
-    def forward(self, src, tgt_in):
-        return self.bias.expand(*tgt_in.shape, self.bias.numel())
-
-
 class _PerRankData(Seq2SeqTask):
     """Rank 0 scores only short sources, rank 1 short and long ones; predictions are right."""
 
@@ -321,7 +311,7 @@ class _PerRankData(Seq2SeqTask):
 def test_a_length_bucket_that_one_rank_never_sees_is_still_scored_over_all_ranks():
     """A per-bucket metric logged only where a rank has rows would pair mismatched collectives."""
     task = _PerRankData(
-        _Logits(9), torch.optim.SGD, pad_id=0, bos_id=1, eos_id=2, tgt_vocab_size=9,
+        LogitsOnly(9), torch.optim.SGD, pad_id=0, bos_id=1, eos_id=2, tgt_vocab_size=9,
         max_tgt_len=5, length_buckets=[4],
     )  # fmt: skip
     trainer = L.Trainer(

@@ -8,6 +8,7 @@ import inspect
 
 import pytest
 import torch
+from helpers.stand_ins import LogitsOnly
 from torch import nn
 
 from attnlab.models.attention import SCORES, Attention, make_score
@@ -424,17 +425,6 @@ def test_bleu_words_stop_at_eos_and_skip_padding():
     assert perfect.item() == pytest.approx(1.0)
 
 
-class _Logits(nn.Module):
-    """A stand-in seq2seq model: trainable logits of the right shape for the loss."""
-
-    def __init__(self):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(TGT_V))
-
-    def forward(self, src, tgt_in):  # (B, S), (B, T) -> (B, T, V)
-        return self.bias.expand(*tgt_in.shape, TGT_V)
-
-
 def test_token_accuracy_exact_match_and_bleu_are_logged_per_source_length_bucket(monkeypatch):
     import lightning.pytorch as L
 
@@ -442,7 +432,7 @@ def test_token_accuracy_exact_match_and_bleu_are_logged_per_source_length_bucket
     from attnlab.tasks.seq2seq import Seq2SeqTask
 
     task = Seq2SeqTask(
-        _Logits(), torch.optim.SGD, pad_id=PAD, bos_id=1, eos_id=2, tgt_vocab_size=TGT_V,
+        LogitsOnly(TGT_V), torch.optim.SGD, pad_id=PAD, bos_id=1, eos_id=2, tgt_vocab_size=TGT_V,
         max_tgt_len=8, length_buckets=[4, 10],
     )  # fmt: skip
     src = torch.tensor([[5, 6, 0, 0, 0, 0], [5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 0]])
