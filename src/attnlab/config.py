@@ -900,10 +900,12 @@ def lr_for_batch(base_lr: float, batch_size: int, base_batch_size: int) -> float
 
 
 def register_schemas() -> None:
-    from attnlab.distributed import job_log_name
+    from attnlab.distributed import job_log_name, launch_token
 
     OmegaConf.register_new_resolver("lr_for_batch", lr_for_batch, replace=True)
     OmegaConf.register_new_resolver("job_log_name", job_log_name, replace=True)
+    # cached in the config, so jobs a launcher pickles (joblib, submitit) keep the launch's token
+    OmegaConf.register_new_resolver("launch_token", launch_token, replace=True, use_cache=True)
     store = ConfigStore.instance()
     for path, schema in SCHEMAS.items():
         group, _, name = path.rpartition("/")

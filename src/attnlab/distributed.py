@@ -12,6 +12,7 @@ torchrun, SLURM) whether it is the one that talks to MLflow.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,25 @@ def job_log_name(base: str) -> str:
     (Lightning's own launcher names its children ``<base>_ddp_process_N`` by override.)"""
     rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
     return base if rank == "0" else f"{base}_rank_{rank}"
+
+
+_PROCESS_TOKEN = secrets.token_hex(4)
+
+
+def launch_token() -> str:
+    """A name part that tells apart launches started in the same second, shared by all processes
+    of one launch: output folders are ``<date>_<time>_<token>``.
+
+    torchrun's ranks share the rendezvous id (or, without one, the master port, unique per host),
+    srun's tasks the job and step ids; any other process draws its own random token.
+    """
+    env = os.environ
+    if "RANK" in env:  # torchrun
+        run_id = env.get("TORCHELASTIC_RUN_ID", "none")
+        return run_id[:8] if run_id != "none" else f"port{env.get('MASTER_PORT', '0')}"
+    if "SLURM_JOB_ID" in env and "SLURM_PROCID" in env:  # srun
+        return f"slurm{env['SLURM_JOB_ID']}.{env.get('SLURM_STEP_ID', '0')}"
+    return _PROCESS_TOKEN
 
 
 def world_size(trainer_cfg: DictConfig) -> int:
