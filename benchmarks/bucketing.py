@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from attnlab.data.synthetic import SymbolsDataModule
+from attnlab.data.symbols import SymbolsDataModule
 from attnlab.models.transformer import Seq2SeqTransformer
 
 
@@ -64,7 +64,7 @@ def main() -> None:
         for name, loader in loaders.items():
             torch.manual_seed(0)
             model = Seq2SeqTransformer(
-                dims["src_vocab_size"], dims["tgt_vocab_size"], d_model=64, heads=4, d_ff=256
+                dims.src_vocab_size, dims.tgt_vocab_size, width=64, heads=4, ff_width=256
             )
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
             train_steps(model, optimizer, loader, 3)  # warm-up

@@ -6,6 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
+import helpers.registered_model  # noqa: F401  (registers model=test_mean_pool, as a user would)
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -21,11 +22,10 @@ TINY = [
     "data.n_val=32",
     "data.n_test=32",
     "data.batch_size=32",
-    "model.d_model=32",
+    "model.width=32",
     "model.heads=2",
-    "model.d_ff=64",
-    "model.enc_layers=1",
-    "model.dec_layers=1",
+    "model.ff_width=64",
+    "model.depth=1",
     "scheduler.warmup_steps=2",
     "trainer.max_epochs=2",
     "callbacks.progress_bar=null",

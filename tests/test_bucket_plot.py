@@ -61,13 +61,13 @@ def test_without_bucket_metrics_it_says_so_and_draws_nothing(caplog, tmp_path):
 TINY_RUNS = {
     "copy": (
         ["experiment=copy", "data.n_train=128", "data.n_val=32", "data.n_test=64",
-         "data.batch_size=32", "model.hidden=16", "model.emb_dim=8",
+         "data.batch_size=32", "model.width=16", "model.emb_dim=8",
          "callbacks.attention_maps=null"],
         ["token_acc_by_len", "exact_match_by_len", "bleu_by_len"],
     ),
     "order_count": (
         ["experiment=order_count", "data.n_train=128", "data.n_val=32", "data.n_test=64",
-         "data.batch_size=32", "model.d_model=16", "model.d_ff=32"],
+         "data.batch_size=32", "model.width=16", "model.ff_width=32"],
         ["acc_by_group"],
     ),
 }  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning.pytorch as L
@@ -16,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from attnlab.callbacks import GradientNorms
 from attnlab.config import validate
-from attnlab.paths import config_dir
+from attnlab.paths import sweeps_dir
 from attnlab.schedules import warmup_multistep
 from attnlab.tasks.classify import ClassifyTask
 from attnlab.train import run
@@ -71,20 +70,22 @@ def test_lr_follows_the_batch_size(make_cfg):
     assert cfg.optim.lr == pytest.approx(0.1 * 32 / 128)
 
 
-SWEPT = sorted(
+SWEPT = sorted(  # the basic sweeper's grids of sweeps/: every value of every key
     (path.stem, key, value)
-    for path in Path(config_dir(), "experiment").glob("*.yaml")
-    for key, values in (
-        ((yaml.safe_load(path.read_text()).get("hydra") or {}).get("sweeper") or {}).get("params")
-        or {}
-    ).items()
+    for path in sweeps_dir().glob("*.yaml")
+    if "override /hydra/sweeper: optuna" not in path.read_text()
+    for key, values in yaml.safe_load(path.read_text())["hydra"]["sweeper"]["params"].items()
     for value in str(values).split(",")
 )
 
 
-@pytest.mark.parametrize("experiment, key, value", SWEPT, ids=["-".join(s) for s in SWEPT])
-def test_every_swept_value_is_a_valid_config(experiment: str, key: str, value: str, make_cfg):
-    cfg = make_cfg(f"experiment={experiment}", f"{key}={value}")
+def test_the_grids_are_found():
+    assert {sweep for sweep, _, _ in SWEPT} >= {"degradation", "resnet_v1_v2", "shortcuts"}
+
+
+@pytest.mark.parametrize("sweep, key, value", SWEPT, ids=["-".join(s) for s in SWEPT])
+def test_every_grid_value_is_a_valid_config(sweep: str, key: str, value: str, make_cfg):
+    cfg = make_cfg(f"+sweep={sweep}", f"{key}={value}")
     validate(cfg)
     assert str(cfg[key.split(".")[0]][key.split(".")[1]]) == value
 

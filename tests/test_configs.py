@@ -9,27 +9,33 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from attnlab.config import validate
+from attnlab import registry
+from attnlab.config import GROUPS, validate
+from attnlab.contracts import ImageDims, PairDims, SeriesDims, TokenDims
 from attnlab.errors import ConfigError
-from attnlab.paths import config_dir
+from attnlab.paths import config_dir, sweeps_dir
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import make_pruner, make_sampler
-from attnlab.train import _matching_kwargs, build_trainer
+from attnlab.train import build_task
+from attnlab.trainer import build_trainer
 
+# Presets in conf/ and the registered components that have none (options of ConfigStore).
 GROUP_OPTIONS = sorted(
-    (path.parent.name, path.stem)
-    for path in Path(config_dir()).glob("*/*.yaml")
-    if path.parent.name not in ("hydra", "sweep")
+    {(path.parent.name, path.stem) for path in Path(config_dir()).glob("*/*.yaml")}
+    | {(c.group, c.name) for group in GROUPS for c in registry.components(group)}
+    - {("hydra", path.stem) for path in Path(config_dir(), "hydra").glob("*.yaml")}
 )
-SWEEPS = sorted(path.stem for path in Path(config_dir(), "sweep").glob("*.yaml"))
-# What data modules publish; each model and task takes the entries its signature names.
-FAKE_DIMS = dict(
-    src_vocab_size=30, tgt_vocab_size=15, pad_id=0, bos_id=1, eos_id=2, max_tgt_len=11,
-    vocab_size=30, num_classes=2, in_channels=1, image_size=8, in_features=3, horizon=2,
-)  # fmt: skip
+SWEEPS = sorted(path.stem for path in sweeps_dir().glob("*.yaml"))
+# What each kind of data publishes, small.
+FAKE_DIMS = {
+    PairDims: PairDims(30, 15, pad_id=0, bos_id=1, eos_id=2, max_src_len=12, max_tgt_len=11),
+    TokenDims: TokenDims(vocab_size=30, num_classes=2, pad_id=0, max_src_len=12),
+    ImageDims: ImageDims(in_channels=1, image_size=8, num_classes=2),
+    SeriesDims: SeriesDims(in_features=3, input_len=8, horizon=2),
+}
 # Keys without a default (files the user names): any value composes and instantiates.
 REQUIRED = {
     ("data", "corpus"): ["data.path=pairs.tsv"],
@@ -63,17 +69,14 @@ def test_config_composes_and_instantiates(group: str, option: str, make_cfg):
             validate(cfg)
         return
     validate(cfg)
-    model = instantiate(cfg.model, **_matching_kwargs(get_class(cfg.model._target_), FAKE_DIMS))
+    dims = FAKE_DIMS[registry.for_node("model", cfg.model).data[0]]
+    model = registry.build("model", cfg.model, dims)
     optimizer = instantiate(cfg.optim)(params=model.parameters())
     if cfg.get("scheduler"):
         instantiate(cfg.scheduler)(optimizer, total_steps=100).step()
     instantiate(cfg.data)
-    task_factory = instantiate(cfg.task)
-    task_factory(
-        model=model,
-        optimizer=instantiate(cfg.optim),
-        **_matching_kwargs(task_factory.func, FAKE_DIMS),
-    )
+    if isinstance(dims, registry.for_node("task", cfg.task).data):
+        build_task(cfg, model, dims)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
     if cfg.logger.get("_target_"):
         instantiate(cfg.logger)
@@ -82,16 +85,20 @@ def test_config_composes_and_instantiates(group: str, option: str, make_cfg):
 
 
 @pytest.mark.parametrize("name", SWEEPS)
-def test_sweep_file_builds_its_sampler_pruner_and_space(name: str):
+def test_sweep_file_composes_with_its_search_space(name: str):
+    """Optuna sweeps build their sampler, pruner and space; grids name values to run."""
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", [f"+sweep={name}"], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper")
-    fixed, space = search_space(OmegaConf.to_container(sweeper.params), [])
-    assert space and not fixed
-    make_sampler(OmegaConf.to_container(sweeper.sampler), space)
-    make_pruner(OmegaConf.to_container(sweeper.pruner))
+    assert sweeper.params
+    if sweeper._target_.endswith("OptunaSweeper"):
+        fixed, space = search_space(OmegaConf.to_container(sweeper.params), [])
+        assert space and not fixed
+        make_sampler(OmegaConf.to_container(sweeper.sampler), space)
+        make_pruner(OmegaConf.to_container(sweeper.pruner))
+    else:  # the basic sweeper's grid: every value is a comma-separated choice
+        assert all("," in str(values) for values in sweeper.params.values())
     validate(_without_hydra(cfg))
 
 

@@ -70,7 +70,7 @@ def test_datamodule_splits_are_seeded_and_disjoint(tmp_path: Path, tokenizer: st
     assert sorted(p for pairs in data.splits.values() for p in pairs) == sorted(SAMPLE)
     dims = data.dims
     longest = max(len(data.src_vocab.tokenize(s)) for s, _ in SAMPLE)
-    assert dims["max_src_len"] == longest
+    assert dims.max_src_len == longest
     batch = next(iter(data.train_dataloader()))
     assert batch.src.shape[0] == 4 and batch.tgt_in.shape == batch.tgt_out.shape
 

@@ -45,13 +45,13 @@ def test_datamodule_publishes_dims_and_batches():
     data = DateDataModule(n_train=200, n_val=20, n_test=20, batch_size=16)
     data.setup("fit")
     dims = data.dims
-    assert dims["pad_id"] == 0 and dims["bos_id"] == 1 and dims["eos_id"] == 2
-    assert dims["max_tgt_len"] == len("2026-11-27") + 1
+    assert dims.pad_id == 0 and dims.bos_id == 1 and dims.eos_id == 2
+    assert dims.max_tgt_len == len("2026-11-27") + 1
     batch = next(iter(data.train_dataloader()))
-    assert batch.src.shape[0] == 16 and batch.src.shape[1] <= dims["max_src_len"]
-    assert batch.tgt_in.shape == batch.tgt_out.shape == (16, dims["max_tgt_len"])
-    assert (batch.tgt_in[:, 0] == dims["bos_id"]).all()
-    assert ((batch.tgt_out == dims["eos_id"]).sum(1) == 1).all()
+    assert batch.src.shape[0] == 16 and batch.src.shape[1] <= dims.max_src_len
+    assert batch.tgt_in.shape == batch.tgt_out.shape == (16, dims.max_tgt_len)
+    assert (batch.tgt_in[:, 0] == dims.bos_id).all()
+    assert ((batch.tgt_out == dims.eos_id).sum(1) == 1).all()
     # teacher forcing: the output sequence is the input shifted by one
     assert torch.equal(
         batch.tgt_in[:, 1:], batch.tgt_out[:, :-1].masked_fill(batch.tgt_out[:, :-1] == 2, 0)

@@ -24,7 +24,8 @@ from attnlab.data.seq2seq import Seq2SeqBatch
 from attnlab.distributed import is_global_zero, job_log_name, world_size
 from attnlab.models.mlp import MLP
 from attnlab.tasks.seq2seq import Seq2SeqTask
-from attnlab.train import build_model, build_trainer, sync_batchnorm
+from attnlab.train import build_model
+from attnlab.trainer import build_trainer, sync_batchnorm
 
 # digits + MLP, no dropout, two short epochs. test_fraction 0.2005 leaves 1292 training and 144
 # validation images: both even, so DistributedSampler pads no split with repeated images.
@@ -87,7 +88,7 @@ def test_a_ddp_run_has_one_directory_one_mlflow_run_and_metrics_over_all_ranks(
     # split, DistributedSampler would score one image twice).
     data = DigitsDataModule(test_fraction=0.2, batch_size=1000)
     data.setup("test")
-    model = MLP(**data.dims, width=256, depth=2)
+    model = MLP(**vars(data.dims), width=256, depth=2)
     checkpoint = torch.load(next(job_dir.glob("checkpoints/epoch*.ckpt")), weights_only=False)
     model.load_state_dict({k[6:]: v for k, v in checkpoint["state_dict"].items()})
     model.eval()

@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from attnlab.config import register_schemas
-from attnlab.paths import config_dir
+from attnlab.paths import config_dir, sweeps_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cuda"]
@@ -117,7 +117,7 @@ def test_worker_command_composes_a_shared_sweep():
     train, multirun, *overrides = services["worker"]["command"]
     assert (train, multirun) == ("train", "-m")
     sweep = next(o.removeprefix("+sweep=") for o in overrides if o.startswith("+sweep="))
-    assert (Path(config_dir()) / "sweep" / f"{sweep}.yaml").is_file(), sweep
+    assert (sweeps_dir() / f"{sweep}.yaml").is_file(), sweep
 
     register_schemas()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):

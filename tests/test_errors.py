@@ -22,7 +22,7 @@ BAD_INPUTS = {
     ),
     "unknown model name": (["model=gpt9"], "model='gpt9'"),
     "an MLP on token data": (["experiment=agreement", "model=mlp"], "model='mlp'"),
-    "d_model not divisible by heads": (["model.d_model=30", "model.heads=4"], "model.heads=4"),
+    "d_model not divisible by heads": (["model.width=30", "model.heads=4"], "model.heads=4"),
     "dropout outside [0,1)": (["model.dropout=1.0"], "model.dropout=1.0"),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0"),
     "unknown override key": (["model.colour=red"], "model.colour"),
@@ -64,7 +64,7 @@ BAD_INPUTS = {
         ["~experiment", "model=transformer_classifier", "model.norm=rms"],
         "model.norm='rms'",
     ),
-    "unparsable override": (["model.d_model=["], "model.d_model=["),
+    "unparsable override": (["model.width=["], "model.width=["),
     "monitor of an unknown metric": (
         ["callbacks.early_stopping.monitor=val/perplexity"],
         "callbacks.early_stopping.monitor",
@@ -90,12 +90,12 @@ BAD_INPUTS = {
         "model.norm='weight' is not allowed: one of none, layer, batch",
     ),
     "odd hidden size, bidirectional": (
-        ["~experiment", "model=attention_seq2seq", "model.hidden=33"],
-        "model.hidden=33",
+        ["~experiment", "model=attention_seq2seq", "model.width=33"],
+        "model.width=33",
     ),
     "beam width 0": (["task.beam_width=0"], "task.beam_width=0"),
     "classifier heads do not divide d_model": (
-        ["~experiment", "model=transformer_classifier", "model.d_model=30", "model.heads=4"],
+        ["~experiment", "model=transformer_classifier", "model.width=30", "model.heads=4"],
         "model.heads=4",
     ),
     "unknown pooling": (
@@ -189,14 +189,14 @@ def test_bad_input_gives_one_line_and_exit_2(overrides, expected, capsys, tmp_pa
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "attnlab.train", "model.d_model=30", "model.heads=4"],
+        [sys.executable, "-m", "attnlab.train", "model.width=30", "model.heads=4"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "attnlab: config error: model.heads=4 is not allowed: a divisor of model.d_model=30"
+        "attnlab: config error: model.heads=4 is not allowed: a divisor of model.width=30"
     ]
     assert not (tmp_path / "mlflow.db").exists() or count_runs(tmp_path / "mlflow.db") == 0
 

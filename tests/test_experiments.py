@@ -1,9 +1,10 @@
 """Every experiment of conf/experiment x every model family that fits it trains a few steps.
 
-A family (a file of conf/model) fits an experiment when the experiment sets no model key the
-family lacks (in its own file, the experiments it extends or its sweep) and the family's model
-builds from the sizes the experiment's data publishes. Cases come from the files, not from a
-hand list: a new experiment or model file is covered without editing this test.
+A family (a registered model) fits an experiment when the experiment sets no model key the
+family lacks (in its own file, the experiments it extends or its grid in sweeps/) and the
+family takes the kind of data the experiment's data publishes. Cases come from the files and
+the registry, not from a hand list: a new experiment or model is covered without editing this
+test.
 """
 
 from __future__ import annotations
@@ -18,26 +19,23 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab import registry
 from attnlab.config import register_schemas
-from attnlab.errors import ConfigError
-from attnlab.paths import config_dir
-from attnlab.train import _matching_kwargs, _require, run
+from attnlab.paths import config_dir, sweeps_dir
+from attnlab.train import run
 
 CONF = Path(config_dir())
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
-FAMILIES = sorted(path.stem for path in (CONF / "model").glob("*.yaml"))
+FAMILIES = sorted(c.name for c in registry.components("model"))
 # Tiny sizes for whichever of these keys a data or model config has.
 DATA_SIZES = dict(
     n_train=64, n_val=16, n_test=16, batch_size=16, length=20, n_steps=400, input_len=16,
     horizon=4, train_fraction=0.1,
 )  # fmt: skip
-MODEL_SIZES = dict(
-    d_model=16, heads=2, d_ff=32, enc_layers=1, dec_layers=1, layers=1, hidden=16, emb_dim=8,
-    channels=16, hidden_size=8, width=16, width_multiplier=0.5,
-)  # fmt: skip
+MODEL_SIZES = dict(width=16, heads=2, ff_width=32, emb_dim=8, width_multiplier=0.5)
 FEW_STEPS = [
     "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1", "trainer.num_sanity_val_steps=0",
@@ -50,8 +48,9 @@ FEW_STEPS = [
 CORPUS_PAIRS = [(f"I see {n} cats .", f"Je vois {n} chats .") for n in range(40)]
 
 
-def _yaml(group: str, name: str) -> dict:
-    return yaml.safe_load((CONF / group / f"{name}.yaml").read_text()) or {}
+def _yaml(folder: Path, name: str) -> dict:
+    path = folder / f"{name}.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
 def _compose(*overrides: str) -> DictConfig:
@@ -63,22 +62,16 @@ def _compose(*overrides: str) -> DictConfig:
 
 
 def experiment_model_keys(name: str) -> set[str]:
-    """Model keys an experiment sets: its ``model:`` node, its sweep's ``model.*`` parameters
-    and those of the experiments it extends (plain names in its defaults list)."""
-    node = _yaml("experiment", name)
+    """Model keys an experiment sets: its ``model:`` node, its grid's ``model.*`` parameters
+    (sweeps/<name>.yaml) and those of the experiments it extends (plain names in its defaults)."""
+    node = _yaml(CONF / "experiment", name)
     keys = set(node.get("model") or {})
-    sweep = ((node.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
-    keys |= {key.removeprefix("model.") for key in sweep if key.startswith("model.")}
+    grid = ((_yaml(sweeps_dir(), name).get("hydra") or {}).get("sweeper") or {}).get("params")
+    keys |= {key.removeprefix("model.") for key in grid or {} if key.startswith("model.")}
     for parent in node.get("defaults") or []:
         if isinstance(parent, str) and parent != "_self_":
             keys |= experiment_model_keys(parent)
     return keys
-
-
-def family_keys(family: str) -> dict:
-    """The model file's keys and values (no defaults list, no _target_)."""
-    node = _yaml("model", family)
-    return {k: v for k, v in node.items() if k not in ("defaults", "_target_")}
 
 
 class TinyExperiment(NamedTuple):
@@ -89,8 +82,8 @@ class TinyExperiment(NamedTuple):
 
 @functools.cache
 def tiny_experiment(name: str, corpus: Path) -> TinyExperiment:
-    """One experiment with tiny data, and the families whose keys it leaves alone and whose
-    model builds from the sizes its data publishes."""
+    """One experiment with tiny data, and the families whose keys it leaves alone and that take
+    the kind of data it publishes."""
     cfg = _compose(f"experiment={name}")
     user_files = {"path": str(corpus)}  # data=corpus: the user's parallel corpus
     changes = {k: user_files[k] for k in cfg.data if OmegaConf.is_missing(cfg.data, k)}
@@ -99,23 +92,15 @@ def tiny_experiment(name: str, corpus: Path) -> TinyExperiment:
         cfg.data[key] = value
     data = instantiate(cfg.data)
     data.setup("fit")
-    fits, default = [], None
-    for family in FAMILIES:
-        keys = family_keys(family)
-        target = _yaml("model", family)["_target_"]
-        default = family if target == cfg.model._target_ else default
-        if not experiment_model_keys(name) <= set(keys):
-            continue
-        cls = get_class(target)
-        sizes = {k: v for k, v in MODEL_SIZES.items() if k in keys}
-        try:
-            _require(cls, "model", keys, data.dims)
-            cls(**{**keys, **sizes}, **_matching_kwargs(cls, data.dims))
-        except (ConfigError, ValueError):  # e.g. an MLP on token ids, which have no in_features
-            continue
-        fits.append(family)
+    default = registry.for_node("model", cfg.model).name
+    fits = tuple(
+        family.name
+        for family in registry.components("model")
+        if experiment_model_keys(name) <= set(family.config_keys)
+        and isinstance(data.dims, family.data)
+    )
     overrides = [f"experiment={name}", *(f"data.{k}={v}" for k, v in changes.items())]
-    return TinyExperiment(tuple(overrides), default, tuple(fits))
+    return TinyExperiment(tuple(overrides), default, fits)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -150,7 +135,8 @@ def test_experiment_trains_with_every_fitting_family(
 ):
     experiment = tiny_experiment(name, corpus)
     for family in experiment.families:
-        sizes = [f"model.{k}={v}" for k, v in MODEL_SIZES.items() if k in family_keys(family)]
+        keys = registry.get("model", family).config_keys
+        sizes = [f"model.{k}={v}" for k, v in MODEL_SIZES.items() if k in keys]
         cfg = make_cfg(
             *experiment.overrides,
             f"model={family}",

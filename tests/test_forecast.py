@@ -11,17 +11,17 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from attnlab.data.series import (
-    AddingDataModule,
+from attnlab.data.adding import AddingDataModule
+from attnlab.data.series import SineDataModule
+from attnlab.data.tables import (
     CSVPricesDataModule,
     PricesDataModule,
-    SineDataModule,
     StatsmodelsSeriesDataModule,
     random_walk_prices,
 )
 from attnlab.errors import ConfigError
 from attnlab.models.forecast import RNNForecaster, Seq2SeqForecaster
-from attnlab.train import _matching_kwargs, run
+from attnlab.train import run
 
 WINDOW = dict(input_len=12, horizon=4, batch_size=6)
 
@@ -41,12 +41,12 @@ SERIES = {
     "adding": lambda _: AddingDataModule(length=20, n_train=24, n_val=6, n_test=6, batch_size=6),
 }
 FORECASTERS = {
-    "gru": partial(RNNForecaster, hidden_size=8, cell="gru"),
-    "lstm": partial(RNNForecaster, hidden_size=8, cell="lstm", num_layers=2, dropout=0.1),
-    "seq2seq": partial(Seq2SeqForecaster, hidden_size=8),
-    "gru_layernorm": partial(RNNForecaster, hidden_size=8, cell="gru", norm="layer"),
-    "seq2seq_batchnorm": partial(Seq2SeqForecaster, hidden_size=8, norm="batch"),
-    "seq2seq_teacher_forced": partial(Seq2SeqForecaster, hidden_size=8, num_layers=2),
+    "gru": partial(RNNForecaster, width=8, cell="gru"),
+    "lstm": partial(RNNForecaster, width=8, cell="lstm", depth=2, dropout=0.1),
+    "seq2seq": partial(Seq2SeqForecaster, width=8),
+    "gru_layernorm": partial(RNNForecaster, width=8, cell="gru", norm="layer"),
+    "seq2seq_batchnorm": partial(Seq2SeqForecaster, width=8, norm="batch"),
+    "seq2seq_teacher_forced": partial(Seq2SeqForecaster, width=8, depth=2),
 }
 
 
@@ -56,13 +56,14 @@ def test_forecaster_on_series(forecaster: str, series: str, tmp_path: Path):
     data = SERIES[series](tmp_path)
     data.setup("fit")
     torch.manual_seed(0)
-    model = FORECASTERS[forecaster](**_matching_kwargs(FORECASTERS[forecaster], data.dims))
+    dims = data.dims
+    model = FORECASTERS[forecaster](in_features=dims.in_features, horizon=dims.horizon)
     inputs, targets = next(iter(data.train_dataloader()))  # (B, L, F), (B, H, 1)
     if forecaster == "seq2seq_teacher_forced":
         predicted = model(inputs, targets, teacher_forcing=0.5)
     else:
         predicted = model(inputs)
-    assert predicted.shape == targets.shape == (6, data.dims["horizon"], 1)
+    assert predicted.shape == targets.shape == (6, data.dims.horizon, 1)
     loss = F.mse_loss(predicted, targets)
     assert torch.isfinite(loss)
     loss.backward()
@@ -73,7 +74,7 @@ def test_forecaster_on_series(forecaster: str, series: str, tmp_path: Path):
 
 def test_full_teacher_forcing_feeds_the_true_values():
     torch.manual_seed(0)
-    model = Seq2SeqForecaster(in_features=2, horizon=5, hidden_size=8).eval()
+    model = Seq2SeqForecaster(in_features=2, horizon=5, width=8).eval()
     inputs, targets = torch.randn(3, 7, 2), torch.randn(3, 5, 1)
     forced = model(inputs, targets, teacher_forcing=1.0)
     changed = targets.clone()
@@ -89,9 +90,9 @@ def test_a_relative_forecaster_adds_its_output_to_the_last_value(forecaster):
     inputs = torch.randn(3, 7, 2)  # the target is column 1
     last = inputs[:, -1:, 1:2].expand(3, 5, 1)  # (B, H, 1): the repeat-last forecast
     torch.manual_seed(0)
-    absolute = forecaster(in_features=2, horizon=5, hidden_size=8).eval()
+    absolute = forecaster(in_features=2, horizon=5, width=8).eval()
     torch.manual_seed(0)
-    relative = forecaster(in_features=2, horizon=5, hidden_size=8, relative=True, target_column=1)
+    relative = forecaster(in_features=2, horizon=5, width=8, relative=True, target_column=1)
     relative.eval()
     torch.testing.assert_close(relative(inputs), absolute(inputs) + last)  # same weights
     for parameter in relative.head.parameters():
@@ -106,7 +107,7 @@ def test_prices_relative_to_the_last_close_train(make_cfg):
 
 def test_relative_forecasting_needs_the_target_among_the_inputs(make_cfg):
     cfg = make_cfg("experiment=adding", "model.relative=true", "logger=none")
-    with pytest.raises(ConfigError, match="relative=true needs data whose target"):
+    with pytest.raises(ConfigError, match="model.relative=True .* its target is not one of"):
         run(cfg)
 
 
@@ -144,7 +145,7 @@ def test_teacher_forced_seq2seq_on_prices_is_tracked(make_cfg, tracking_uri: str
 
     cfg = make_cfg(
         "experiment=sines_rnn", "data=prices", "data.n_steps=400", "data.input_len=16",
-        "data.horizon=4", "model=seq2seq_forecaster", "model.hidden_size=16",
+        "data.horizon=4", "model=seq2seq_forecaster", "model.width=16",
         "task.teacher_forcing=0.5", "debug=limit", "trainer.max_epochs=1",
         "logger.log_model=false", *QUIET,
     )  # fmt: skip
@@ -180,8 +181,8 @@ def test_corpus_fast_dev_run_with_the_transformer(make_cfg, tmp_path: Path):
     path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
     cfg = make_cfg(
         "data=corpus", f"data.path={path}", "data.batch_size=8", "model=transformer",
-        "model.d_model=32", "model.heads=2", "model.d_ff=64", "model.enc_layers=1",
-        "model.dec_layers=1", "debug=fdr", "logger=none", *QUIET,
+        "model.width=32", "model.heads=2", "model.ff_width=64", "model.depth=1", "debug=fdr",
+        "logger=none", *QUIET,
     )  # fmt: skip
     assert 0.0 <= run(cfg) <= 1.0
     assert (tmp_path / "output" / "plots" / "attention_layer1.png").is_file()

@@ -14,19 +14,22 @@ import numpy as np
 import pytest
 import torch
 
-from attnlab.data import images as image_data
-from attnlab.data.images import (
+from attnlab.contracts import ImageDims
+from attnlab.data import image_files
+from attnlab.data.image_files import (
     CIFAR10_BATCHES,
     CIFAR10_FOLDER,
     IDX_FILES,
-    CIFAR10DataModule,
-    DigitsDataModule,
-    MNISTDataModule,
     download,
-    random_crop,
     read_cifar10,
     read_idx,
     read_mnist,
+)
+from attnlab.data.images import (
+    CIFAR10DataModule,
+    DigitsDataModule,
+    MNISTDataModule,
+    random_crop,
 )
 from attnlab.errors import ConfigError
 
@@ -110,10 +113,10 @@ def test_download_checks_and_extracts_the_archive(tmp_path: Path, monkeypatch):
         tar.add(tmp_path / "mirror" / CIFAR10_FOLDER, arcname=CIFAR10_FOLDER)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     mirror = (f"file://{tmp_path}/nowhere/", f"file://{tmp_path}/mirror/")
-    monkeypatch.setitem(image_data.DOWNLOADS, "cifar10", (mirror, {archive.name: md5}))
+    monkeypatch.setitem(image_files.DOWNLOADS, "cifar10", (mirror, {archive.name: md5}))
     target = download("cifar10", tmp_path / "data")
     assert read_cifar10(target)["test"][0].shape == (20, 3, 32, 32)
-    monkeypatch.setitem(image_data.DOWNLOADS, "cifar10", (mirror, {archive.name: "0" * 32}))
+    monkeypatch.setitem(image_files.DOWNLOADS, "cifar10", (mirror, {archive.name: "0" * 32}))
     with pytest.raises(OSError, match="md5 mismatch"):
         download("cifar10", tmp_path / "other")
     assert not list((tmp_path / "other").iterdir())  # no partial file left behind
@@ -165,12 +168,12 @@ def test_file_data_modules_publish_dims(tmp_path: Path):
     write_cifar(tmp_path / "cifar")
     cifar = CIFAR10DataModule(data_dir=str(tmp_path / "cifar"), batch_size=8, val_fraction=0.2)
     cifar.setup()
-    assert cifar.dims == {"in_channels": 3, "image_size": 32, "num_classes": 10}
+    assert cifar.dims == ImageDims(in_channels=3, image_size=32, num_classes=10)
     assert {k: len(v) for k, v in cifar.datasets.items()} == {"train": 80, "val": 20, "test": 20}
     write_mnist(tmp_path / "mnist", n=40, size=6, gz=True)
     mnist = MNISTDataModule(data_dir=str(tmp_path / "mnist"), batch_size=8, val_fraction=0.2)
     mnist.setup()
-    assert mnist.dims == {"in_channels": 1, "image_size": 6, "num_classes": 4}
+    assert mnist.dims == ImageDims(in_channels=1, image_size=6, num_classes=4)
     images, labels = next(iter(mnist.train_dataloader()))
     assert images.shape == (8, 1, 6, 6) and images.dtype == torch.float32
     assert labels.dtype == torch.int64
@@ -188,7 +191,7 @@ def class_counts(module: DigitsDataModule, split: str) -> torch.Tensor:
 
 def test_digits_dims_splits_and_stratification():
     module = digits(test_fraction=0.2, val_fraction=0.1)
-    assert module.dims == {"in_channels": 1, "image_size": 8, "num_classes": 10}
+    assert module.dims == ImageDims(in_channels=1, image_size=8, num_classes=10)
     sizes = {name: len(ds) for name, ds in module.datasets.items()}
     assert sum(sizes.values()) == N_DIGITS
     assert sizes["test"] == pytest.approx(0.2 * N_DIGITS, abs=1)
@@ -208,7 +211,7 @@ def test_digits_are_seeded():
 
 def test_digits_resize_and_pad():
     module = digits(image_size=16, pad=2)
-    assert module.dims["image_size"] == 20
+    assert module.dims.image_size == 20
     images = module.datasets["val"].tensors[0]
     assert images.shape[1:] == (1, 20, 20)
     assert images[:, :, :2].abs().max() == 0 and images[:, :, :, -2:].abs().max() == 0

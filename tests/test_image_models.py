@@ -49,9 +49,10 @@ def test_models_expose_first_and_last_layer():
     resnet = ResNet(1, 10, depth=8)
     assert resnet.first_layer is resnet.stem[0] and isinstance(resnet.first_layer, nn.Conv2d)
     assert resnet.last_layer is resnet.head and resnet.head.out_features == 10
-    mlp = MLP(num_classes=3, in_features=12, width=8, depth=0)  # logistic regression
-    assert mlp.first_layer is mlp.last_layer is mlp.head
-    assert MLP(num_classes=3, in_features=12, width=8, width_multiplier=2).head.in_features == 16
+    flat = dict(in_channels=3, image_size=2, num_classes=3)  # 12 features
+    mlp = MLP(**flat, width=8, depth=0)  # logistic regression
+    assert mlp.first_layer is mlp.last_layer is mlp.head and mlp.head.in_features == 12
+    assert MLP(**flat, width=8, width_multiplier=2).head.in_features == 16
 
 
 def test_resnet20_has_the_papers_size():

@@ -20,10 +20,9 @@ def _tokens(env: dict[str, str], count: int = 2) -> list[str]:
     """``launch_token()`` of ``count`` processes started together with ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC"))}
     clean.pop("RANK", None)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", TOKEN], env={**clean, **env}, stdout=subprocess.PIPE)
-        for _ in range(count)
-    ]
+    command = [sys.executable, "-c", TOKEN]
+    env = {**clean, **env}
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(count)]
     return [p.communicate()[0].decode().strip() for p in procs]
 
 

@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 from torch import nn
 
+from attnlab import registry
+from attnlab.contracts import ImageDims, PairDims, SeriesDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.decoding import greedy_decode
+from attnlab.models.norms import SEQUENCE_NORMS as NORMS
 from attnlab.models.norms import SequenceBatchNorm
 from attnlab.models.positional import positional_encoding
-from attnlab.models.transformer import NORMS, EncoderLayer, Seq2SeqTransformer
+from attnlab.models.transformer import EncoderLayer, Seq2SeqTransformer
 
 D, H = 32, 4
+REGISTERED_MODELS = registry.components("model")
+# Small sizes for whichever of these keys a model has.
+SMALL = dict(width=16, heads=2, ff_width=32, emb_dim=8, width_multiplier=0.5, dropout=0.0)
+PAIRS = PairDims(11, 9, pad_id=0, bos_id=1, eos_id=2, max_src_len=7, max_tgt_len=6)
+DUMMY_DATA = {  # dims, and a batch of inputs of that kind (B = 3)
+    PairDims: (PAIRS, lambda: (torch.randint(3, 11, (3, 7)), torch.randint(3, 9, (3, 6)))),
+    TokenDims: (TokenDims(11, 2, pad_id=0, max_src_len=7), lambda: (torch.randint(1, 11, (3, 7)),)),
+    ImageDims: (ImageDims(1, 8, 3), lambda: (torch.randn(3, 1, 8, 8),)),
+    SeriesDims: (SeriesDims(2, 10, 4, target_column=0), lambda: (torch.randn(3, 10, 2),)),
+}
+
+
+@pytest.mark.parametrize("component", REGISTERED_MODELS, ids=lambda c: c.name)
+def test_every_registered_model_runs_forward_and_backward(component):
+    """timm's habit: each model, built from its defaults and the data's sizes, gives finite
+    outputs, and the gradient of its loss reaches every parameter."""
+    torch.manual_seed(0)
+    dims, inputs = DUMMY_DATA[component.data[0]]
+    sizes = {k: v for k, v in SMALL.items() if k in component.config_keys}
+    published = {
+        f.name: getattr(dims, f.name) for f in fields(dims) if f.name in component.dims_params
+    }
+    model = component.target(**published, **sizes)
+    output = model(*inputs())
+    assert output.shape[0] == 3 and torch.isfinite(output).all()
+    output.float().pow(2).mean().backward()
+    unreached = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unreached
 
 
 def copy_attention_weights(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
@@ -72,7 +105,7 @@ def test_encoder_layer_matches_torch(norm_first: bool):
 
 def tiny_transformer(**kwargs) -> Seq2SeqTransformer:
     torch.manual_seed(0)
-    options = dict(d_model=D, heads=H, enc_layers=2, dec_layers=2, d_ff=64, dropout=0.0)
+    options = dict(width=D, heads=H, depth=2, ff_width=64, dropout=0.0)
     options.update(kwargs)
     return Seq2SeqTransformer(src_vocab_size=20, tgt_vocab_size=12, **options).eval()
 

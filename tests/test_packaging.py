@@ -24,13 +24,16 @@ def wheel(tmp_path_factory) -> Path:
     return next(out.glob("attnlab-*.whl"))
 
 
-def test_wheel_contains_every_config_file(wheel: Path):
+def test_wheel_contains_every_config_and_sweep_file(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"attnlab/conf/{p.relative_to(REPO / 'conf')}" for p in REPO.glob("conf/**/*.yaml")}
-    assert shipped and shipped <= names
+    for folder in ("conf", "sweeps"):
+        files = REPO.glob(f"{folder}/**/*.yaml")
+        shipped = {f"attnlab/{folder}/{p.relative_to(REPO / folder)}" for p in files}
+        assert shipped and shipped <= names
 
 
-def test_installed_wheel_composes_from_its_own_configs(wheel: Path, tmp_path: Path):
+def _install(wheel: Path, tmp_path: Path) -> dict[str, str]:
+    """The wheel installed into its own folder; the environment that imports it from there."""
     site = tmp_path / "site"
     subprocess.run(
         [
@@ -48,7 +51,12 @@ def test_installed_wheel_composes_from_its_own_configs(wheel: Path, tmp_path: Pa
         capture_output=True,
         timeout=300,
     )
-    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    return {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+
+
+def test_installed_wheel_composes_from_its_own_configs(wheel: Path, tmp_path: Path):
+    env = _install(wheel, tmp_path)
+    site = Path(env["PYTHONPATH"])
     found = subprocess.run(
         [sys.executable, "-c", "from attnlab.paths import config_dir; print(config_dir())"],
         env=env, capture_output=True, text=True, timeout=60,
@@ -61,3 +69,20 @@ def test_installed_wheel_composes_from_its_own_configs(wheel: Path, tmp_path: Pa
     )  # fmt: skip
     assert composed.returncode == 0, composed.stderr
     assert "task_name: date_transformer" in composed.stdout and "heads: 2" in composed.stdout
+
+
+@pytest.mark.slow
+def test_installed_wheel_runs_a_sweep_in_an_empty_directory(wheel: Path, tmp_path: Path):
+    """`+sweep=overfitting` comes from the wheel's attnlab/sweeps (one short trial)."""
+    env = _install(wheel, tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    swept = subprocess.run(
+        [sys.executable, "-m", "attnlab.train", "-m", "+sweep=overfitting",
+         "hydra.sweeper.n_trials=1", "trainer.max_epochs=1", "logger=none",
+         "callbacks.progress_bar=null", "callbacks.model_summary=null"],
+        env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, cwd=empty,
+    )  # fmt: skip
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    (results,) = empty.glob("logs/overfitting/multiruns/*/optimization_results.yaml")
+    assert "best_value" in results.read_text()

@@ -14,18 +14,12 @@ from torch import nn
 from attnlab.models.attention import SCORES, Attention, make_score
 from attnlab.models.conv import ConvClassifier, ConvEncoderAttentionDecoder, ConvStack
 from attnlab.models.decoding import batch_select, beam_search, greedy_decode
-from attnlab.models.rnn import (
-    AttentionSeq2Seq,
-    GateNorm,
-    NormLSTMCell,
-    RNNClassifier,
-    RNNEncoderDecoder,
-    make_rnn,
-)
+from attnlab.models.recurrent import GateNorm, NormLSTMCell, make_rnn
+from attnlab.models.rnn import AttentionSeq2Seq, RNNClassifier, RNNEncoderDecoder
 from attnlab.models.transformer import Seq2SeqTransformer, TransformerClassifier
 
 SRC_V, TGT_V, PAD = 20, 12, 0
-SMALL = dict(emb_dim=8, hidden=16, dropout=0.0)
+SMALL = dict(emb_dim=8, width=16, dropout=0.0)
 
 # name -> (class, hyperparameters); models with a ``score`` are built once per score function
 # unless their entry fixes one (the norm variants: the norm does not meet the score).
@@ -33,13 +27,13 @@ SEQ2SEQ_MODELS = {
     "rnn_gru": (RNNEncoderDecoder, dict(SMALL, cell="gru")),
     "rnn_lstm_2layers_unidirectional": (
         RNNEncoderDecoder,
-        dict(SMALL, cell="lstm", layers=2, bidirectional=False),
+        dict(SMALL, cell="lstm", depth=2, bidirectional=False),
     ),
     "attention_gru": (AttentionSeq2Seq, dict(SMALL, cell="gru")),
-    "attention_lstm_2layers": (AttentionSeq2Seq, dict(SMALL, cell="lstm", layers=2)),
+    "attention_lstm_2layers": (AttentionSeq2Seq, dict(SMALL, cell="lstm", depth=2)),
     "rnn_lstm_layernorm_2layers": (
         RNNEncoderDecoder,
-        dict(SMALL, cell="lstm", layers=2, norm="layer"),
+        dict(SMALL, cell="lstm", depth=2, norm="layer"),
     ),
     "rnn_gru_batchnorm": (RNNEncoderDecoder, dict(SMALL, cell="gru", norm="batch")),
     "attention_gru_layernorm": (
@@ -48,28 +42,27 @@ SEQ2SEQ_MODELS = {
     ),
     "attention_lstm_batchnorm_2layers": (
         AttentionSeq2Seq,
-        dict(SMALL, cell="lstm", layers=2, norm="batch", score="additive"),
+        dict(SMALL, cell="lstm", depth=2, norm="batch", score="additive"),
     ),
     "conv_attention": (
         ConvEncoderAttentionDecoder,
-        dict(emb_dim=8, channels=16, kernel=3, dilation=2, depth=3, dropout=0.0),
+        dict(emb_dim=8, width=16, kernel=3, dilation=2, depth=3, dropout=0.0),
     ),
     "conv_attention_layernorm": (
         ConvEncoderAttentionDecoder,
-        dict(emb_dim=8, channels=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="layer"),
+        dict(emb_dim=8, width=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="layer"),
     ),
     "transformer": (
         Seq2SeqTransformer,
-        dict(d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=32, dropout=0.0),
+        dict(width=16, heads=2, depth=1, ff_width=32, dropout=0.0),
     ),
     "transformer_batchnorm_prenorm": (
         Seq2SeqTransformer,
         dict(
-            d_model=16,
+            width=16,
             heads=2,
-            enc_layers=1,
-            dec_layers=1,
-            d_ff=32,
+            depth=1,
+            ff_width=32,
             dropout=0.0,
             norm="batch",
             norm_first=True,
@@ -77,7 +70,7 @@ SEQ2SEQ_MODELS = {
     ),
     "transformer_no_norm": (
         Seq2SeqTransformer,
-        dict(d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=32, dropout=0.0, norm="none"),
+        dict(width=16, heads=2, depth=1, ff_width=32, dropout=0.0, norm="none"),
     ),
 }
 CLASSIFIERS = {
@@ -89,32 +82,32 @@ CLASSIFIERS = {
     ),
     "rnn_gru_batchnorm_2layers_last": (
         RNNClassifier,
-        dict(SMALL, cell="gru", layers=2, bidirectional=True, norm="batch"),
+        dict(SMALL, cell="gru", depth=2, bidirectional=True, norm="batch"),
     ),
-    "conv_causal": (ConvClassifier, dict(channels=16, kernel=3, dilation=2, depth=3, dropout=0.0)),
+    "conv_causal": (ConvClassifier, dict(width=16, kernel=3, dilation=2, depth=3, dropout=0.0)),
     "conv_causal_batchnorm": (
         ConvClassifier,
-        dict(channels=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="batch"),
+        dict(width=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="batch"),
     ),
     "conv_plain": (
         ConvClassifier,
-        dict(channels=16, kernel=2, dilation=1, depth=2, causal=False, residual=False, dropout=0.0),
+        dict(width=16, kernel=2, dilation=1, depth=2, causal=False, residual=False, dropout=0.0),
     ),
     "transformer_mean": (
         TransformerClassifier,
-        dict(d_model=16, heads=2, layers=1, d_ff=32, dropout=0.0),
+        dict(width=16, heads=2, depth=1, ff_width=32, dropout=0.0),
     ),
     "transformer_batchnorm_mean": (
         TransformerClassifier,
-        dict(d_model=16, heads=2, layers=1, d_ff=32, dropout=0.0, norm="batch"),
+        dict(width=16, heads=2, depth=1, ff_width=32, dropout=0.0, norm="batch"),
     ),
     "transformer_cls_learned_prenorm": (
         TransformerClassifier,
         dict(
-            d_model=16,
+            width=16,
             heads=2,
-            layers=1,
-            d_ff=32,
+            depth=1,
+            ff_width=32,
             dropout=0.0,
             pooling="first",
             positional="learned",

@@ -10,16 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from attnlab.data.series import (
-    ADDING_BASELINE_MSE,
-    SPLITS,
-    AddingDataModule,
+from attnlab.config import validate
+from attnlab.contracts import SeriesDims
+from attnlab.data.adding import ADDING_BASELINE_MSE, AddingDataModule, adding_problem
+from attnlab.data.series import SPLITS, SineDataModule, noisy_sines
+from attnlab.data.tables import (
     CSVPricesDataModule,
     PricesDataModule,
-    SineDataModule,
     StatsmodelsSeriesDataModule,
-    adding_problem,
-    noisy_sines,
     random_walk_prices,
 )
 from attnlab.errors import ConfigError
@@ -76,13 +74,7 @@ def test_random_walk_prices_look_like_daily_bars():
 def test_sine_module_splits_curves_and_batches():
     data = SineDataModule(n_train=40, n_val=8, n_test=8, noise_std=0.1, **WINDOW)
     data.setup("fit")
-    assert data.dims == {
-        "in_features": 1,
-        "out_features": 1,
-        "input_len": 10,
-        "horizon": 3,
-        "target_column": 0,
-    }
+    assert data.dims == SeriesDims(in_features=1, input_len=10, horizon=3, target_column=0)
     assert {name: len(data.datasets[name]) for name in SPLITS} == {"train": 40, "val": 8, "test": 8}
     inputs, targets = next(iter(data.train_dataloader()))
     assert inputs.shape == (8, 10, 1) and targets.shape == (8, 3, 1)
@@ -138,7 +130,7 @@ def test_csv_reader_sorts_by_date_and_chooses_columns(tmp_path: Path):
     path = write_prices(tmp_path / "prices.csv", frame.iloc[::-1])  # newest first, as some sites
     data = CSVPricesDataModule(path, target="Close", features=["Volume", "High"], **WINDOW)
     data.setup("fit")
-    assert data.dims["in_features"] == 3
+    assert data.dims.in_features == 3
     inputs, targets = data.datasets["train"][0]
     expected = torch.tensor(frame["Close"].to_numpy()[:13], dtype=torch.float32)
     torch.testing.assert_close(data.unscale(torch.cat([inputs[:, 0], targets[:, 0]])), expected)
@@ -172,7 +164,7 @@ def test_prices_module_is_multivariate_and_seeded():
     b = PricesDataModule(n_steps=300, seed=2, features=["Open", "High", "Low", "Volume"], **WINDOW)
     a.setup("fit")
     b.setup("fit")
-    assert a.dims["in_features"] == 5
+    assert a.dims.in_features == 5
     assert torch.equal(a.datasets["val"].series, b.datasets["val"].series)
 
 
@@ -187,9 +179,9 @@ def test_statsmodels_series_load_and_window(name: str, rows: int):
     assert inputs.shape == (16, 24, 1) and targets.shape == (16, 6, 1)
 
 
-def test_statsmodels_series_names_its_mistakes():
-    with pytest.raises(ConfigError, match="data.name='nile'"):
-        StatsmodelsSeriesDataModule("nile")
+def test_statsmodels_series_names_its_mistakes(make_cfg):
+    with pytest.raises(ConfigError, match="data.name='nile' .*one of sunspots, co2"):
+        validate(make_cfg("experiment=sines_rnn", "data=statsmodels_series", "data.name=nile"))
     with pytest.raises(ConfigError, match="data.input_len=60"):
         StatsmodelsSeriesDataModule("sunspots", input_len=60, horizon=6).setup("fit")
 
@@ -214,6 +206,6 @@ def test_adding_problem_constant_baseline_is_one_sixth():
 def test_adding_module_batches():
     data = AddingDataModule(length=25, n_train=32, n_val=8, n_test=8, batch_size=4)
     data.setup("fit")
-    assert data.dims == {"in_features": 2, "out_features": 1, "input_len": 25, "horizon": 1}
+    assert data.dims == SeriesDims(in_features=2, input_len=25, horizon=1)
     inputs, targets = next(iter(data.test_dataloader()))
     assert inputs.shape == (4, 25, 2) and targets.shape == (4, 1, 1)

@@ -143,7 +143,7 @@ def test_a_run_is_logged_over_http_to_the_team_server(server, tiny, tmp_path):
     params = {p["key"]: p["value"] for p in data["params"]}
     tags = {t["key"]: t["value"] for t in data["tags"]}
     assert 0.0 <= metrics["test/exact_match"] <= 1.0
-    assert params["model.d_model"] == "32" and params["trainer.max_epochs"] == "1"
+    assert params["model.width"] == "32" and params["trainer.max_epochs"] == "1"
     assert tags["purpose"] == "server-test"
 
     # Artifacts went through the server's proxy into the folder it was given.
@@ -152,7 +152,7 @@ def test_a_run_is_logged_over_http_to_the_team_server(server, tiny, tmp_path):
     run_folder = artifacts / experiment_id / run_id / "artifacts"
     listed = {f["path"]: int(f["file_size"]) for f in artifact_files(url, run_id)}
     assert "config.yaml" in listed
-    assert "d_model: 32" in (run_folder / "config.yaml").read_text()
+    assert "width: 32" in (run_folder / "config.yaml").read_text()
     checkpoints = [path for path in listed if path.endswith(".ckpt")]
     assert checkpoints, listed  # Lightning's log_model uploads the best and last checkpoints
     for path, size in listed.items():
@@ -166,6 +166,6 @@ def test_a_run_is_logged_over_http_to_the_team_server(server, tiny, tmp_path):
         status = connection.execute("SELECT status FROM runs WHERE run_uuid = %s", (run_id,))
         assert status.fetchone() == ("FINISHED",)
         value = connection.execute(
-            "SELECT value FROM params WHERE run_uuid = %s AND key = 'model.d_model'", (run_id,)
+            "SELECT value FROM params WHERE run_uuid = %s AND key = 'model.width'", (run_id,)
         )
         assert value.fetchone() == ("32",)

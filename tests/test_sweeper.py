@@ -82,7 +82,7 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tiny):
     assert {t.state for t in trials if t.params["model.heads"] == 3} == {TrialState.FAIL}
     assert {t.state for t in trials if t.params["model.heads"] == 4} == {TrialState.COMPLETE}
     failed = next(t for t in trials if t.state == TrialState.FAIL)
-    assert "a divisor of model.d_model=32" in failed.user_attrs["error"]
+    assert "a divisor of model.width=32" in failed.user_attrs["error"]
 
 
 def test_rerunning_the_command_resumes_the_study(tiny):

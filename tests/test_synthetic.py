@@ -6,16 +6,11 @@ import pytest
 import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 
+from attnlab.contracts import TokenDims
 from attnlab.data.bucketing import BucketBatchSampler, padding_fraction
-from attnlab.data.synthetic import (
-    SYMBOL_TASKS,
-    A,
-    AgreementDataModule,
-    B,
-    OrderCountDataModule,
-    SymbolsDataModule,
-    bucket_ranges,
-)
+from attnlab.data.probes import A, AgreementDataModule, B, OrderCountDataModule
+from attnlab.data.sampling import bucket_ranges
+from attnlab.data.symbols import SYMBOL_TASKS, SymbolsDataModule
 from attnlab.train import run
 
 SMALL = dict(n_train=200, n_val=20, n_test=20)
@@ -50,22 +45,22 @@ def test_classification_is_seeded_balanced_and_publishes_dims(name: str):
     data = build(0)
     assert data.examples == build(0).examples and data.examples != build(1).examples
     dims = data.dims
-    assert {"vocab_size", "num_classes", "pad_id", "group_names"} <= set(dims)
-    assert dims["num_classes"] == 2 and dims["pad_id"] == 0
+    assert isinstance(dims, TokenDims) and len(dims.group_names) == len(data.ranges)
+    assert dims.num_classes == 2 and dims.pad_id == 0
     labels = torch.tensor([label for _, label, _ in data.examples["train"]])
     groups = torch.tensor([group for _, _, group in data.examples["train"]])
-    for group in range(len(dims["group_names"])):  # 50% chance within every bucket
+    for group in range(len(dims.group_names)):  # 50% chance within every bucket
         assert labels[groups == group].float().mean() == 0.5
     tokens, batch_labels, batch_groups = next(iter(data.train_dataloader()))
     assert tokens.dtype == torch.long and tokens.shape[0] == 128
-    assert tokens.max() < dims["vocab_size"] and tokens.shape[1] <= dims["max_src_len"]
+    assert tokens.max() < dims.vocab_size and tokens.shape[1] <= dims.max_src_len
     assert batch_labels.shape == batch_groups.shape == (128,)
 
 
 def test_agreement_distances_fall_in_their_buckets():
     data = AgreementDataModule(**SMALL, bucket_edges=(5, 9, 14, 21))
     data.setup()
-    assert data.dims["group_names"] == ["1-4", "5-8", "9-13", "14-20", "21-40"]
+    assert data.dims.group_names == ("1-4", "5-8", "9-13", "14-20", "21-40")
     for ids, label, group in data.examples["train"]:
         subject = ids.index((2, 3)[label])  # the marked subject of the label's number
         distance = len(ids) - 2 - subject  # tokens between the subject and the verb
@@ -161,7 +156,7 @@ def test_attention_seq2seq_trains_on_reverse_through_the_config_tree(make_cfg):
     cfg = make_cfg(
         "~experiment", "data=reverse", "model=attention_seq2seq", "debug=fdr", "logger=none",
         "data.n_train=64", "data.n_val=16", "data.n_test=16", "data.batch_size=16",
-        "data.bucketing=true", "model.hidden=16", "model.emb_dim=8", "task.beam_width=2",
+        "data.bucketing=true", "model.width=16", "model.emb_dim=8", "task.beam_width=2",
         "callbacks.progress_bar=null", "callbacks.model_summary=null",
     )  # fmt: skip
     assert 0.0 <= run(cfg) <= 1.0

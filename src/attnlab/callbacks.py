@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import grad_norm, rank_zero_info, rank_zero_only
 from torch.utils.data import default_collate
 
-from attnlab.data.series import SeriesDataModule
+from attnlab.contracts import AttendsSource, HasLayerEnds, HasSeriesScale, HasSourceText
 from attnlab.models.norms import channels_per_group
 from attnlab.plots import attention_grid, bucket_bars, forecast_windows
 
@@ -47,7 +47,7 @@ class AttentionMaps(L.Callback):
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model, data = pl_module.model, trainer.datamodule
-        if not hasattr(model, "cross_attention") or not hasattr(data, "splits"):
+        if not isinstance(model, AttendsSource) or not isinstance(data, HasSourceText):
             rank_zero_info("AttentionMaps: the model has no encoder-decoder attention; no plot")
             return
         plottable = [
@@ -97,7 +97,7 @@ class GradientNorms(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
-        self.active = hasattr(model, "first_layer") and hasattr(model, "last_layer")
+        self.active = isinstance(model, HasLayerEnds)
         if not self.active:
             rank_zero_info("GradientNorms: the model has no first_layer/last_layer; no norms")
             return
@@ -126,8 +126,8 @@ class GradientNorms(L.Callback):
 class ForecastPlot(L.Callback):
     """After testing, plot a few test windows: history, truth and prediction in the series' units.
 
-    Needs a series data module (attnlab.data.series.SeriesDataModule); otherwise says so and
-    does nothing.
+    Needs series data that can unscale its values (contracts.HasSeriesScale); otherwise says so
+    and does nothing.
     """
 
     def __init__(self, n_examples: int = 4, output_dir: str | None = None):
@@ -137,7 +137,7 @@ class ForecastPlot(L.Callback):
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         data = trainer.datamodule
-        if not isinstance(data, SeriesDataModule):
+        if not isinstance(data, HasSeriesScale):
             rank_zero_info("ForecastPlot: the data module is not a series module; no plot")
             return
         dataset = data.datasets["test"]

@@ -1,4 +1,4 @@
-"""Where the Hydra config tree is: inside the wheel, or at the top of a source checkout."""
+"""Where the Hydra config tree and the sweeps are: inside the wheel, or at the top of a checkout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ _PACKAGE = Path(__file__).resolve().parent
 
 def config_dir() -> Path:
     """attnlab/conf in an installed wheel; <repo>/conf in a checkout or an editable install."""
-    for candidate in (_PACKAGE / "conf", _PACKAGE.parents[1] / "conf"):
-        if (candidate / "train.yaml").is_file():
+    return _shipped("conf", "train.yaml")
+
+
+def sweeps_dir() -> Path:
+    """attnlab/sweeps in an installed wheel; <repo>/sweeps in a checkout or editable install."""
+    return _shipped("sweeps", "overfitting.yaml")
+
+
+def _shipped(folder: str, marker: str) -> Path:
+    for candidate in (_PACKAGE / folder, _PACKAGE.parents[1] / folder):
+        if (candidate / marker).is_file():
             return candidate
-    raise FileNotFoundError(f"attnlab's conf/ was found neither in {_PACKAGE} nor in the repo")
+    raise FileNotFoundError(f"attnlab's {folder}/ was found neither in {_PACKAGE} nor in the repo")

@@ -18,7 +18,25 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
 )
 
+from attnlab.registry import Settings, register
 
+
+def check_schedule(c: Settings) -> None:
+    c.non_negative("warmup_steps")
+    if "min_lr_ratio" in c:
+        c.fraction("min_lr_ratio", high_open=False)
+    if "milestones" in c:
+        fractions = list(c.milestones)
+        if not all(0.0 < f < 1.0 for f in fractions) or fractions != sorted(set(fractions)):
+            c.fail("milestones", "increasing fractions of training in (0, 1)")
+        c.fraction("gamma", low_open=True, high_open=False)
+        c.fraction("warmup_start_factor", low_open=True, high_open=False)
+
+
+SCHEDULE = dict(check=check_schedule, partial=True, runtime=("optimizer", "total_steps"))
+
+
+@register("scheduler", "warmup_cosine", **SCHEDULE)
 def warmup_cosine(
     optimizer: Optimizer, total_steps: int, warmup_steps: int = 100, min_lr_ratio: float = 0.0
 ) -> LRScheduler:
@@ -34,6 +52,7 @@ def warmup_cosine(
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
 
 
+@register("scheduler", "inverse_sqrt", **SCHEDULE)
 def inverse_sqrt(optimizer: Optimizer, total_steps: int, warmup_steps: int = 4000) -> LRScheduler:
     """The Transformer paper's schedule (Vaswani et al. §5.3), peaking at the base lr.
 
@@ -48,11 +67,12 @@ def inverse_sqrt(optimizer: Optimizer, total_steps: int, warmup_steps: int = 400
     return LambdaLR(optimizer, factor)
 
 
+@register("scheduler", "warmup_multistep", **SCHEDULE)
 def warmup_multistep(
     optimizer: Optimizer,
     total_steps: int,
     warmup_steps: int = 400,
-    milestones: tuple[float, ...] = (0.5, 0.75),
+    milestones: list[float] = (0.5, 0.75),
     gamma: float = 0.1,
     warmup_start_factor: float = 0.1,
 ) -> LRScheduler:

@@ -16,15 +16,46 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
+from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.errors import ConfigError
+from attnlab.registry import Component, Settings, add
+
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+@dataclass
+class MLflowLoggerSettings:
+    """The keys of Lightning's MLFlowLogger that attnlab sets; it opens the run itself."""
+
+    experiment_name: str = "attnlab"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    log_model: bool = True
+    run_name: str | None = None
+
+
+def check_logger(c: Settings) -> None:
+    """A tracking URI MLflow can open and a named experiment."""
+    parsed = urlparse(c.tracking_uri)
+    scheme = parsed.scheme.split("+")[0]
+    ok = scheme in TRACKING_SCHEMES and (parsed.netloc or parsed.path)
+    if scheme == "sqlite":
+        ok = c.tracking_uri.startswith("sqlite:///") and len(c.tracking_uri) > 10
+    if not ok:
+        c.fail("tracking_uri", f"a URI with scheme {', '.join(TRACKING_SCHEMES)} (e.g. sqlite:///mlflow.db)")
+    if not c.experiment_name.strip():
+        c.fail("experiment_name", "a non-empty name")
+
+
+add(Component("logger", "mlflow", MLFlowLogger, check=check_logger, settings=MLflowLoggerSettings))
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -184,23 +215,19 @@ def fail_rank_zero_run(tracking_uri: str) -> None:
 
 
 @contextmanager
-def mlflow_run(
-    cfg: DictConfig,
-    output_dir: str | None,
-    extra_tags: dict[str, str] | None = None,
-    stopped_by: tuple[type[BaseException], ...] = (),
-) -> Iterator[str]:
+def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
     """Open an MLflow run with params, tags and config; yield its id.
 
-    The run ends FINISHED, KILLED when one of ``stopped_by`` ends it (a pruned trial), and
+    The run ends FINISHED, KILLED when Optuna prunes it (a stopped trial, not a failure), and
     FAILED on any other exception, Ctrl-C and SIGTERM included.
     """
+    from optuna import TrialPruned
+
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
     with sqlite_store_lock(cfg.logger.tracking_uri):
         mlflow.set_experiment(cfg.logger.experiment_name)
-    tags = {**run_tags(cfg), **(extra_tags or {})}
     with _sigterm_raises():
-        run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=tags)
+        run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=run_tags(cfg))
         try:
             mlflow.log_params(config_params(cfg))
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -209,7 +236,7 @@ def mlflow_run(
                 mlflow.log_artifacts(str(hydra_dir), "hydra")
             os.environ[RUN_ID_ENV] = run.info.run_id
             yield run.info.run_id
-        except stopped_by:
+        except TrialPruned:
             mlflow.end_run("KILLED")
             raise
         except BaseException:

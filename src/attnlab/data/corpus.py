@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import random
 from functools import partial
+from typing import Literal
 
+from attnlab.data.loaders import check_loading, check_split_fractions
 from attnlab.data.seq2seq import SPLITS, Pairs, PairsDataModule
 from attnlab.data.text import Vocab, read_parallel_corpus
 from attnlab.errors import ConfigError
+from attnlab.registry import Settings, register
 
 
+def check_corpus(c: Settings) -> None:
+    check_loading(c)
+    check_split_fractions(c)
+    c.positive("min_freq")
+
+
+@register("data", "corpus", check=check_corpus)
 class CorpusDataModule(PairsDataModule):
     """Sentence pairs of one file, dealt to train/val/test by a seeded shuffle.
 
@@ -20,7 +30,7 @@ class CorpusDataModule(PairsDataModule):
     def __init__(
         self,
         path: str,
-        tokenizer: str = "word",
+        tokenizer: Literal["char", "word"] = "word",
         min_freq: int = 1,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,

@@ -12,7 +12,9 @@ import random
 
 from babel.dates import format_date
 
+from attnlab.data.loaders import check_loading
 from attnlab.data.seq2seq import Pairs, PairsDataModule
+from attnlab.registry import Settings, register
 
 # CLDR's own styles; "short" is left out because it writes two-digit years.
 CLDR_STYLES = ("full", "long", "medium")
@@ -54,6 +56,26 @@ def make_date_pairs(
     return pairs
 
 
+def check_dates(c: Settings) -> None:
+    """Sizes, a year range that holds train + val + test distinct days, CLDR locales."""
+    from babel import Locale, UnknownLocaleError
+
+    check_loading(c)
+    if not 1 <= c.year_min <= c.year_max <= 9999:
+        c.fail("year_max", f">= data.year_min={c.year_min}, at most 9999")
+    n_days = (dt.date(c.year_max, 12, 31) - dt.date(c.year_min, 1, 1)).days + 1
+    if c.n_train + c.n_val + c.n_test > n_days:
+        c.fail("n_train", f"train+val+test <= {n_days} days in the year range")
+    if not c.locales:
+        c.fail("locales", "at least one CLDR locale")
+    for locale in c.locales:
+        try:
+            Locale.parse(locale)
+        except (UnknownLocaleError, ValueError):
+            c.fail("locales", "a CLDR locale such as en_US, fr, zh", value=locale)
+
+
+@register("data", "dates", check=check_dates)
 class DateDataModule(PairsDataModule):
     """Human-written dates -> ISO dates, character level."""
 
@@ -62,7 +84,7 @@ class DateDataModule(PairsDataModule):
         n_train: int = 20000,
         n_val: int = 1000,
         n_test: int = 2000,
-        locales: tuple[str, ...] = DEFAULT_LOCALES,
+        locales: list[str] = DEFAULT_LOCALES,
         year_min: int = 1900,
         year_max: int = 2099,
         seed: int = 0,

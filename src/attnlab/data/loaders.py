@@ -6,6 +6,24 @@ from abc import ABC, abstractmethod
 
 from torch.utils.data import DataLoader
 
+from attnlab.registry import Settings
+
+SPLIT_SIZES = ("n_train", "n_val", "n_test")
+
+
+def check_loading(c: Settings) -> None:
+    """What every data module's config shares: positive split sizes and batch, workers >= 0."""
+    c.positive("batch_size", *(name for name in SPLIT_SIZES if name in c))
+    c.non_negative("num_workers")
+
+
+def check_split_fractions(c: Settings) -> None:
+    """Validation and test fractions of one series or file, leaving rows to train on."""
+    c.fraction("val_fraction", low_open=True)
+    c.fraction("test_fraction", low_open=True)
+    if c.val_fraction + c.test_fraction >= 1.0:
+        c.fail("test_fraction", f"< 1 - data.val_fraction={c.val_fraction}, leaving training rows")
+
 
 class SplitLoaders(ABC):
     """Mixin for a LightningDataModule (put it first among the bases): the train, val and test

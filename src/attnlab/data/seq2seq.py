@@ -11,6 +11,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from attnlab.contracts import PairDims
 from attnlab.data.bucketing import bucketed_loader
 from attnlab.data.loaders import SplitLoaders
 from attnlab.data.text import CharVocab, Vocab, pad_batch
@@ -89,17 +90,17 @@ class PairsDataModule(SplitLoaders, L.LightningDataModule, ABC):
         }
 
     @property
-    def dims(self) -> dict[str, int]:
+    def dims(self) -> PairDims:
         datasets = self.datasets.values()
-        return {
-            "src_vocab_size": len(self.src_vocab),
-            "tgt_vocab_size": len(self.tgt_vocab),
-            "pad_id": self.src_vocab.pad_id,
-            "bos_id": self.tgt_vocab.bos_id,
-            "eos_id": self.tgt_vocab.eos_id,
-            "max_src_len": max(len(src) for data in datasets for src in data.src),
-            "max_tgt_len": max(len(tgt) for data in datasets for tgt in data.tgt) - 1,  # less BOS
-        }
+        return PairDims(
+            src_vocab_size=len(self.src_vocab),
+            tgt_vocab_size=len(self.tgt_vocab),
+            pad_id=self.src_vocab.pad_id,
+            bos_id=self.tgt_vocab.bos_id,
+            eos_id=self.tgt_vocab.eos_id,
+            max_src_len=max(len(src) for data in datasets for src in data.src),
+            max_tgt_len=max(len(tgt) for data in datasets for tgt in data.tgt) - 1,  # less BOS
+        )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         collate_fn = partial(collate, pad_id=self.src_vocab.pad_id)

@@ -1,8 +1,8 @@
 """Sequence regression as seq2seq: a window of ``input_len`` steps -> the next ``horizon`` steps.
 
-Sources: noisy sines (notes §2.4.1, many short curves, each its own sample), a seeded geometric
-random walk shaped like daily prices, price CSV files and real series shipped with statsmodels
-(notes §2.4.2, on data available offline), plus the adding problem for long memory.
+The shared machinery (windows, standardisation, loaders) and noisy sines (notes §2.4.1, many
+short curves, each its own sample). Tables over time (prices, CSV files, statsmodels' series)
+are in attnlab.data.tables, the adding problem in attnlab.data.adding.
 
 A single series is split chronologically into train | val | test segments and every window lies
 wholly inside one segment: no value is seen by two splits, and every value of a later split
@@ -14,28 +14,27 @@ Batches: ``(inputs (B, input_len, F), targets (B, horizon, 1))``, float32.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
-from attnlab.data.loaders import SplitLoaders
-from attnlab.errors import ConfigError
+from attnlab.contracts import SeriesDims
+from attnlab.data.loaders import SplitLoaders, check_loading
+from attnlab.registry import Settings, register
 
 SPLITS = ("train", "val", "test")
-PRICE_COLUMNS = ("Open", "High", "Low", "Close", "Volume")
 SINE_FREQUENCY = (0.01, 0.1)  # cycles per step: periods of 10 to 100 steps
 SINE_AMPLITUDE = (0.5, 1.5)
-# name -> (module of statsmodels.datasets, column); co2 is weekly with gaps, sunspots yearly.
-STATSMODELS_SERIES = {"sunspots": ("sunspots", "SUNACTIVITY"), "co2": ("co2", "co2")}
-# Predicting the constant 1.0 on the adding problem: Var(u1 + u2) = 2/12 for u ~ U[0, 1].
-ADDING_BASELINE_MSE = 1 / 6
+
+
+def check_windows(c: Settings) -> None:
+    """What every windowed series shares: sizes of the window and the loaders."""
+    check_loading(c)
+    c.positive("input_len", "horizon")
 
 
 def noisy_sines(n: int, length: int, noise_std: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -50,50 +49,6 @@ def noisy_sines(n: int, length: int, noise_std: float = 0.1, seed: int = 0) -> n
     clean = amplitude * np.sin(2 * np.pi * freq * np.arange(length) + phase)  # (n, length)
     noisy = clean + rng.normal(0.0, noise_std, size=clean.shape)
     return noisy[..., None].astype(np.float32)
-
-
-def random_walk_prices(
-    n_steps: int, seed: int = 0, start_price: float = 100.0, volatility: float = 0.01
-) -> pd.DataFrame:
-    """Daily ``Date,Open,High,Low,Close,Volume`` rows of a geometric random walk (business days).
-
-    log(Close_t / Close_t-1) ~ N(0, volatility^2); Open is the previous close with a small gap;
-    High and Low lie above and below both; Volume is log-normal.
-    """
-    rng = np.random.default_rng(seed)
-    close = start_price * np.exp(np.cumsum(rng.normal(0.0, volatility, n_steps)))
-    previous = np.concatenate([[start_price], close[:-1]])
-    open_ = previous * np.exp(rng.normal(0.0, volatility / 4, n_steps))
-    wick = np.exp(np.abs(rng.normal(0.0, volatility / 2, (2, n_steps))))
-    return pd.DataFrame(
-        {
-            "Date": pd.bdate_range("2000-01-03", periods=n_steps),
-            "Open": open_,
-            "High": np.maximum(open_, close) * wick[0],
-            "Low": np.minimum(open_, close) / wick[1],
-            "Close": close,
-            "Volume": rng.lognormal(13.0, 0.3, n_steps).round(),
-        }
-    )
-
-
-def adding_problem(n: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The adding problem (Hochreiter & Schmidhuber 1997; Le et al. 2015).
-
-    Each step holds (value ~ U[0, 1], marker); exactly two markers are 1, one in each half of
-    the sequence, and the target is the sum of the two marked values. Returns inputs
-    (n, length, 2) and targets (n, 1, 1), float32. Predicting 1.0 scores ADDING_BASELINE_MSE.
-    """
-    rng = np.random.default_rng(seed)
-    values = rng.uniform(0.0, 1.0, size=(n, length))
-    rows = np.arange(n)
-    first = rng.integers(0, length // 2, n)
-    second = rng.integers(length // 2, length, n)
-    markers = np.zeros_like(values)
-    markers[rows, first] = markers[rows, second] = 1.0
-    targets = values[rows, first] + values[rows, second]
-    inputs = np.stack([values, markers], axis=-1)  # (n, length, 2)
-    return inputs.astype(np.float32), targets.reshape(n, 1, 1).astype(np.float32)
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
@@ -174,14 +129,13 @@ class SeriesDataModule(RegressionDataModule, ABC):
         }
 
     @property
-    def dims(self) -> dict[str, int]:
-        return {
-            "in_features": int(self.mean.size),
-            "out_features": 1,
-            "input_len": self.input_len,
-            "horizon": self.horizon,
-            "target_column": self.target_index,
-        }
+    def dims(self) -> SeriesDims:
+        return SeriesDims(
+            in_features=int(self.mean.size),
+            input_len=self.input_len,
+            horizon=self.horizon,
+            target_column=self.target_index,
+        )
 
     def baselines(self) -> dict[str, float]:
         """Test MSE and MAE (standardised, like the model's) of repeating the last observed
@@ -202,6 +156,12 @@ class SeriesDataModule(RegressionDataModule, ABC):
         return values * float(self.std[index]) + float(self.mean[index])
 
 
+def check_sines(c: Settings) -> None:
+    check_windows(c)
+    c.non_negative("noise_std")
+
+
+@register("data", "sines", check=check_sines)
 class SineDataModule(SeriesDataModule):
     """Noisy sines (notes §2.4.1): each sample is its own curve of ``input_len + horizon`` steps.
 
@@ -229,227 +189,3 @@ class SineDataModule(SeriesDataModule):
         curves = noisy_sines(total, self.input_len + self.horizon, self.noise_std, self.seed)
         cuts = np.cumsum([self.sizes[name] for name in SPLITS])[:-1]
         return dict(zip(SPLITS, np.split(curves, cuts), strict=True))
-
-
-class TableSeriesDataModule(SeriesDataModule):
-    """One table of columns over time, split chronologically by fractions.
-
-    The inputs are the ``target`` column's own history followed by the ``features`` columns;
-    the target is the first input column. ``bounds`` keeps each split's [start, stop) rows.
-    """
-
-    # The config key to name when a split of the table is too short for one window.
-    source_key = "data.input_len"
-
-    def __init__(
-        self,
-        target: str,
-        features: list[str] | tuple[str, ...] = (),
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        input_len: int = 48,
-        horizon: int = 12,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ):
-        super().__init__(input_len, horizon, batch_size, num_workers)
-        self.target = target
-        self.columns = list(dict.fromkeys([target, *features]))
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
-
-    @abstractmethod
-    def load_frame(self) -> pd.DataFrame:
-        """The table, oldest row first; it holds at least ``self.columns``."""
-
-    @property
-    def source(self) -> object:
-        """The value of ``source_key``, for error messages."""
-        return getattr(self, self.source_key.removeprefix("data."))
-
-    def make_splits(self) -> dict[str, np.ndarray]:
-        frame = self.load_frame()
-        if self.target not in frame.columns:
-            raise ConfigError("data.target", self.target, f"a column of {list(frame.columns)}")
-        for name in self.columns[1:]:
-            if name not in frame.columns:
-                raise ConfigError("data.features", name, f"columns of {list(frame.columns)}")
-        values = frame[self.columns].to_numpy(dtype=np.float64)  # (T, F)
-        sizes = split_sizes(len(values), self.val_fraction, self.test_fraction)
-        span = self.input_len + self.horizon
-        if min(sizes.values()) < span:
-            raise ConfigError(
-                self.source_key,
-                self.source,
-                f"a series whose train/val/test segments each hold one window of "
-                f"data.input_len + data.horizon = {span} rows; {len(values)} rows give {sizes}",
-            )
-        self.bounds: dict[str, tuple[int, int]] = {}
-        start = 0
-        for name in SPLITS:
-            self.bounds[name] = (start, start + sizes[name])
-            start += sizes[name]
-        return {name: values[None, start:stop] for name, (start, stop) in self.bounds.items()}
-
-
-class PricesDataModule(TableSeriesDataModule):
-    """A seeded geometric random walk of daily prices (notes §2.4.2 without a download)."""
-
-    source_key = "data.n_steps"
-
-    def __init__(
-        self,
-        n_steps: int = 3000,
-        seed: int = 0,
-        target: str = "Close",
-        features: list[str] | tuple[str, ...] = (),
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        input_len: int = 48,
-        horizon: int = 12,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ):
-        super().__init__(
-            target, features, val_fraction, test_fraction, input_len, horizon, batch_size,
-            num_workers,
-        )  # fmt: skip
-        self.n_steps, self.seed = n_steps, seed
-
-    def load_frame(self) -> pd.DataFrame:
-        return random_walk_prices(self.n_steps, self.seed)
-
-
-class CSVPricesDataModule(TableSeriesDataModule):
-    """A ``Date,Open,High,Low,Close,Volume`` CSV file (any numeric columns, chosen by name).
-
-    Rows are sorted by ``date_column`` when it is given; every chosen value must be a number.
-    """
-
-    source_key = "data.csv_path"
-
-    def __init__(
-        self,
-        csv_path: str,
-        target: str = "Close",
-        features: list[str] | tuple[str, ...] = (),
-        date_column: str | None = "Date",
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        input_len: int = 48,
-        horizon: int = 12,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ):
-        super().__init__(
-            target, features, val_fraction, test_fraction, input_len, horizon, batch_size,
-            num_workers,
-        )  # fmt: skip
-        self.csv_path, self.date_column = csv_path, date_column
-
-    def load_frame(self) -> pd.DataFrame:
-        path = Path(self.csv_path)
-        if not path.is_file():
-            raise ConfigError("data.csv_path", self.csv_path, "an existing CSV file")
-        try:
-            frame = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-            reason = str(error).strip().splitlines()[0]
-            allowed = f"a readable CSV file ({reason})"
-            raise ConfigError("data.csv_path", self.csv_path, allowed) from None
-        if self.date_column is not None:
-            if self.date_column not in frame.columns:
-                allowed = f"a column of {list(frame.columns)}, or null for file order"
-                raise ConfigError("data.date_column", self.date_column, allowed)
-            try:
-                dates = pd.to_datetime(frame[self.date_column])
-            except (ValueError, TypeError):
-                allowed = "a column of dates (e.g. 2026-11-27)"
-                raise ConfigError("data.date_column", self.date_column, allowed) from None
-            order = dates.argsort(kind="stable")
-            frame = frame.iloc[order].reset_index(drop=True)
-        for name in self.columns:
-            if name not in frame.columns:
-                continue  # make_splits names the missing column
-            numbers = pd.to_numeric(frame[name], errors="coerce")
-            if numbers.isna().any():
-                row = int(numbers.isna().to_numpy().argmax())
-                allowed = f"a file whose column {name} holds numbers; data row {row + 1} does not"
-                raise ConfigError("data.csv_path", self.csv_path, allowed)
-            frame[name] = numbers
-        return frame
-
-
-class StatsmodelsSeriesDataModule(TableSeriesDataModule):
-    """A real series shipped inside statsmodels, chosen by ``name`` (see STATSMODELS_SERIES).
-
-    sunspots: yearly sunspot numbers 1700-2008; co2: weekly Mauna Loa CO2 (ppm) 1958-2001,
-    its missing weeks filled with the last observed value.
-    """
-
-    def __init__(
-        self,
-        name: str = "sunspots",
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        input_len: int = 24,
-        horizon: int = 6,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ):
-        if name not in STATSMODELS_SERIES:
-            raise ConfigError("data.name", name, f"one of {', '.join(STATSMODELS_SERIES)}")
-        super().__init__(
-            STATSMODELS_SERIES[name][1], (), val_fraction, test_fraction, input_len, horizon,
-            batch_size, num_workers,
-        )  # fmt: skip
-        self.name = name
-
-    def load_frame(self) -> pd.DataFrame:
-        module, column = STATSMODELS_SERIES[self.name]
-        data = importlib.import_module(f"statsmodels.datasets.{module}").load_pandas().data
-        series = data[column]
-        if isinstance(series.index, pd.DatetimeIndex):
-            # forward fill uses past weeks only, so no split sees values from a later one
-            series = series.ffill().bfill()
-        return series.to_frame()
-
-
-class AddingDataModule(RegressionDataModule):
-    """The adding problem as regression with horizon 1: (B, length, 2) -> (B, 1, 1).
-
-    The splits are disjoint draws of one seeded generator. Values are not standardised; the
-    constant prediction 1.0 scores ADDING_BASELINE_MSE (about 0.167), the level to beat.
-    """
-
-    def __init__(
-        self,
-        length: int = 100,
-        n_train: int = 10000,
-        n_val: int = 1000,
-        n_test: int = 1000,
-        seed: int = 0,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ):
-        super().__init__(batch_size, num_workers)
-        self.length, self.seed = length, seed
-        self.sizes = {"train": n_train, "val": n_val, "test": n_test}
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        inputs, targets = adding_problem(sum(self.sizes.values()), self.length, self.seed)
-        cuts = np.cumsum([self.sizes[name] for name in SPLITS])[:-1]
-        parts = zip(np.split(inputs, cuts), np.split(targets, cuts), strict=True)
-        self.datasets = {
-            name: TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-            for name, (x, y) in zip(SPLITS, parts, strict=True)
-        }
-
-    @property
-    def dims(self) -> dict[str, int]:
-        return {"in_features": 2, "out_features": 1, "input_len": self.length, "horizon": 1}
-
-    def baselines(self) -> dict[str, float]:
-        """The MSE of always answering 1.0, the mean of the target."""
-        return {"test/mse_predict_1": ADDING_BASELINE_MSE}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,7 @@ class GeneralScore(nn.Module):
         return (self.key(keys) @ query[:, :, None]).squeeze(-1)  # (B, S)
 
 
+Score = Literal["additive", "dot", "general", "scaled_dot"]
 SCORES: dict[str, type[nn.Module]] = {
     "additive": AdditiveScore,
     "dot": DotScore,

@@ -12,8 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.norms import make_seq_norm, normalize
-from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource, init_weights
+from attnlab.contracts import PairDims, TokenDims
+from attnlab.models.attention import Score
+from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize
+from attnlab.models.recurrent import Cell, init_weights
+from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource
+from attnlab.registry import Settings, register
+
+
+def check_conv(c: Settings) -> None:
+    c.positive("width", "kernel", "dilation", "depth")
+    if c.get("emb_dim") is not None:
+        c.positive("emb_dim", "decoder_depth")
+    c.fraction("dropout")
 
 
 class ConvStack(nn.Module):
@@ -64,6 +75,7 @@ class ConvStack(nn.Module):
         return h.transpose(1, 2)  # (B, L, C)
 
 
+@register("model", "conv_classifier", check=check_conv, data=(TokenDims,))
 class ConvClassifier(nn.Module):
     """Embedding -> ConvStack -> the features at the last real token -> logits.
 
@@ -77,16 +89,17 @@ class ConvClassifier(nn.Module):
         vocab_size: int,
         num_classes: int,
         pad_id: int = 0,
-        channels: int = 128,
+        width: int = 128,
         kernel: int = 3,
         dilation: int = 2,
         depth: int = 4,
         causal: bool = True,
         residual: bool = True,
         dropout: float = 0.1,
-        norm: str = "none",
+        norm: SequenceNorm = "none",
     ):
         super().__init__()
+        channels = width
         self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, channels, padding_idx=pad_id)
         self.stack = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout, norm)
@@ -107,10 +120,12 @@ class ConvClassifier(nn.Module):
         return self.head(self.dropout(features))  # (B, num_classes)
 
 
+@register("model", "conv_seq2seq", check=check_conv, data=(PairDims,))
 class ConvEncoderAttentionDecoder(AttendingSeq2Seq):
     """Conv encoder + the Bahdanau attention decoder of attnlab.models.rnn.
 
-    The decoder's hidden size is ``channels``; it starts from tanh(W mean(source states)).
+    The decoder's hidden size is ``width``, its layers ``decoder_depth``; it starts from
+    tanh(W mean(source states)).
     """
 
     def __init__(
@@ -119,19 +134,20 @@ class ConvEncoderAttentionDecoder(AttendingSeq2Seq):
         tgt_vocab_size: int,
         pad_id: int = 0,
         emb_dim: int = 64,
-        channels: int = 128,
+        width: int = 128,
         kernel: int = 3,
         dilation: int = 2,
         depth: int = 4,
         causal: bool = False,
         residual: bool = True,
-        layers: int = 1,
-        cell: str = "gru",
+        decoder_depth: int = 1,
+        cell: Cell = "gru",
         dropout: float = 0.1,
-        score: str = "additive",
-        norm: str = "none",
+        score: Score = "additive",
+        norm: SequenceNorm = "none",
     ):
         super().__init__()
+        channels, layers = width, decoder_depth
         self.pad_id = pad_id
         self.src_embed = nn.Embedding(src_vocab_size, channels, padding_idx=pad_id)
         self.encoder = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout, norm)

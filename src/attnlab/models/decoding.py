@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.contracts import DecodesStepwise
+
 
 def batch_select(memory: Any, index: Tensor) -> Any:
     """Pick rows ``index`` (N,) along dim 0 of every tensor in a memory object.
@@ -38,7 +40,7 @@ def greedy_decode(
     memory = model.encode(src)
     tokens = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
     finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)  # (B,)
-    stepwise = hasattr(model, "decode_step")  # models that keep a decoder state: O(T) steps
+    stepwise = isinstance(model, DecodesStepwise)  # a decoder state: O(T) steps, not O(T^2)
     for _ in range(max_len):
         if stepwise:
             logits, memory = model.decode_step(tokens[:, -1], memory)  # (B, V)

@@ -11,7 +11,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.rnn import make_rnn
+from attnlab.contracts import SeriesDims
+from attnlab.models.recurrent import Cell, RecurrentNorm, make_rnn
+from attnlab.registry import Settings, register
+
+
+def check_forecaster(c: Settings) -> None:
+    c.positive("width", "depth")
+    c.fraction("dropout")
+    if c.relative and c.dims is not None and c.dims.target_column is None:
+        c.fail("relative", "false with this data: its target is not one of the input columns")
 
 
 class Forecaster(nn.Module):
@@ -31,6 +40,7 @@ class Forecaster(nn.Module):
         return inputs[:, -1:, column : column + 1]  # (B, 1, 1)
 
 
+@register("model", "rnn_forecaster", check=check_forecaster, data=(SeriesDims,))
 class RNNForecaster(Forecaster):
     """GRU or LSTM encoder; a linear head maps the last step's output to all ``horizon`` steps."""
 
@@ -38,23 +48,24 @@ class RNNForecaster(Forecaster):
         self,
         in_features: int,
         horizon: int,
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        cell: str = "gru",
+        width: int = 64,
+        depth: int = 1,
+        cell: Cell = "gru",
         dropout: float = 0.0,
-        norm: str = "none",
+        norm: RecurrentNorm = "none",
         relative: bool = False,
         target_column: int | None = None,
     ):
         super().__init__(relative, target_column)
-        self.rnn = make_rnn(cell, in_features, hidden_size, num_layers, dropout, False, norm)
-        self.head = nn.Linear(hidden_size, horizon)
+        self.rnn = make_rnn(cell, in_features, width, depth, dropout, False, norm)
+        self.head = nn.Linear(width, horizon)
 
     def forward(self, inputs: Tensor) -> Tensor:
-        outputs, _ = self.rnn(inputs)  # (B, L, hidden)
+        outputs, _ = self.rnn(inputs)  # (B, L, width)
         return self.head(outputs[:, -1]).unsqueeze(-1) + self.level(inputs)  # (B, horizon, 1)
 
 
+@register("model", "seq2seq_forecaster", check=check_forecaster, data=(SeriesDims,))
 class Seq2SeqForecaster(Forecaster):
     """GRU encoder-decoder: the encoder's final state starts a decoder that predicts one step at
     a time from its previous prediction (the first step from 0: the training mean, or no change
@@ -68,28 +79,28 @@ class Seq2SeqForecaster(Forecaster):
         self,
         in_features: int,
         horizon: int,
-        hidden_size: int = 64,
-        num_layers: int = 1,
+        width: int = 64,
+        depth: int = 1,
         dropout: float = 0.0,
-        norm: str = "none",
+        norm: RecurrentNorm = "none",
         relative: bool = False,
         target_column: int | None = None,
     ):
         super().__init__(relative, target_column)
         self.horizon = horizon
-        self.encoder = make_rnn("gru", in_features, hidden_size, num_layers, dropout, False, norm)
-        self.decoder = make_rnn("gru", 1, hidden_size, num_layers, dropout, False, norm)
-        self.head = nn.Linear(hidden_size, 1)
+        self.encoder = make_rnn("gru", in_features, width, depth, dropout, False, norm)
+        self.decoder = make_rnn("gru", 1, width, depth, dropout, False, norm)
+        self.head = nn.Linear(width, 1)
 
     def forward(
         self, inputs: Tensor, targets: Tensor | None = None, teacher_forcing: float = 0.0
     ) -> Tensor:
-        _, state = self.encoder(inputs)  # (num_layers, B, hidden)
+        _, state = self.encoder(inputs)  # (depth, B, width)
         level = self.level(inputs)  # (B, 1, 1)
         step = inputs.new_zeros(inputs.size(0), 1, 1)  # (B, 1, 1)
         predictions = []
         for t in range(self.horizon):
-            output, state = self.decoder(step, state)  # (B, 1, hidden)
+            output, state = self.decoder(step, state)  # (B, 1, width)
             prediction = self.head(output)  # (B, 1, 1), relative to ``level``
             predictions.append(prediction)
             step = prediction

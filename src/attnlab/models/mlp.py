@@ -1,40 +1,43 @@
-"""A multilayer perceptron classifier over flat features or flattened images."""
+"""A multilayer perceptron classifier over flattened images."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from torch import Tensor, nn
 
+from attnlab.contracts import ImageDims
 from attnlab.models.norms import make_norm
+from attnlab.registry import Settings, register
 
-MLP_NORMS = ("none", "batch", "layer")
+MLPNorm = Literal["none", "batch", "layer"]
+MLP_NORMS = get_args(MLPNorm)
 
 
+def check_mlp(c: Settings) -> None:
+    c.positive("width", "width_multiplier")
+    c.non_negative("depth")
+    c.fraction("dropout")
+
+
+@register("model", "mlp", check=check_mlp, data=(ImageDims,))
 class MLP(nn.Module):
-    """``depth`` hidden layers of Linear -> norm -> ReLU -> dropout, then a linear head.
-
-    Inputs are (B, in_features) or images (B, C, H, W) with ``in_features`` = C * H * W, given
-    directly or as ``in_channels`` and ``image_size`` (square images).
-    """
+    """``depth`` hidden layers of Linear -> norm -> ReLU -> dropout, then a linear head, over
+    flattened square images (B, C, H, W); ``width_multiplier`` scales ``width``."""
 
     def __init__(
         self,
+        in_channels: int,
+        image_size: int,
         num_classes: int,
-        in_features: int | None = None,
-        in_channels: int | None = None,
-        image_size: int | None = None,
         width: int = 256,
         depth: int = 2,
         dropout: float = 0.0,
-        norm: str = "none",
+        norm: MLPNorm = "none",
         width_multiplier: float = 1.0,
     ):
         super().__init__()
-        if norm not in MLP_NORMS:
-            raise ValueError(f"unknown MLP norm {norm!r}; one of {', '.join(MLP_NORMS)}")
-        if in_features is None:
-            if in_channels is None or image_size is None:
-                raise ValueError("give in_features, or in_channels and image_size")
-            in_features = in_channels * image_size * image_size
+        in_features = in_channels * image_size * image_size
         self.norm_name = norm
         hidden = max(1, round(width * width_multiplier))
         layers: list[nn.Module] = [nn.Flatten()]

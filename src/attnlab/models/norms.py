@@ -13,10 +13,13 @@ of group norm (notes §6.3.4), so the four norms differ only in which values sha
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor, nn
 
-NORMS = ("batch", "layer", "instance", "group", "none")
+Norm = Literal["batch", "layer", "instance", "group", "none"]
+NORMS = get_args(Norm)
 KINDS = ("2d", "1d", "seq")
 
 
@@ -91,7 +94,8 @@ def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") ->
 # Norms for sequence models whose positions must not see later ones: LayerNorm over the channels
 # of each position, BatchNorm of each channel over the real positions of batch x time, or
 # nothing. Instance and group norm pool over time within a sequence, so they are left out.
-SEQUENCE_NORMS = ("layer", "batch", "none")
+SequenceNorm = Literal["layer", "batch", "none"]
+SEQUENCE_NORMS = get_args(SequenceNorm)
 
 
 def make_seq_norm(name: str, channels: int) -> nn.Module:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "none")
+Positional = Literal["sinusoidal", "learned", "none"]
+POSITIONAL_ENCODINGS = get_args(Positional)
 
 
 class SinusoidalPositionalEncoding(nn.Module):

@@ -21,14 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.norms import make_norm
+from attnlab.contracts import ImageDims
+from attnlab.models.norms import Norm, make_norm
+from attnlab.registry import Settings, register
 
-UNITS = ("v1", "v2")
-SHORTCUTS = ("identity", "projection", "scaling", "gated", "dropout", "none")
+Unit = Literal["v1", "v2"]
+ShortcutKind = Literal["identity", "projection", "scaling", "gated", "dropout", "none"]
+UNITS, SHORTCUTS = get_args(Unit), get_args(ShortcutKind)
 STAGE_CHANNELS = (16, 32, 64)
 
 NormFactory = Callable[[int], nn.Module]  # channels -> norm layer
@@ -149,6 +153,22 @@ class Block(nn.Module):
         return self.post(self.shortcut(x, self.residual(x)))
 
 
+def check_resnet(c: Settings) -> None:
+    """Depth 6n + 2, group counts that divide every stage, shortcut settings in range."""
+    try:
+        blocks_per_stage(c.depth)
+    except ValueError:
+        c.fail("depth", "6n + 2 (8, 14, 20, 32, 56, 110 ...)")
+    c.positive("width_multiplier", "groups")
+    channels = stage_channels(c.width_multiplier)
+    if c.norm == "group" and any(ch % c.groups for ch in channels):
+        allowed = f"a divisor of every stage's channels {list(channels)}"
+        c.fail("groups", f"{allowed} (model.width_multiplier={c.width_multiplier})")
+    c.non_negative("shortcut_scale")
+    c.fraction("shortcut_dropout")
+
+
+@register("model", "resnet", check=check_resnet, data=(ImageDims,))
 class ResNet(nn.Module):
     """CIFAR ResNet / plain net of depth 6n + 2 over images (B, C, H, W) -> logits (B, classes)."""
 
@@ -157,17 +177,15 @@ class ResNet(nn.Module):
         in_channels: int,
         num_classes: int,
         depth: int = 20,
-        unit: str = "v1",
-        shortcut: str = "identity",
-        norm: str = "batch",
+        unit: Unit = "v1",
+        shortcut: ShortcutKind = "identity",
+        norm: Norm = "batch",
         groups: int = 8,
         width_multiplier: float = 1.0,
         shortcut_scale: float = 0.5,
         shortcut_dropout: float = 0.5,
     ):
         super().__init__()
-        if unit not in UNITS:
-            raise ValueError(f"unknown unit {unit!r}; one of {', '.join(UNITS)}")
         n = blocks_per_stage(depth)
         self.norm_name = norm
         norm_layer = partial(make_norm, norm, groups=groups, kind="2d")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.contracts import PairDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
-from attnlab.models.norms import SEQUENCE_NORMS, make_seq_norm, normalize
-from attnlab.models.positional import positional_encoding
-
-NORMS = SEQUENCE_NORMS  # the norm option of every Transformer here
+from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize
+from attnlab.models.positional import Positional, positional_encoding
+from attnlab.registry import Settings, register
 
 
 class FeedForward(nn.Module):
@@ -134,8 +135,29 @@ class Memory:
     key_mask: Tensor  # (B, 1, 1, S), True where the source token is real
 
 
+def check_transformer(c: Settings) -> None:
+    """Sizes, width % heads, dropout, and a max_len that holds the data's longest sequence."""
+    c.positive("width", "heads", "depth", "ff_width", "max_len")
+    if c.width % c.heads:
+        c.fail("heads", f"a divisor of model.width={c.width}")
+    if c.width % 2:
+        c.fail("width", "an even number (sin/cos pairs)")
+    c.fraction("dropout")
+    if c.get("decoder_depth") is not None:
+        c.positive("decoder_depth")
+    if c.dims is not None:
+        target = c.dims.max_tgt_len if isinstance(c.dims, PairDims) else 0
+        longest = max(c.dims.max_src_len, target)
+        if longest > c.max_len:
+            c.fail("max_len", f">= {longest} tokens, the data's longest sequence")
+
+
+@register("model", "transformer", check=check_transformer, data=(PairDims,))
 class Seq2SeqTransformer(nn.Module):
     """Encoder-decoder Transformer over token ids.
+
+    ``width`` is the paper's d_model and ``ff_width`` its d_ff; ``depth`` layers in the encoder
+    and, unless ``decoder_depth`` says otherwise, in the decoder.
 
     ``encode(src)`` -> Memory, ``decode(tgt_in, memory)`` -> logits; ``forward`` does both
     (teacher forcing). Padding id marks source positions the encoder and decoder ignore.
@@ -150,19 +172,20 @@ class Seq2SeqTransformer(nn.Module):
         src_vocab_size: int,
         tgt_vocab_size: int,
         pad_id: int = 0,
-        d_model: int = 128,
+        width: int = 128,
         heads: int = 4,
-        enc_layers: int = 2,
-        dec_layers: int = 2,
-        d_ff: int = 512,
+        depth: int = 2,
+        decoder_depth: int | None = None,
+        ff_width: int = 512,
         dropout: float = 0.1,
         norm_first: bool = False,
-        positional: str = "sinusoidal",
+        positional: Positional = "sinusoidal",
         max_len: int = 512,
         tie_embeddings: bool = False,
-        norm: str = "layer",
+        norm: SequenceNorm = "layer",
     ):
         super().__init__()
+        d_model, d_ff = width, ff_width  # the paper's names
         self.pad_id = pad_id
         self.d_model = d_model
         self.src_embed = nn.Embedding(src_vocab_size, d_model, padding_idx=pad_id)
@@ -171,10 +194,11 @@ class Seq2SeqTransformer(nn.Module):
         self.tgt_pos = positional_encoding(positional, d_model, max_len)
         self.embed_dropout = nn.Dropout(dropout)
         self.encoder = nn.ModuleList(
-            EncoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(enc_layers)
+            EncoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(depth)
         )
         self.decoder = nn.ModuleList(
-            DecoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(dec_layers)
+            DecoderLayer(d_model, heads, d_ff, dropout, norm_first, norm)
+            for _ in range(depth if decoder_depth is None else decoder_depth)
         )
         # Pre-LN stacks need a final norm; post-LN outputs are already normalised.
         self.enc_norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
@@ -215,9 +239,7 @@ class Seq2SeqTransformer(nn.Module):
         return torch.stack([layer.last_cross_weights for layer in self.decoder])
 
 
-POOLINGS = ("mean", "first")
-
-
+@register("model", "transformer_classifier", check=check_transformer, data=(TokenDims,))
 class TransformerClassifier(nn.Module):
     """Encoder-only Transformer over token ids -> class logits.
 
@@ -231,20 +253,19 @@ class TransformerClassifier(nn.Module):
         vocab_size: int,
         num_classes: int,
         pad_id: int = 0,
-        d_model: int = 128,
+        width: int = 128,
         heads: int = 4,
-        layers: int = 2,
-        d_ff: int = 512,
+        depth: int = 2,
+        ff_width: int = 512,
         dropout: float = 0.1,
         norm_first: bool = False,
-        positional: str = "sinusoidal",
-        pooling: str = "mean",
+        positional: Positional = "sinusoidal",
+        pooling: Literal["mean", "first"] = "mean",
         max_len: int = 512,
-        norm: str = "layer",
+        norm: SequenceNorm = "layer",
     ):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling={pooling!r}; allowed: {', '.join(POOLINGS)}")
+        d_model, d_ff = width, ff_width  # the paper's names
         self.pad_id = pad_id
         self.d_model = d_model
         self.pooling = pooling
@@ -253,7 +274,7 @@ class TransformerClassifier(nn.Module):
         self.embed_dropout = nn.Dropout(dropout)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "first" else None
         self.encoder = nn.ModuleList(
-            EncoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(layers)
+            EncoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(depth)
         )
         self.norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
         self.head = nn.Linear(d_model, num_classes)

@@ -1,33 +1,35 @@
-"""The job side of a sweep: find the trial named in ``cfg.trial`` and prune it from Lightning."""
+"""The job side of a sweep: the pruning callback that the sweeper adds to each job's callbacks.
+
+The sweeper hands every job ``callbacks.optuna_pruning`` (this module's ``FitPruning.for_trial``
+with the study, storage and trial id) and the trial's MLflow tags through overrides; the run
+builds them like any other callback and tag.
+"""
 
 from __future__ import annotations
 
 import lightning.pytorch as L
 import optuna
 from lightning.pytorch.trainer.states import TrainerFn
-from omegaconf import DictConfig
 from optuna_integration import PyTorchLightningPruningCallback
 
 from attnlab.sweeper.study import PRUNER_ATTR, make_pruner
 
 
-def load_trial(cfg: DictConfig) -> optuna.Trial:
+def load_trial(study_name: str, storage: str, trial_id: int) -> optuna.Trial:
     """The running trial, reached through the storage (works in any launcher's process).
 
     A pruner is not stored with a study, so the sweeper saves its spec as a study attribute
     and the job builds the same pruner from it.
     """
-    study = optuna.load_study(study_name=cfg.trial.study_name, storage=cfg.trial.storage)
+    study = optuna.load_study(study_name=study_name, storage=storage)
     pruner = make_pruner(study.user_attrs[PRUNER_ATTR])
-    study = optuna.load_study(
-        study_name=cfg.trial.study_name, storage=cfg.trial.storage, pruner=pruner
-    )
-    return optuna.Trial(study, cfg.trial.id)
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
+    return optuna.Trial(study, trial_id)
 
 
-def pruning_monitor(cfg: DictConfig) -> str:
+def pruning_monitor(objective_metric: str) -> str:
     """The validation twin of the objective: test/error -> val/error."""
-    return "val/" + cfg.objective.metric.split("/", 1)[1]
+    return "val/" + objective_metric.split("/", 1)[1]
 
 
 class FitPruning(PyTorchLightningPruningCallback):
@@ -37,18 +39,13 @@ class FitPruning(PyTorchLightningPruningCallback):
     epoch already reported and could prune a trial that has finished.
     """
 
+    @classmethod
+    def for_trial(
+        cls, study_name: str, storage: str, trial_id: int, objective: str
+    ) -> FitPruning:
+        """Report the objective's validation twin each epoch; raise TrialPruned when told to."""
+        return cls(load_trial(study_name, storage, trial_id), pruning_monitor(objective))
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_validation_end(trainer, pl_module)
-
-
-def pruning_callback(cfg: DictConfig) -> FitPruning:
-    """Report the objective's validation twin each epoch; raise TrialPruned when told to."""
-    return FitPruning(load_trial(cfg), monitor=pruning_monitor(cfg))
-
-
-def trial_tags(cfg: DictConfig) -> dict[str, str]:
-    tags = {"optuna.study": cfg.trial.study_name, "optuna.trial_number": str(cfg.trial.number)}
-    if cfg.trial.get("parent_run_id"):
-        tags["mlflow.parentRunId"] = cfg.trial.parent_run_id
-    return tags

@@ -11,17 +11,24 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric, SumMetric
 
-from attnlab.regularization import weight_penalty
+from attnlab.regularization import TASK_KEYS, Ensemble, decay_groups, weight_penalty
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+# What the run passes to every task, beside the data's sizes: built objects and the
+# regularization group's values (attnlab.regularization.TASK_KEYS) that the task takes.
+RUNTIME = ("model", "optimizer", "scheduler", *TASK_KEYS)
 
 
 class BaseTask(L.LightningModule):
     """Holds the model and builds its optimizer and per-step scheduler from config factories.
 
-    Subclasses call ``save_hyperparameters`` with ``l1`` and ``l2`` among their arguments.
+    Subclasses call ``save_hyperparameters`` with ``l1`` and ``l2`` among their arguments,
+    and name their ``metric_names`` (the objective and monitors choose among them).
     """
+
+    metric_names: tuple[str, ...] = ()
+    supports_ensembles = False  # whether the model may be an Ensemble of members
 
     def __init__(
         self,
@@ -41,13 +48,14 @@ class BaseTask(L.LightningModule):
         each member gets the same strength as a single model.
         """
         if self.hparams.l1 or self.hparams.l2:
-            members = len(getattr(self.model, "members", [self.model]))
+            members = len(self.model.members) if isinstance(self.model, Ensemble) else 1
             penalty = weight_penalty(self.model, self.hparams.l1, self.hparams.l2)
             return loss + penalty / members
         return loss
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        # weight decay on weight matrices only (regularization.decay_groups)
+        optimizer = self.optimizer_factory(params=decay_groups(self.model))
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)

@@ -8,9 +8,19 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassHammingDistance
 
-from attnlab.tasks.base import BaseTask, BucketMetrics, OptimizerFactory, SchedulerFactory
+from attnlab.contracts import ImageDims, TokenDims
+from attnlab.registry import register
+from attnlab.regularization import Ensemble
+from attnlab.tasks.base import (
+    RUNTIME,
+    BaseTask,
+    BucketMetrics,
+    OptimizerFactory,
+    SchedulerFactory,
+)
 
 
+@register("task", "classify", data=(TokenDims, ImageDims), runtime=RUNTIME)
 class ClassifyTask(BaseTask):
     """Trains any model with ``forward(x) -> logits (B, num_classes)``.
 
@@ -33,7 +43,7 @@ class ClassifyTask(BaseTask):
         label_smoothing: float = 0.0,
         l1: float = 0.0,
         l2: float = 0.0,
-        group_names: list[str] | None = None,
+        group_names: tuple[str, ...] = (),
     ):
         super().__init__(model, optimizer, scheduler)
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
@@ -47,7 +57,7 @@ class ClassifyTask(BaseTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.train_eval_error = MulticlassHammingDistance(num_classes, average="micro")
-        if hasattr(model, "member_logits"):  # each member is scored too: {split}/member{k}/acc
+        if isinstance(model, Ensemble):  # each member is scored too: {split}/member{k}/acc
             self.member_metrics = nn.ModuleDict(
                 {
                     split: nn.ModuleList(
@@ -61,7 +71,7 @@ class ClassifyTask(BaseTask):
                 split: BucketMetrics(
                     split,
                     "group",
-                    list(group_names or []),
+                    list(group_names),
                     lambda: {"acc": MulticlassAccuracy(num_classes, average="micro")},
                 )
                 for split in ("val", "test")
@@ -74,7 +84,7 @@ class ClassifyTask(BaseTask):
     def _step(self, batch, split: str) -> Tensor:
         x, y = batch[0], batch[1]
         size = y.size(0)
-        if hasattr(self.model, "member_logits"):
+        if isinstance(self.model, Ensemble):
             logits, loss = self._ensemble_step(x, y, split)
         else:
             logits = self.model(x)  # (B, num_classes)

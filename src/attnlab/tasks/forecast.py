@@ -8,10 +8,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from attnlab.contracts import SeriesDims
 from attnlab.errors import ConfigError
-from attnlab.tasks.base import BaseTask, OptimizerFactory, SchedulerFactory
+from attnlab.registry import Settings, register
+from attnlab.tasks.base import RUNTIME, BaseTask, OptimizerFactory, SchedulerFactory
 
 
+def check_forecast(c: Settings) -> None:
+    c.fraction("teacher_forcing", high_open=False)
+
+
+@register("task", "forecast", check=check_forecast, data=(SeriesDims,), runtime=RUNTIME)
 class ForecastTask(BaseTask):
     """Trains any model with ``forward(inputs (B, L, F)) -> (B, horizon, 1)`` by MSE.
 

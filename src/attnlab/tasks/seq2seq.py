@@ -9,17 +9,36 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 from torchmetrics.text import BLEUScore
 
+from attnlab.contracts import PairDims
 from attnlab.models.decoding import beam_search, greedy_decode
-from attnlab.tasks.base import BaseTask, BucketMetrics, OptimizerFactory, SchedulerFactory
+from attnlab.registry import Settings, register
+from attnlab.tasks.base import (
+    RUNTIME,
+    BaseTask,
+    BucketMetrics,
+    OptimizerFactory,
+    SchedulerFactory,
+)
 
 
+def check_seq2seq(c: Settings) -> None:
+    if c.beam_width < 1:
+        c.fail("beam_width", ">= 1 (1: greedy decoding)")
+    c.non_negative("length_penalty")
+    edges = list(c.length_buckets)
+    if any(e <= 0 for e in edges) or sorted(set(edges)) != edges:
+        c.fail("length_buckets", "increasing positive lengths")
+
+
+@register("task", "seq2seq", check=check_seq2seq, data=(PairDims,), runtime=RUNTIME)
 class Seq2SeqTask(BaseTask):
     """Trains any model that has ``forward(src, tgt_in)``, ``encode`` and ``decode``.
 
     The loss is cross-entropy over real target tokens only: ``ignore_index=pad_id`` gives
     sum(loss * w) / sum(w) with w = 0 on padding, the weighted loss of notes §3.3.
     Validation and test decode (greedily, or by beam search when ``beam_width`` > 1) and score
-    the decoded ids against the targets.
+    the decoded ids against the targets; ``length_buckets`` (e.g. [20, 40]) also scores every
+    metric for the source lengths lt20, 20-39 and ge40.
     """
 
     metric_names = ("loss", "token_acc", "exact_match", "bleu")
@@ -39,7 +58,7 @@ class Seq2SeqTask(BaseTask):
         l2: float = 0.0,
         beam_width: int = 1,
         length_penalty: float = 0.0,
-        length_buckets: list[int] | None = None,
+        length_buckets: list[int] = (),
     ):
         super().__init__(model, optimizer, scheduler)
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
@@ -58,7 +77,7 @@ class Seq2SeqTask(BaseTask):
         self.bleu = nn.ModuleDict({split: BLEUScore(n_gram=4) for split in ("val", "test")})
         # The same metrics per source-length bucket: edges [10, 20] -> lengths lt10, 10-19,
         # ge20, logged as <split>/<metric>_by_len/<bucket>.
-        self.bucket_edges = torch.tensor(sorted(length_buckets or []))
+        self.bucket_edges = torch.tensor(sorted(length_buckets), dtype=torch.long)
         names = _bucket_names(self.bucket_edges.tolist())
         self.buckets = nn.ModuleDict(
             {

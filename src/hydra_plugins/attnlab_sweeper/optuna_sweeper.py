@@ -160,16 +160,24 @@ class OptunaSweeper(Sweeper):
         return self.n_trials - len(started)
 
     def _trial_overrides(self, trial: optuna.Trial, tracker: SweepTracker) -> list[str]:
+        """The sampled values, then what makes the job a trial: its pruning callback and tags."""
         sampled = [f"{key}={_override_value(value)}" for key, value in trial.params.items()]
-        link = [
-            f"++trial.study_name={self.study_name}",
-            f"++trial.storage='{self.storage_url}'",
-            f"++trial.number={trial.number}",
-            f"++trial.id={trial._trial_id}",
-        ]
+        pruning = {
+            "_target_": "attnlab.sweeper.trial.FitPruning.for_trial",
+            "study_name": self.study_name,
+            "storage": self.storage_url,
+            "trial_id": trial._trial_id,
+            "objective": "${objective.metric}",
+        }
+        tags = {"optuna.study": self.study_name, "optuna.trial_number": trial.number}
         if tracker.parent_run_id:
-            link.append(f"++trial.parent_run_id={tracker.parent_run_id}")
-        return sampled + link
+            tags["mlflow.parentRunId"] = tracker.parent_run_id
+        return [
+            *sampled,
+            f"++callbacks.optuna_pruning={_override_dict(pruning)}",
+            f"++tags={_override_dict(tags)}",
+            f"++trial.number={trial.number}",
+        ]
 
     @staticmethod
     def _tell(study: optuna.Study, trial: optuna.Trial, job) -> float | None:
@@ -192,6 +200,16 @@ class OptunaSweeper(Sweeper):
 def _first_point(space: dict) -> dict[str, Any]:
     """The first choice or the low end of every distribution."""
     return {k: d.choices[0] if hasattr(d, "choices") else d.low for k, d in space.items()}
+
+
+def _override_dict(values: dict[str, Any]) -> str:
+    """A dict as Hydra override text; strings quoted, so URLs and interpolations stay whole."""
+    items = (f"{k}:{_quoted(v) if isinstance(v, str) else v}" for k, v in values.items())
+    return "{" + ",".join(items) + "}"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _override_value(value: Any) -> str:

@@ -1,104 +1,30 @@
-"""Seeded synthetic tasks that tell sequence models apart.
-
-Seq2seq (strings -> strings, through PairsDataModule): copy, reverse and sort random strings.
-Classification (token ids -> a label, with a group per example for per-bucket scores):
-long-range agreement (notes §9.1) and order vs count (notes §4.8, §9.2). Every split is drawn
-from its own stream seeded by (seed, split), so each split is reproducible on its own.
+"""Sequence classification probes that tell sequence models apart, each with a group per
+example for per-bucket scores: long-range agreement (notes §9.1) and order vs count (notes §4.8,
+§9.2). Every split is drawn from its own stream seeded by (seed, split).
 """
 
 from __future__ import annotations
 
 import random
-import string
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
+from typing import Literal
 
 import lightning.pytorch as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from attnlab.contracts import TokenDims
 from attnlab.data.bucketing import bucketed_loader
-from attnlab.data.loaders import SplitLoaders
-from attnlab.data.seq2seq import SPLITS, Pairs, PairsDataModule
+from attnlab.data.loaders import SplitLoaders, check_loading
+from attnlab.data.sampling import bucket_ranges, check_buckets, split_rng
+from attnlab.data.seq2seq import SPLITS
 from attnlab.data.text import pad_batch
-
-SYMBOL_TASKS: dict[str, Callable[[str], str]] = {
-    "copy": lambda text: text,
-    "reverse": lambda text: text[::-1],
-    "sort": lambda text: "".join(sorted(text)),
-}
-ALPHABET = string.ascii_lowercase
+from attnlab.registry import Settings, register
 
 Example = tuple[list[int], int, int]  # token ids, label, group (bucket index)
-
-
-def split_rng(seed: int, split: str) -> random.Random:
-    """The random stream of one split: the same for a seed whatever the other splits' sizes."""
-    return random.Random(f"{seed}:{split}")
-
-
-def _check_range(name: str, low: int, high: int, least: int) -> None:
-    if not least <= low <= high:
-        raise ValueError(f"{name}: need {least} <= min ({low}) <= max ({high})")
-
-
-def bucket_ranges(low: int, high: int, edges: Sequence[int]) -> list[tuple[int, int]]:
-    """Inclusive ranges cut at ``edges`` (the first value of every bucket after the first).
-
-    bucket_ranges(1, 40, [5, 9, 14, 21]) -> [(1, 4), (5, 8), (9, 13), (14, 20), (21, 40)].
-    """
-    edges = list(edges)
-    if edges != sorted(set(edges)) or any(not low < edge <= high for edge in edges):
-        raise ValueError(f"bucket edges {edges}: increasing, each in ({low}, {high}]")
-    return list(zip([low, *edges], [edge - 1 for edge in edges] + [high], strict=True))
-
-
-def make_symbol_pairs(
-    task: str, size: int, n_symbols: int, min_len: int, max_len: int, rng: random.Random
-) -> Pairs:
-    """``size`` random strings over the first ``n_symbols`` letters and their transforms."""
-    transform = SYMBOL_TASKS[task]
-    symbols = ALPHABET[:n_symbols]
-    sources = ["".join(rng.choices(symbols, k=rng.randint(min_len, max_len))) for _ in range(size)]
-    return [(source, transform(source)) for source in sources]
-
-
-class SymbolsDataModule(PairsDataModule):
-    """copy / reverse / sort strings of ``min_len``..``max_len`` symbols (character level)."""
-
-    def __init__(
-        self,
-        task: str = "reverse",
-        n_symbols: int = 10,
-        min_len: int = 5,
-        max_len: int = 20,
-        n_train: int = 10000,
-        n_val: int = 500,
-        n_test: int = 1000,
-        seed: int = 0,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        bucketing: bool = False,
-    ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers, bucketing=bucketing)
-        if task not in SYMBOL_TASKS:
-            raise ValueError(f"task={task!r}; allowed: {', '.join(SYMBOL_TASKS)}")
-        if not 1 <= n_symbols <= len(ALPHABET):
-            raise ValueError(f"n_symbols={n_symbols}; allowed: 1 to {len(ALPHABET)}")
-        _check_range("length", min_len, max_len, 1)
-        self.task, self.n_symbols = task, n_symbols
-        self.min_len, self.max_len = min_len, max_len
-        self.sizes = {"train": n_train, "val": n_val, "test": n_test}
-        self.seed = seed
-
-    def make_splits(self) -> dict[str, Pairs]:
-        shape = (self.n_symbols, self.min_len, self.max_len)
-        return {
-            split: make_symbol_pairs(self.task, size, *shape, split_rng(self.seed, split))
-            for split, size in self.sizes.items()
-        }
 
 
 class ExampleDataset(Dataset):
@@ -180,15 +106,15 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
         return [f"{low}-{high}" for low, high in self.ranges]
 
     @property
-    def dims(self) -> dict:
+    def dims(self) -> TokenDims:
         every = (ids for examples in self.examples.values() for ids, _, _ in examples)
-        return {
-            "vocab_size": len(self.itos),
-            "num_classes": self.num_classes,
-            "pad_id": self.pad_id,
-            "group_names": self.group_names,
-            "max_src_len": max(map(len, every)),
-        }
+        return TokenDims(
+            vocab_size=len(self.itos),
+            num_classes=self.num_classes,
+            pad_id=self.pad_id,
+            max_src_len=max(map(len, every)),
+            group_names=tuple(self.group_names),
+        )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         collate = partial(collate_examples, pad_id=self.pad_id)
@@ -212,6 +138,14 @@ VERB = 1
 SUBJECTS = (2, 3)  # singular, plural subject
 
 
+def check_agreement(c: Settings) -> None:
+    check_loading(c)
+    check_buckets(c, "distance", 1)
+    c.positive("n_nouns", "n_fillers", "max_prefix")
+    c.fraction("attractor_rate", high_open=False)
+
+
+@register("data", "agreement", check=check_agreement)
 class AgreementDataModule(SequenceClassificationDataModule):
     """Long-range agreement (notes §9.1): which number must the verb at the end take?
 
@@ -247,11 +181,6 @@ class AgreementDataModule(SequenceClassificationDataModule):
         num_workers: int = 0,
         bucketing: bool = False,
     ):
-        _check_range("distance", min_distance, max_distance, 1)
-        if not 0.0 <= attractor_rate <= 1.0:
-            raise ValueError(f"attractor_rate={attractor_rate}; allowed: [0, 1]")
-        if min(n_nouns, n_fillers, max_prefix) < 1:
-            raise ValueError("n_nouns, n_fillers and max_prefix must be >= 1")
         itos = [
             "<pad>", "<verb>", "<subj:sg>", "<subj:pl>",
             *(f"sg{i}" for i in range(n_nouns)),
@@ -317,9 +246,15 @@ class AgreementDataModule(SequenceClassificationDataModule):
 
 
 A, B = 1, 2
-QUESTIONS = ("order", "count")
 
 
+def check_order_count(c: Settings) -> None:
+    check_loading(c)
+    check_buckets(c, "len", 2 if c.question == "order" else 3)
+    c.positive("n_fillers")
+
+
+@register("data", "order_count", check=check_order_count)
 class OrderCountDataModule(SequenceClassificationDataModule):
     """Order vs count (notes §4.8, §9.2): the same tokens, two questions; group = length bucket.
 
@@ -335,7 +270,7 @@ class OrderCountDataModule(SequenceClassificationDataModule):
 
     def __init__(
         self,
-        question: str = "order",
+        question: Literal["order", "count"] = "order",
         min_len: int = 8,
         max_len: int = 32,
         bucket_edges: Sequence[int] = (16, 24),
@@ -348,11 +283,6 @@ class OrderCountDataModule(SequenceClassificationDataModule):
         num_workers: int = 0,
         bucketing: bool = False,
     ):
-        if question not in QUESTIONS:
-            raise ValueError(f"question={question!r}; allowed: {', '.join(QUESTIONS)}")
-        _check_range("length", min_len, max_len, 2 if question == "order" else 3)
-        if n_fillers < 1:
-            raise ValueError(f"n_fillers={n_fillers}; allowed: >= 1")
         itos = ["<pad>", "A", "B", *(f"w{i}" for i in range(n_fillers))]
         super().__init__(
             bucket_ranges(min_len, max_len, bucket_edges),
