@@ -29,6 +29,10 @@ DEFAULT_METRICS = (
 GAP = "gap"
 
 
+# Params the sweeper adds to each trial's job: which trial it is, not what it tries.
+SWEEP_BOOKKEEPING = ("param:trial.", "param:tags.", "param:callbacks.optuna_pruning.")
+
+
 def load_runs(
     client: MlflowClient, experiment: str, sweep: str | None, metrics: list[str]
 ) -> pd.DataFrame:
@@ -62,7 +66,7 @@ def load_runs(
         c
         for c in params
         if table[c].nunique(dropna=False) > 1
-        and "trial." not in c  # the sweeper's bookkeeping
+        and not c.startswith(SWEEP_BOOKKEEPING)
         and not table[c].astype(str).str.contains(os.sep).all()  # per-run output paths
     ]
     table = table[["run", "status", *varying, *[m for m in metrics if table[m].notna().any()]]]
