@@ -21,10 +21,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.errors import ConfigError
+from attnlab.run_names import describe, job_pairs, swept_keys, trial_name
+from attnlab.ui import prepare_experiment
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -64,21 +68,59 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "host": socket.gethostname(),
         "task_name": cfg.task_name,
     }
+    if HydraConfig.initialized():  # the job: its number in a multirun, and all its overrides
+        hydra = HydraConfig.get()
+        tags["hydra.job_num"] = str(hydra.job.num)
+        tags["hydra.overrides"] = shlex.join(hydra.overrides.task)
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
     return tags
 
 
-def run_name(cfg: DictConfig, output_dir: str | None) -> str | None:
-    """The configured name, else trial-N in a sweep, else the output folder's name.
+def choice_params() -> dict[str, str]:
+    """The option of each config group (``choices.model = rnn_classifier``): what a group
+    override such as ``model=rnn_classifier`` changed, as one param."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        f"choices.{group}": str(option)
+        for group, option in choices.items()
+        if option is not None and not group.startswith("hydra")
+    }
 
-    MLflow's own random names would repeat here: they come from Python's RNG, which
-    seed_everything has just seeded.
+
+def distinguishing(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """What tells this run apart from its siblings: a trial's sampled values, the values a
+    multirun swept, else the job's overrides (see attnlab.run_names)."""
+    if cfg.get("trial"):
+        from attnlab.sweeper.trial import sampled_values
+
+        return list(sampled_values(cfg).items())
+    if not HydraConfig.initialized():
+        return []
+    hydra = HydraConfig.get()
+    swept = swept_keys(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
+    return job_pairs(hydra.overrides.task, swept)
+
+
+def run_name(cfg: DictConfig, pairs: list[tuple[str, Any]]) -> str:
+    """The configured name, else ``trial-N`` and its sampled values, else what ``pairs`` set.
+
+    Never MLflow's own random names: they come from Python's RNG, which seed_everything has
+    just seeded, so they would repeat.
     """
     if cfg.logger.get("run_name"):
         return cfg.logger.run_name
     if cfg.get("trial"):
-        return f"trial-{cfg.trial.number}"
-    return f"{cfg.task_name}/{Path(output_dir).name}" if output_dir else None
+        return trial_name(cfg.trial.number, dict(pairs))
+    return describe(pairs)
+
+
+def compare_columns(pairs: list[tuple[str, Any]]) -> list[str]:
+    """The params behind ``pairs``: a group's option is its ``choices.`` param."""
+    groups = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    keys = [key for key, _ in pairs if not key.startswith("~")]
+    return [f"choices.{key}" if key in groups else key for key in keys]
 
 
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")  # MLflow's SQL stores
@@ -196,13 +238,22 @@ def mlflow_run(
     FAILED on any other exception, Ctrl-C and SIGTERM included.
     """
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    pairs = distinguishing(cfg)
     with sqlite_store_lock(cfg.logger.tracking_uri):
-        mlflow.set_experiment(cfg.logger.experiment_name)
+        experiment = mlflow.set_experiment(cfg.logger.experiment_name)
+        minimize = cfg.objective.direction == "minimize"
+        prepare_experiment(
+            mlflow.MlflowClient(),
+            experiment.experiment_id,
+            compare_columns(pairs),
+            cfg.objective.metric,
+            minimize,
+        )
     tags = {**run_tags(cfg), **(extra_tags or {})}
     with _sigterm_raises():
-        run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=tags)
+        run = mlflow.start_run(run_name=run_name(cfg, pairs), tags=tags)
         try:
-            mlflow.log_params(config_params(cfg))
+            mlflow.log_params({**config_params(cfg), **choice_params()})
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             hydra_dir = Path(output_dir or "", ".hydra")
             if output_dir and hydra_dir.is_dir():

@@ -25,6 +25,11 @@ def load_trial(cfg: DictConfig) -> optuna.Trial:
     return optuna.Trial(study, cfg.trial.id)
 
 
+def sampled_values(cfg: DictConfig) -> dict:
+    """The values Optuna sampled for the job's trial (its run is named after them)."""
+    return optuna.storages.get_storage(cfg.trial.storage).get_trial(cfg.trial.id).params
+
+
 def pruning_monitor(cfg: DictConfig) -> str:
     """The validation twin of the objective: test/error -> val/error."""
     return "val/" + cfg.objective.metric.split("/", 1)[1]
