@@ -137,6 +137,10 @@ def test_ui_prints_the_runs_table_of_the_latest_or_named_experiment(capsys, tiny
     assert sorted(r.info.run_name for r in runs) == ["optim.lr=0.001", "optim.lr=0.003"]
     assert sorted(r.data.tags["hydra.job_num"] for r in runs) == ["0", "1"]
     assert {r.data.params["choices.model"] for r in runs} == {"transformer"}
+    for record in runs:  # per-run folders are a tag, not params that differ between any two runs
+        folder = record.data.tags["output_dir"]
+        assert not [k for k, v in record.data.params.items() if v.startswith(folder)]
+        assert "callbacks.model_checkpoint.monitor" in record.data.params
     state = json.loads(json.loads(experiment.tags[VIEW_TAG])["state"])
     assert state["selectedColumns"] == ["params.`optim.lr`", "metrics.`test/exact_match`"]
     expected = runs_url("http://127.0.0.1:5000", experiment.experiment_id)

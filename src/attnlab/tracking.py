@@ -45,10 +45,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_params(cfg: DictConfig) -> dict[str, str]:
-    """Every key of the resolved config as a dotted MLflow param, values cut to MLflow's limit."""
+def config_params(cfg: DictConfig, output_dir: str | None = None) -> dict[str, str]:
+    """Every key of the resolved config as a dotted MLflow param, values cut to MLflow's limit.
+
+    Paths inside the run's own output folder are left out: they differ between any two runs
+    and would fill MLflow's "show diff only" compare view (the folder is the tag output_dir).
+    """
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {key: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flatten(resolved).items()}
+    params = {key: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flatten(resolved).items()}
+    if output_dir:
+        folder = Path(output_dir)
+        params = {k: v for k, v in params.items() if not Path(v).is_relative_to(folder)}
+    return params
 
 
 def git_commit(directory: Path) -> str:
@@ -250,10 +258,12 @@ def mlflow_run(
             minimize,
         )
     tags = {**run_tags(cfg), **(extra_tags or {})}
+    if output_dir:
+        tags["output_dir"] = output_dir
     with _sigterm_raises():
         run = mlflow.start_run(run_name=run_name(cfg, pairs), tags=tags)
         try:
-            mlflow.log_params({**config_params(cfg), **choice_params()})
+            mlflow.log_params({**config_params(cfg, output_dir), **choice_params()})
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             hydra_dir = Path(output_dir or "", ".hydra")
             if output_dir and hydra_dir.is_dir():
