@@ -150,6 +150,20 @@ def test_ui_prints_the_runs_table_of_the_latest_or_named_experiment(capsys, tiny
     )
 
 
+def test_a_single_run_is_named_by_its_overrides_and_ui_opens_its_experiment(
+    capsys, tiny, tracking_uri
+):
+    main(["train", *tiny, "debug=limit", "logger.log_model=false", "model.heads=4"])
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("date_transformer")
+    (record,) = client.search_runs([experiment.experiment_id], max_results=10)
+    name = record.info.run_name  # tiny's overrides and model.heads=4 after its model.heads=2
+    assert name.startswith("n_train=256 n_val=32 ") and " heads=4 " in name and "=2 " not in name
+    assert "hydra.job_num" not in record.data.tags  # not a multirun
+    assert record.data.tags["hydra.overrides"].endswith("logger.log_model=false model.heads=4")
+    assert printed_url(capsys) == runs_url("http://127.0.0.1:5000", experiment.experiment_id)
+
+
 def test_ui_names_the_experiments_when_one_is_unknown(capsys, tracking_uri):
     MlflowClient(tracking_uri).create_experiment("agreement")
     capsys.readouterr()  # MLflow's lines about the new store

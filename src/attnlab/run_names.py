@@ -83,11 +83,12 @@ def swept_keys(sweep_dir: str | Path) -> set[str] | None:
 
 
 def job_pairs(overrides: Iterable[str], swept: set[str] | None) -> list[tuple[str, str]]:
-    """The (key, value) pairs of a job's overrides that tell it apart from its siblings."""
-    pairs = [split_override(text) for text in overrides]
+    """The (key, value) pairs of a job's overrides that tell it apart from its siblings; a key
+    given twice has its last value, as in the config."""
+    pairs = dict(split_override(text) for text in overrides)
     if swept:
-        return [(key, value) for key, value in pairs if key in swept]
-    return [(key, value) for key, value in pairs if not is_quiet(key.lstrip("~"))]
+        return [(key, value) for key, value in pairs.items() if key in swept]
+    return [(key, value) for key, value in pairs.items() if not is_quiet(key.lstrip("~"))]
 
 
 def trial_name(number: int, sampled: Mapping[str, Any]) -> str:

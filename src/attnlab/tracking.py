@@ -76,10 +76,11 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "host": socket.gethostname(),
         "task_name": cfg.task_name,
     }
-    if HydraConfig.initialized():  # the job: its number in a multirun, and all its overrides
+    if HydraConfig.initialized():  # the job: all its overrides, and its number in a multirun
         hydra = HydraConfig.get()
-        tags["hydra.job_num"] = str(hydra.job.num)
         tags["hydra.overrides"] = shlex.join(hydra.overrides.task)
+        if hydra.mode == RunMode.MULTIRUN:
+            tags["hydra.job_num"] = str(hydra.job.num)
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
     return tags
 
