@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.parse
 
 import optuna
 import pytest
@@ -26,7 +25,7 @@ from attnlab.ui import (
     KIND,
     KIND_TAG,
     VIEW_TAG,
-    compare_url,
+    open_when_up,
     prepare_experiment,
     runs_url,
     view_state,
@@ -119,8 +118,6 @@ def test_addresses():
     )
     assert runs_url(base, "7", view=False).endswith("/7/runs?workflowType=machine_learning")
     assert runs_url(base, None) == f"{base}/#/experiments?workflowType=machine_learning"
-    query = urllib.parse.parse_qs(compare_url(base, "7", ["a", "b"]).split("?", 1)[1])
-    assert json.loads(query["runs"][0]) == ["a", "b"]
 
 
 def printed_url(capsys, *args: str) -> str:
@@ -196,3 +193,35 @@ def test_ui_execs_the_servers_bound_to_loopback(monkeypatch, capsys, tmp_path):
     assert mlflow_ui[-2:] == ["--workers", "1"] and "127.0.0.1" in mlflow_ui
     assert dashboard[0].endswith("optuna-dashboard")
     assert dashboard[1:] == ["sqlite:///optuna.db", "--host", "127.0.0.1", "--port", "8080"]
+
+
+def test_ui_opens_a_browser_where_one_exists(monkeypatch, capsys):
+    opened = []
+    monkeypatch.setattr("os.execv", lambda program, argv: None)
+    monkeypatch.setattr("attnlab.ui.browser_available", lambda: True)
+    monkeypatch.setattr("attnlab.cli.open_later", lambda url, health: opened.append(health))
+    main(["ui", "--no-browser"])
+    main(["ui", "--port", "5001"])
+    assert opened == ["http://127.0.0.1:5001/health"]
+
+
+def test_the_browser_opens_once_the_server_answers(monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    with ThreadingHTTPServer(("127.0.0.1", 0), Healthy) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        health = f"http://127.0.0.1:{server.server_address[1]}/health"
+        open_when_up("http://the/runs/table", health, timeout=10)
+        server.shutdown()
+    assert opened == ["http://the/runs/table"]

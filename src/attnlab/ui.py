@@ -100,12 +100,6 @@ def runs_url(base: str, experiment_id: str | None, view: bool = True) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query)}"
 
 
-def compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
-    """MLflow's compare page of ``run_ids``."""
-    query = {"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])}
-    return f"{base}/#/compare-runs?{urllib.parse.urlencode(query)}"
-
-
 def latest_experiment(client) -> Any | None:
     """The experiment of the run started last (None in a store without runs)."""
     ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
