@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +11,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from helpers.servers import free_port, serving
 
 from attnlab.cli import main
 
@@ -48,12 +47,6 @@ def test_a_bad_backend_store_is_one_line(uri, reason, capsys, monkeypatch):
     assert "postgresql+psycopg://USER@HOST:PORT/DB" in err[0] and reason in err[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def rest(base: str, endpoint: str, body: dict | None = None, **query) -> dict:
     url = f"{base}/api/2.0/{endpoint}?{urllib.parse.urlencode(query)}"
     data = json.dumps(body).encode() if body is not None else None
@@ -79,46 +72,14 @@ def server(fresh_postgres_database, tmp_path):
     backend = fresh_postgres_database.replace("postgresql://", "postgresql+psycopg://", 1)
     artifacts = tmp_path / "artifacts"
     port = free_port()
-    log = (tmp_path / "server.log").open("w")
     command = [
-        sys.executable, "-m", "attnlab.cli", "ui", "--server",
+        sys.executable, "-m", "attnlab.cli", "ui", "--server", "--no-browser",
         "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
         "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: mlflow, uvicorn and the job runner
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited: {(tmp_path / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /health in 180 s: {(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(1)
+    with serving(command, f"{url}/health", tmp_path / "server.log"):
         yield url, artifacts, fresh_postgres_database
-    finally:  # attnlab exits at once; wait for mlflow's processes too, SIGKILL after 30 s
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait()
-        started = time.monotonic()
-        try:
-            while time.monotonic() < started + 40:
-                late = time.monotonic() > started + 30
-                os.killpg(process.pid, signal.SIGKILL if late else 0)
-                time.sleep(0.5)
-        except ProcessLookupError:  # the group is empty
-            pass
-        log.close()
 
 
 @pytest.mark.slow

@@ -16,7 +16,11 @@ commands:
   train [overrides]   train and test one config (Hydra app: -m, --cfg job, key=value ...)
   report --experiment NAME [--sweep STUDY]
                       compare MLflow runs: varying params, metrics, train-test gap
-  ui [--port N]       open the MLflow UI on this directory's runs (sqlite:///mlflow.db)
+  ui [--experiment NAME] [--port N] [--print-url]
+                      the MLflow UI on this directory's runs (sqlite:///mlflow.db), opened at
+                      the runs table of the latest (or named) experiment
+  ui --optuna [--storage URL] [--study NAME]
+                      optuna-dashboard on the sweep storage (default sqlite:///optuna.db)
   ui --server --backend-store-uri URI [--artifacts-destination DIR] [mlflow server options]
                       start a team tracking server that also serves the artifacts
 """
@@ -32,19 +36,83 @@ def check_backend_store(uri: str) -> None:
     check_tracking_store("--backend-store-uri", uri)
 
 
+def local_base(host: str, port: int) -> str:
+    """The address a browser on this machine uses for a server bound to ``host``."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def runs_address(store: str, base: str, name: str | None) -> str:
+    """The runs table of experiment ``name``, or of the one with the latest run."""
+    from mlflow import MlflowClient
+
+    from attnlab.ui import VIEW_TAG, latest_experiment, runs_url
+
+    new_sqlite = store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists()
+    client = None if new_sqlite else MlflowClient(store)
+    if name is None:
+        experiment = latest_experiment(client) if client else None
+    else:
+        experiment = client.get_experiment_by_name(name) if client else None
+        if experiment is None:
+            names = [e.name for e in client.search_experiments()] if client else []
+            allowed = f"an experiment of {store}: {', '.join(names) or 'none yet, run first'}"
+            raise ConfigError("--experiment", name, allowed)
+    if experiment is None:
+        return runs_url(base, None)
+    return runs_url(base, experiment.experiment_id, view=VIEW_TAG in experiment.tags)
+
+
+def study_address(storage: str, base: str, name: str | None) -> str:
+    """optuna-dashboard's page of study ``name``, or of the newest study."""
+    from attnlab.ui import study_ids
+
+    ids = study_ids(storage)
+    if name is not None and name not in ids:
+        raise ConfigError("--study", name, f"a study of {storage}: {', '.join(ids) or 'none'}")
+    study = ids.get(name) if name else max(ids.values(), default=None)
+    return f"{base}/dashboard/studies/{study}" if study is not None else f"{base}/dashboard"
+
+
+def check_sweep_storage(storage: str) -> None:
+    """A sweep storage the dashboard can open: an existing SQLite file or a reachable database."""
+    from attnlab.tracking import check_tracking_store
+
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
+        allowed = "an Optuna storage with a sweep in it (run `attnlab train -m +sweep=...` here)"
+        raise ConfigError("--storage", storage, allowed + ", or another --storage URL")
+    check_tracking_store("--storage", storage)
+
+
+def open_later(url: str, health: str) -> None:
+    """Open ``url`` in a browser once the server answers; the helper outlives this process."""
+    import subprocess
+
+    helper = "import sys; from attnlab.ui import open_when_up; open_when_up(*sys.argv[1:])"
+    subprocess.Popen(
+        [sys.executable, "-c", helper, url, health],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def ui(args: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="attnlab ui",
         allow_abbrev=False,
-        description="Start the MLflow UI, or with --server a team tracking server. "
-        "Options not listed here (--workers, --allowed-hosts, ...) go to mlflow as they are.",
+        description="Start the MLflow UI on the runs table of the latest (or named) experiment, "
+        "with --server a team tracking server, or with --optuna the Optuna dashboard. Options "
+        "not listed here (--workers, --allowed-hosts, ...) go to the server as they are.",
     )
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=int, help="default 5000 (MLflow), 8080 (--optuna)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
         "--backend-store-uri",
         default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
     )
+    parser.add_argument("--experiment", help="open this experiment (default: the latest run's)")
     parser.add_argument(
         "--server", action="store_true", help="run `mlflow server` and serve the artifacts"
     )
@@ -52,23 +120,62 @@ def ui(args: list[str]) -> None:
         "--artifacts-destination",
         help="with --server: where uploaded artifacts are stored (default ./mlartifacts)",
     )
+    parser.add_argument(
+        "--optuna", action="store_true", help="optuna-dashboard on the sweep storage instead"
+    )
+    parser.add_argument("--storage", default="sqlite:///optuna.db", help="with --optuna")
+    parser.add_argument("--study", help="with --optuna: open this study (default: the newest)")
+    parser.add_argument("--no-browser", action="store_true", help="only print the address")
+    parser.add_argument("--print-url", action="store_true", help="print the address and exit")
     opts, passthrough = parser.parse_known_args(args)
     if opts.artifacts_destination and not opts.server:
         parser.error("--artifacts-destination needs --server")
+    if opts.optuna and opts.server:
+        parser.error("--optuna and --server: one at a time")
+    base = local_base(opts.host, opts.port or (8080 if opts.optuna else 5000))
     with report_config_errors():
-        check_backend_store(opts.backend_store_uri)
+        if opts.optuna:
+            check_sweep_storage(opts.storage)
+            url, health = study_address(opts.storage, base, opts.study), f"{base}/dashboard"
+        else:
+            check_backend_store(opts.backend_store_uri)
+            url = runs_address(opts.backend_store_uri, base, opts.experiment)
+            health = f"{base}/health"
+    print(f"{'Optuna dashboard' if opts.optuna else 'MLflow'}: {url}", flush=True)
+    if opts.print_url:
+        return
+    if not opts.no_browser:
+        from attnlab.ui import browser_available
+
+        if browser_available():
+            open_later(url, health)
+    command = optuna_command(parser, opts) if opts.optuna else mlflow_command(opts)
+    # exec: the server takes this process's place, so a supervisor's SIGTERM reaches it directly
+    os.execv(command[0], command + passthrough)
+
+
+def mlflow_command(opts: argparse.Namespace) -> list[str]:
     command = [
         sys.executable, "-m", "mlflow", "server" if opts.server else "ui",
         "--backend-store-uri", opts.backend_store_uri,
-        "--host", opts.host, "--port", str(opts.port),
+        "--host", opts.host, "--port", str(opts.port or 5000),
     ]  # fmt: skip
     if opts.server:
         destination = opts.artifacts_destination or "mlartifacts"
         if len(urllib.parse.urlparse(destination).scheme) < 2:  # a folder (or C:\...)
             destination = str(Path(destination).resolve())
         command += ["--serve-artifacts", "--artifacts-destination", destination]
-    # exec: mlflow takes this process's place, so a supervisor's SIGTERM reaches it directly
-    os.execv(sys.executable, command + passthrough)
+    return command
+
+
+def optuna_command(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> list[str]:
+    import shutil
+
+    here = str(Path(sys.executable).parent)
+    program = shutil.which("optuna-dashboard", path=here) or shutil.which("optuna-dashboard")
+    if program is None:
+        parser.error("optuna-dashboard is not installed: pip install optuna-dashboard")
+    return [program, opts.storage, "--host", opts.host, "--port", str(opts.port or 8080)]
 
 
 def main(argv: list[str] | None = None) -> None:

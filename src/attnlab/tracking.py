@@ -22,12 +22,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.errors import ConfigError
 from attnlab.registry import Component, Settings, add
+from attnlab.run_names import describe, job_pairs, swept_keys, trial_name
+from attnlab.ui import prepare_experiment
 
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
@@ -72,10 +76,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_params(cfg: DictConfig) -> dict[str, str]:
-    """Every key of the resolved config as a dotted MLflow param, values cut to MLflow's limit."""
+def config_params(cfg: DictConfig, output_dir: str | None = None) -> dict[str, str]:
+    """Every key of the resolved config as a dotted MLflow param, values cut to MLflow's limit.
+
+    Paths inside the run's own output folder are left out: they differ between any two runs
+    and would fill MLflow's "show diff only" compare view (the folder is the tag output_dir).
+    """
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {key: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flatten(resolved).items()}
+    params = {key: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flatten(resolved).items()}
+    if output_dir:
+        folder = Path(output_dir)
+        params = {k: v for k, v in params.items() if not Path(v).is_relative_to(folder)}
+    return params
 
 
 def git_commit(directory: Path) -> str:
@@ -95,21 +107,58 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "host": socket.gethostname(),
         "task_name": cfg.task_name,
     }
+    if HydraConfig.initialized():  # the job: all its overrides, and its number in a multirun
+        hydra = HydraConfig.get()
+        tags["hydra.overrides"] = shlex.join(hydra.overrides.task)
+        if hydra.mode == RunMode.MULTIRUN:
+            tags["hydra.job_num"] = str(hydra.job.num)
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
     return tags
 
 
-def run_name(cfg: DictConfig, output_dir: str | None) -> str | None:
-    """The configured name, else trial-N in a sweep, else the output folder's name.
+def choice_params() -> dict[str, str]:
+    """The option of each config group (``choices.model = rnn_classifier``): what a group
+    override such as ``model=rnn_classifier`` changed, as one param."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        f"choices.{group}": str(option)
+        for group, option in choices.items()
+        if option is not None and not group.startswith("hydra")
+    }
 
-    MLflow's own random names would repeat here: they come from Python's RNG, which
-    seed_everything has just seeded.
+
+def distinguishing(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """What tells this run apart from its siblings: a trial's sampled values, the values a
+    multirun swept, else the job's overrides (see attnlab.run_names)."""
+    if not HydraConfig.initialized():
+        return []
+    hydra = HydraConfig.get()
+    if cfg.get("trial"):  # the values it was given for the keys the sweep searches
+        return [(key, OmegaConf.select(cfg, key)) for key in hydra.sweeper.get("params") or {}]
+    swept = swept_keys(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
+    return job_pairs(hydra.overrides.task, swept)
+
+
+def run_name(cfg: DictConfig, pairs: list[tuple[str, Any]]) -> str:
+    """The configured name, else ``trial-N`` and its sampled values, else what ``pairs`` set.
+
+    Never MLflow's own random names: they come from Python's RNG, which seed_everything has
+    just seeded, so they would repeat.
     """
     if cfg.logger.get("run_name"):
         return cfg.logger.run_name
     if cfg.get("trial"):
-        return f"trial-{cfg.trial.number}"
-    return f"{cfg.task_name}/{Path(output_dir).name}" if output_dir else None
+        return trial_name(cfg.trial.number, dict(pairs))
+    return describe(pairs)
+
+
+def compare_columns(pairs: list[tuple[str, Any]]) -> list[str]:
+    """The params behind ``pairs``: a group's option is its ``choices.`` param."""
+    groups = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    keys = [key for key, _ in pairs if not key.startswith("~")]
+    return [f"choices.{key}" if key in groups else key for key in keys]
 
 
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")  # MLflow's SQL stores
@@ -224,12 +273,24 @@ def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
     from optuna import TrialPruned
 
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    pairs = distinguishing(cfg)
     with sqlite_store_lock(cfg.logger.tracking_uri):
-        mlflow.set_experiment(cfg.logger.experiment_name)
+        experiment = mlflow.set_experiment(cfg.logger.experiment_name)
+        minimize = cfg.objective.direction == "minimize"
+        prepare_experiment(
+            mlflow.MlflowClient(),
+            experiment.experiment_id,
+            compare_columns(pairs),
+            cfg.objective.metric,
+            minimize,
+        )
+    tags = run_tags(cfg)
+    if output_dir:
+        tags["output_dir"] = output_dir
     with _sigterm_raises():
-        run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=run_tags(cfg))
+        run = mlflow.start_run(run_name=run_name(cfg, pairs), tags=tags)
         try:
-            mlflow.log_params(config_params(cfg))
+            mlflow.log_params({**config_params(cfg, output_dir), **choice_params()})
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             hydra_dir = Path(output_dir or "", ".hydra")
             if output_dir and hydra_dir.is_dir():
