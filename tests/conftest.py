@@ -6,7 +6,6 @@ import os
 import uuid
 from pathlib import Path
 
-import helpers.registered_model  # noqa: F401  (registers model=test_mean_pool, as a user would)
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -15,6 +14,13 @@ from omegaconf import DictConfig, open_dict
 
 from attnlab.config import register_schemas
 from attnlab.paths import config_dir
+from attnlab.registry import PLUGINS_ENV
+
+# model=test_mean_pool, registered by a module of the tests as a user's own module would be: named
+# in $ATTNLAB_COMPONENTS and importable (tests/ on PYTHONPATH) here and in every child process.
+TESTS = str(Path(__file__).parent)
+os.environ[PLUGINS_ENV] = "helpers.registered_model"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
 
 # A date task and Transformer small enough to train a few steps in seconds.
 TINY = [

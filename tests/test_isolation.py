@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow import MlflowClient
 
 from attnlab.distributed import launch_token
 
@@ -90,6 +91,17 @@ def test_runs_started_in_the_same_second_own_their_folders_and_weights(tmp_path:
             assert state["optimizer_states"][0]["param_groups"][0]["initial_lr"] == float(lr)
         seen.add(lr)
     assert seen == set(rates)
+
+    # both logged to one SQLite store at once (conftest's MLFLOW_TRACKING_URI): both complete
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("digits_mlp")
+    runs = client.search_runs([experiment.experiment_id], max_results=10)
+    assert sorted(r.data.params["optim.lr"] for r in runs) == sorted(rates)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert {"test/acc", "val/acc", "train/loss_epoch"} <= set(run.data.metrics)
+        history = client.get_metric_history(run.info.run_id, "val/acc")
+        assert len(history) == 2  # one value per epoch, none lost to the other writer
 
 
 @pytest.mark.slow

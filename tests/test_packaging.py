@@ -51,7 +51,7 @@ def _install(wheel: Path, tmp_path: Path) -> dict[str, str]:
         capture_output=True,
         timeout=300,
     )
-    return {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    return {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}  # without the tests' components
 
 
 def test_installed_wheel_composes_from_its_own_configs(wheel: Path, tmp_path: Path):

@@ -20,6 +20,7 @@ import dataclasses
 import importlib
 import inspect
 import math
+import os
 import pkgutil
 import types
 import typing
@@ -31,6 +32,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from attnlab.errors import ConfigError
 
+PLUGINS_ENV = "ATTNLAB_COMPONENTS"
 # Packages whose modules register components; importing them fills the registry.
 COMPONENT_PACKAGES = ("attnlab.data", "attnlab.models", "attnlab.tasks")
 COMPONENT_MODULES = (
@@ -157,8 +159,16 @@ class Component:
                 fields.append((name, kind, dataclasses.field(default_factory=value.copy)))
             else:
                 fields.append((name, kind, dataclasses.field(default=default)))
-        name = "".join(part.title() for part in f"{self.group}_{self.name}".split("_"))
-        return dataclasses.make_dataclass(f"{name}Config", fields)
+        # Named in this module (see __getattr__ below), so that pickle refers to the class by
+        # name. Pickled by value, a launcher's returns would overwrite the class's fields in
+        # this process with copies of dataclasses.MISSING, which OmegaConf no longer recognises.
+        schema = dataclasses.make_dataclass(self.schema_name, fields)
+        schema.__module__ = __name__
+        return schema
+
+    @property
+    def schema_name(self) -> str:
+        return "".join(part.title() for part in f"{self.group}_{self.name}_config".split("_"))
 
     def takes(self, name: str) -> bool:
         """Whether the target has a parameter ``name`` (a config key or a runtime one)."""
@@ -238,6 +248,17 @@ def _config_type(hint: Any) -> Any:
 REGISTRY: dict[tuple[str, str], Component] = {}
 
 
+def __getattr__(name: str) -> type:
+    """A component's schema by its class name (``ModelTransformerConfig``), for pickle."""
+    if name.startswith("_") or not name.endswith("Config"):  # probes such as __wrapped__
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    load()
+    for component in list(REGISTRY.values()):
+        if component.schema_name == name:
+            return component.schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def register(group: str, name: str, **options: Any) -> Callable:
     """Class or function decorator: register it as ``group=name`` (see :class:`Component`)."""
 
@@ -259,12 +280,15 @@ def add(component: Component) -> Component:
 
 
 def load() -> None:
-    """Import every module that registers components."""
+    """Import every module that registers components: attnlab's, then those named in
+    $ATTNLAB_COMPONENTS (comma-separated modules of the user's own, importable everywhere the
+    run goes: launchers' worker processes import them too)."""
     for package_name in COMPONENT_PACKAGES:
         package = importlib.import_module(package_name)
         for module in pkgutil.iter_modules(package.__path__, f"{package_name}."):
             importlib.import_module(module.name)
-    for module_name in COMPONENT_MODULES:
+    extra = [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
+    for module_name in (*COMPONENT_MODULES, *extra):
         importlib.import_module(module_name)
 
 
