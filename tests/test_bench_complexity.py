@@ -71,7 +71,8 @@ def test_quick_run_writes_table_plots_and_an_mlflow_run(tmp_path: Path, tracking
         main(["bench", "complexity", "--quick", "--threads", "1", "--out", str(out)])
     assert stop.value.code == 0
     printed = capsys.readouterr().out
-    assert "torch threads 1" in printed and "| time | self-attention | n (d=64) |" in printed
+    assert "torch threads 1" in printed
+    assert "| time | self-attention (fused) | n (d=64) |" in printed
     assert (out / "table.md").read_text().strip() in printed
     plots = {p.name for p in out.glob("*.png")}
     assert plots == {f"{q}_vs_{a}.png" for q in ("time", "saved") for a in ("n", "d")}
