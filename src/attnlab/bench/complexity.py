@@ -83,7 +83,7 @@ class Grid:
     lengths: tuple[int, ...]  # n of the length sweep
     widths: tuple[int, ...]  # d of the width sweeps
     width: int  # d of the length sweep, the crossover and the speed-ups
-    length: int  # n of the width sweep of every layer (n <= d: projections dominate attention)
+    length: int  # n of the width sweep of every layer (n < d fitted: projections dominate)
     long_length: int  # n of attention's second width sweep (n > d: n^2 d dominates)
     batch: int
     min_run_time: float  # seconds of repeats per timed point (blocked_autorange)
@@ -111,7 +111,7 @@ class Grid:
 
 
 def _span(values: tuple[int, ...]) -> str:
-    return f"{values[0]}..{values[-1]} (x2, {len(values)} points)"
+    return ", ".join(map(str, values))
 
 
 DEFAULT = Grid(
