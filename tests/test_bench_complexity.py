@@ -83,3 +83,11 @@ def test_quick_run_writes_table_plots_and_an_mlflow_run(tmp_path: Path, tracking
     assert "speedup/sdpa_all_vs_per_query" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert plots | {"table.md", "points.csv"} <= artifacts
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_device_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "complexity", "--device", "cuda", "--no-mlflow"])
+    assert stop.value.code == 2
+    assert "torch sees no CUDA device" in capsys.readouterr().err
