@@ -1,8 +1,9 @@
-"""``attnlab`` console entry: ``attnlab train ...`` and ``attnlab ui``."""
+"""``attnlab`` console entry: ``attnlab train ...``, ``attnlab bench NAME`` and ``attnlab ui``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import urllib.parse
@@ -16,6 +17,8 @@ commands:
   train [overrides]   train and test one config (Hydra app: -m, --cfg job, key=value ...)
   report --experiment NAME [--sweep STUDY]
                       compare MLflow runs: varying params, metrics, train-test gap
+  bench complexity [--quick] [--out DIR] [--device cpu|cuda] [--no-mlflow]
+                      time and memory of attention, GRU and conv layers vs n and d (notes §9.4)
   ui [--experiment NAME] [--port N] [--print-url]
                       the MLflow UI on this directory's runs (sqlite:///mlflow.db), opened at
                       the runs table of the latest (or named) experiment
@@ -24,6 +27,19 @@ commands:
   ui --server --backend-store-uri URI [--artifacts-destination DIR] [mlflow server options]
                       start a team tracking server that also serves the artifacts
 """
+
+
+BENCHES = {"complexity": "attnlab.bench.complexity"}  # name -> module with main(argv) -> int
+
+
+def bench(args: list[str]) -> None:
+    """``attnlab bench NAME [options]``: run one benchmark of attnlab.bench."""
+    name = args[0] if args else None
+    if name not in BENCHES:
+        what = f"unknown benchmark {name!r}" if name else "no benchmark named"
+        print(f"attnlab bench: {what}; one of {', '.join(BENCHES)}", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(importlib.import_module(BENCHES[name]).main(args[1:]))
 
 
 def check_backend_store(uri: str) -> None:
@@ -193,11 +209,13 @@ def main(argv: list[str] | None = None) -> None:
         from attnlab.report import main as report_main
 
         raise SystemExit(report_main(rest))
+    elif command == "bench":
+        bench(rest)
     elif command == "ui":
         ui(rest)
     else:
         print(
-            f"attnlab: unknown command {command!r}; one of train, report, ui\n\n{USAGE}",
+            f"attnlab: unknown command {command!r}; one of train, report, bench, ui\n\n{USAGE}",
             file=sys.stderr,
         )
         raise SystemExit(2)
