@@ -1,4 +1,5 @@
-"""One-line configuration errors: the key, the value given and what is allowed."""
+"""One-line errors: configuration mistakes (the key, the value given and what is allowed, exit
+code 2) and a diverged training run (the step and the loss, exit code 1)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 EXIT_CONFIG_ERROR = 2
+EXIT_DIVERGED = 1
 
 
 class ConfigError(ValueError):
@@ -20,6 +22,17 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value!r} is not allowed: {self.allowed}"
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite; the run stops at that step."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(  # the message is the only arg, so repr() (a trial's error) says it too
+            f"training diverged: the training loss is {loss} at step {step}; "
+            "lower optim.lr or clip gradients (trainer.gradient_clip_val)"
+        )
+        self.step, self.loss = step, loss
 
 
 def one_line(exc: BaseException) -> str | None:
@@ -62,9 +75,13 @@ def one_line(exc: BaseException) -> str | None:
 
 @contextmanager
 def report_config_errors() -> Iterator[None]:
-    """Turn configuration mistakes into one line on stderr and exit code 2; re-raise the rest."""
+    """Turn configuration mistakes into one line on stderr and exit code 2, a diverged run into
+    one line and exit code 1; re-raise the rest."""
     try:
         yield
+    except Diverged as exc:
+        print(f"attnlab: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED) from None
     except Exception as exc:
         line = one_line(exc)
         if line is None:

@@ -68,6 +68,7 @@ def run(cfg: DictConfig) -> float:
     from lightning.pytorch.callbacks import LearningRateMonitor
     from optuna import TrialPruned
 
+    from attnlab.callbacks import StopOnDivergence
     from attnlab.contracts import HasBaselines
     from attnlab.distributed import is_global_zero, process_rank
     from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
@@ -89,6 +90,7 @@ def run(cfg: DictConfig) -> float:
     model = build_model(cfg, datamodule.dims)
     task = build_task(cfg, model, datamodule.dims)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
+    callbacks.append(StopOnDivergence())  # not a config option: a NaN loss always ends the run
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
     if not tracked:
