@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -81,3 +90,80 @@ def test_a_diverged_trial_fails_and_the_sweep_goes_on(tracking_uri):
     trial_runs = [r for r in runs_of(tracking_uri) if "optuna.trial_number" in r.data.tags]
     status = {r.data.params["optim.lr"]: r.info.status for r in trial_runs}
     assert status == {"1000000.0": "FAILED", "0.001": "FINISHED"}
+
+
+# -- 5. Stale RUNNING runs ---------------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def open_run(client: MlflowClient, experiment_id: str, pid: int, host: str | None = None, **kw):
+    tags = {"host": host or socket.gethostname(), "attnlab.pid": str(pid)}
+    return client.create_run(experiment_id, tags=tags, **kw).info.run_id
+
+
+def test_runs_fix_stale_fails_runs_whose_process_is_gone(tracking_uri, capsys):
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("stale")
+    dead = open_run(client, experiment_id, dead_pid())
+    alive = open_run(client, experiment_id, os.getpid())
+    elsewhere = open_run(client, experiment_id, dead_pid(), host="another-host")
+    # this process started after the run: the pid was taken over by a newer process
+    reused = open_run(client, experiment_id, os.getpid(), start_time=int(time.time() - 3600) * 1000)
+    with pytest.raises(SystemExit):
+        main(["runs"])  # listing only: nothing changes
+    assert {client.get_run(r).info.status for r in (dead, alive, elsewhere, reused)} == {"RUNNING"}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["runs", "--fix-stale"])
+    assert exit_info.value.code == 0
+    status = {r: client.get_run(r).info.status for r in (dead, alive, elsewhere, reused)}
+    assert status == {dead: "FAILED", alive: "RUNNING", elsewhere: "RUNNING", reused: "FAILED"}
+    assert "no longer exists" in client.get_run(dead).data.tags["attnlab.stale"]
+    out = capsys.readouterr().out
+    assert "4 RUNNING, 2 marked FAILED" in out and "unknown (host another-host)" in out
+
+
+def test_a_run_records_its_pid_and_ends_stale_runs_of_its_experiment(make_cfg, tracking_uri):
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("digits_mlp")
+    stale = open_run(client, experiment_id, dead_pid())
+    run(make_cfg(*DIGITS, "debug=fdr"))
+    assert client.get_run(stale).info.status == "FAILED"
+    (record,) = [r for r in runs_of(tracking_uri) if r.info.run_id != stale]
+    assert record.info.status == "FINISHED"
+    assert record.data.tags["attnlab.pid"] == str(os.getpid())
+    assert record.data.tags["host"] == socket.gethostname()
+
+
+def _running_with_metrics(db: Path) -> bool:
+    """Read MLflow's SQLite file read-only while another process writes it."""
+    query = "SELECT COUNT(*) FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid"
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            return connection.execute(query + " WHERE r.status = 'RUNNING'").fetchone()[0] > 0
+    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        return False
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_is_running_until_fix_stale_ends_it_failed(tmp_path, tracking_uri):
+    command = [sys.executable, "-m", "attnlab.cli", "train", *DIGITS[:1], "trainer.max_epochs=200"]
+    command += ["callbacks.early_stopping=null", "trainer.log_every_n_steps=1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not _running_with_metrics(tmp_path / "mlflow.db"):
+        assert time.time() < deadline and process.poll() is None, "the run never trained"
+        time.sleep(1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (killed,) = runs_of(tracking_uri)
+    assert killed.info.status == "RUNNING"  # nothing could end it
+    with pytest.raises(SystemExit):
+        main(["runs", "--fix-stale", "--experiment", "digits_mlp"])
+    (record,) = runs_of(tracking_uri)
+    assert record.info.status == "FAILED"

@@ -16,6 +16,8 @@ commands:
   train [overrides]   train and test one config (Hydra app: -m, --cfg job, key=value ...)
   report --experiment NAME [--sweep STUDY]
                       compare MLflow runs: varying params, metrics, train-test gap
+  runs [--fix-stale] [--experiment NAME]
+                      list runs shown RUNNING; end FAILED those whose process is gone
   ui [--port N]       open the MLflow UI on this directory's runs (sqlite:///mlflow.db)
   ui --server --backend-store-uri URI [--artifacts-destination DIR] [mlflow server options]
                       start a team tracking server that also serves the artifacts
@@ -86,11 +88,15 @@ def main(argv: list[str] | None = None) -> None:
         from attnlab.report import main as report_main
 
         raise SystemExit(report_main(rest))
+    elif command == "runs":
+        from attnlab.runs import main as runs_main
+
+        raise SystemExit(runs_main(rest))
     elif command == "ui":
         ui(rest)
     else:
         print(
-            f"attnlab: unknown command {command!r}; one of train, report, ui\n\n{USAGE}",
+            f"attnlab: unknown command {command!r}; one of train, report, runs, ui\n\n{USAGE}",
             file=sys.stderr,
         )
         raise SystemExit(2)

@@ -93,6 +93,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "git_commit": git_commit(Path(__file__).parent),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "host": socket.gethostname(),
+        "attnlab.pid": str(os.getpid()),  # with host: `attnlab runs` tells a dead owner
         "task_name": cfg.task_name,
     }
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})

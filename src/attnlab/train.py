@@ -71,6 +71,7 @@ def run(cfg: DictConfig) -> float:
     from attnlab.callbacks import StopOnDivergence
     from attnlab.contracts import HasBaselines
     from attnlab.distributed import is_global_zero, process_rank
+    from attnlab.runs import fail_stale_of_experiment
     from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
     from attnlab.trainer import build_trainer, distributed_params
 
@@ -78,6 +79,9 @@ def run(cfg: DictConfig) -> float:
     tracked = bool(cfg.logger.get("_target_")) and is_global_zero()
     if tracked:
         check_tracking_store("logger.tracking_uri", cfg.logger.tracking_uri)
+        stale = fail_stale_of_experiment(cfg.logger.tracking_uri, cfg.logger.experiment_name)
+        if stale:
+            log.info("%d run(s) whose process no longer exists marked FAILED", stale)
     if HydraConfig.initialized():  # which values each process of a DDP job was composed from
         overrides = " ".join(HydraConfig.get().overrides.task)
         log.info("process %s composed from overrides: %s", process_rank(), overrides)
