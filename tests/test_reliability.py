@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import signal
 import socket
 import sqlite3
@@ -167,3 +168,72 @@ def test_a_sigkilled_run_is_running_until_fix_stale_ends_it_failed(tmp_path, tra
         main(["runs", "--fix-stale", "--experiment", "digits_mlp"])
     (record,) = runs_of(tracking_uri)
     assert record.info.status == "FAILED"
+
+
+# -- 8. Security -------------------------------------------------------------------------------
+
+SECRET = "s3cret-Pa55"
+
+
+def logged_text(client: MlflowClient, run_id: str, folder: str | None = None) -> str:
+    """Every param, tag and text artifact of a run, as one text."""
+    record = client.get_run(run_id)
+    texts = [f"{k}={v}" for k, v in {**record.data.params, **record.data.tags}.items()]
+    for artifact in client.list_artifacts(run_id, folder):
+        if artifact.is_dir:
+            texts.append(logged_text(client, run_id, artifact.path))
+        elif artifact.path.endswith((".yaml", ".txt", ".json")):
+            texts.append(Path(client.download_artifacts(run_id, artifact.path)).read_text())
+    return "\n".join(texts)
+
+
+def test_passwords_in_urls_are_masked_in_params_tags_and_errors(make_cfg, monkeypatch):
+    from attnlab.errors import ConfigError
+    from attnlab.tracking import config_params, run_tags
+
+    uri = f"postgresql://user:{SECRET}@db-host:5432/mlflow"
+    monkeypatch.setattr(sys, "argv", ["attnlab train", f"logger.tracking_uri={uri}"])
+    cfg = make_cfg("logger.tracking_uri=" + uri, f"+tags.store='{uri}'")
+    params, tags = config_params(cfg), run_tags(cfg)
+    assert params["logger.tracking_uri"] == "postgresql://user:***@db-host:5432/mlflow"
+    assert tags["command"] == "'attnlab train' logger.tracking_uri=postgresql://user:***@db-host:5432/mlflow"
+    assert SECRET not in str(params) + str(tags)
+    assert SECRET not in str(ConfigError("hydra.sweeper.storage", uri, "a reachable database"))
+
+
+@pytest.mark.slow
+def test_a_run_logs_no_credential_of_its_tracking_uri_or_environment(
+    fresh_postgres_database, monkeypatch
+):
+    """The local PostgreSQL trusts any password, so the URI can carry one and still work."""
+    uri = fresh_postgres_database.replace("postgres@", f"postgres:{SECRET}@")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)  # MLflow's own credential variable
+    main(["train", *DIGITS, "debug=fdr", f"logger.tracking_uri={uri}"])
+    (record,) = runs_of(uri)
+    client = MlflowClient(uri)
+    text = logged_text(client, record.info.run_id)
+    hydra_records = {a.path for a in client.list_artifacts(record.info.run_id, "hydra")}
+    assert "hydra/overrides.yaml" in hydra_records  # the override with the URI is checked too
+    assert "postgres:***@" in text and SECRET not in text
+
+
+def test_checkpoints_are_loaded_weights_only(make_cfg, monkeypatch, tmp_path):
+    """The variable makes torch.load default to full unpickling: only an explicit
+    weights_only=True still refuses the payload."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "payload-ran"
+    poison = ["+callbacks.poison._target_=helpers.poisoned_checkpoint.PoisonBest"]
+    poison.append(f"+callbacks.poison.marker={marker}")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        run(make_cfg(*DIGITS, "logger=none", *poison))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["--server"]], ids=["ui", "server"])
+def test_servers_attnlab_starts_bind_to_loopback_unless_told(extra, monkeypatch):
+    started = []
+    monkeypatch.setattr(os, "execv", lambda path, args: started.append(args))
+    main(["ui", *extra])
+    main(["ui", *extra, "--host", "0.0.0.0"])
+    hosts = [args[args.index("--host") + 1] for args in started]
+    assert hosts == ["127.0.0.1", "0.0.0.0"]

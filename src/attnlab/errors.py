@@ -3,6 +3,7 @@ code 2) and a diverged training run (the step and the loss, exit code 1)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,20 @@ from typing import Any
 
 EXIT_CONFIG_ERROR = 2
 EXIT_DIVERGED = 1
+
+# The password of a URL (``scheme://user:PASSWORD@host``) or a ``password=`` query parameter.
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]*:)[^\s/'\"]*(@)")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret)=)[^&\s'\"]*")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the passwords of the URLs in it replaced by ``***``.
+
+    URLs inside free text (a command line, a YAML file, an error) have no parser, so this
+    masks by pattern what SQLAlchemy's ``URL.render_as_string(hide_password=True)`` masks in
+    one URL: ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``.
+    """
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", text))
 
 
 class ConfigError(ValueError):
@@ -21,7 +36,7 @@ class ConfigError(ValueError):
         self.key, self.value, self.allowed = key, value, allowed
 
     def __str__(self) -> str:
-        return f"{self.key}={self.value!r} is not allowed: {self.allowed}"
+        return mask_secrets(f"{self.key}={self.value!r} is not allowed: {self.allowed}")
 
 
 class Diverged(RuntimeError):

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.errors import ConfigError
+from attnlab.errors import ConfigError, mask_secrets
 from attnlab.registry import Component, Settings, add
 
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
@@ -75,7 +75,17 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def config_params(cfg: DictConfig) -> dict[str, str]:
     """Every key of the resolved config as a dotted MLflow param, values cut to MLflow's limit."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {key: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flatten(resolved).items()}
+    flat = flatten(resolved).items()
+    return {key: mask_secrets(str(value))[:MAX_PARAM_VAL_LENGTH] for key, value in flat}
+
+
+def log_masked_folder(folder: Path, artifact_path: str) -> None:
+    """Log the text files of ``folder`` (Hydra's records: config, overrides) with the
+    passwords of URLs in them masked, into the active run."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            name = Path(artifact_path, path.relative_to(folder)).as_posix()
+            mlflow.log_text(mask_secrets(path.read_text(errors="replace")), name)
 
 
 def git_commit(directory: Path) -> str:
@@ -97,7 +107,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "task_name": cfg.task_name,
     }
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
-    return tags
+    return {key: mask_secrets(value) for key, value in tags.items()}
 
 
 def run_name(cfg: DictConfig, output_dir: str | None) -> str | None:
@@ -231,10 +241,10 @@ def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
         run = mlflow.start_run(run_name=run_name(cfg, output_dir), tags=run_tags(cfg))
         try:
             mlflow.log_params(config_params(cfg))
-            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            mlflow.log_text(mask_secrets(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
             hydra_dir = Path(output_dir or "", ".hydra")
             if output_dir and hydra_dir.is_dir():
-                mlflow.log_artifacts(str(hydra_dir), "hydra")
+                log_masked_folder(hydra_dir, "hydra")
             os.environ[RUN_ID_ENV] = run.info.run_id
             yield run.info.run_id
         except TrialPruned:

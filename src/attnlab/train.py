@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from attnlab.config import register_schemas, validate
-from attnlab.errors import report_config_errors
+from attnlab.errors import mask_secrets, report_config_errors
 from attnlab.paths import config_dir
 
 register_schemas()
@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> float:
         if stale:
             log.info("%d run(s) whose process no longer exists marked FAILED", stale)
     if HydraConfig.initialized():  # which values each process of a DDP job was composed from
-        overrides = " ".join(HydraConfig.get().overrides.task)
+        overrides = mask_secrets(" ".join(HydraConfig.get().overrides.task))
         log.info("process %s composed from overrides: %s", process_rank(), overrides)
 
     # verbose=False: a config error found while building the data stays the only stderr line.
@@ -135,9 +135,10 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
                 callback.check_pruned()
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = "best" if best else None
-        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        # weights_only: a checkpoint holds tensors and plain values only; loading never runs code
+        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if cfg.objective.metric.startswith("val/"):  # after test(), only test metrics are kept
-            trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     value = float(trainer.callback_metrics[cfg.objective.metric])
     if trainer.is_global_zero:
         print(f"{cfg.objective.metric} = {value:.4f}")
