@@ -31,7 +31,16 @@ def check_backend_store(uri: str) -> None:
     if urllib.parse.urlparse(uri).scheme.lower() in ("http", "https"):
         server = f"{uri} is a tracking server: browse to it"
         raise ConfigError("--backend-store-uri", uri, f"{BACKEND_STORES}; {server}")
+    check_database_scheme(uri)
     check_tracking_store("--backend-store-uri", uri)
+
+
+def check_database_scheme(uri: str) -> None:
+    """A database URL, not a folder: MLflow 3 refuses folder stores with a traceback."""
+    from attnlab.tracking import BACKEND_STORES, DATABASE_SCHEMES
+
+    if urllib.parse.urlparse(uri).scheme.lower().partition("+")[0] not in DATABASE_SCHEMES:
+        raise ConfigError("--backend-store-uri", uri, BACKEND_STORES)
 
 
 def ui(args: list[str]) -> None:
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         ui(rest)
     else:
         print(
-            f"attnlab: unknown command {command!r}; one of train, report, runs, ui\n\n{USAGE}",
+            f"attnlab: unknown command {command!r}; one of train, report, runs, ui (attnlab -h)",
             file=sys.stderr,
         )
         raise SystemExit(2)

@@ -54,9 +54,11 @@ def one_line(exc: BaseException) -> str | None:
     """A one-line description of a configuration mistake, or None if ``exc`` is not one."""
     from hydra.errors import (
         ConfigCompositionException,
+        InstantiationException,
         MissingConfigException,
         OverrideParseException,
     )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     cause: BaseException | None = exc
@@ -82,6 +84,10 @@ def one_line(exc: BaseException) -> str | None:
             detail = str(cause).strip().splitlines()[0]
             return f"{head}: {detail}"
         return head
+    if isinstance(exc, InstantiationException) and isinstance(
+        exc.__cause__, MisconfigurationException
+    ):  # a combination Lightning refuses that no check here knew of
+        return str(exc.__cause__).strip().splitlines()[0]
     if isinstance(exc, OmegaConfBaseException):
         key = getattr(exc, "full_key", None)
         return str(exc).strip().splitlines()[0] + (f" (key: {key})" if key else "")

@@ -17,13 +17,14 @@ import argparse
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from attnlab.errors import ConfigError, report_config_errors
-from attnlab.tracking import check_tracking_store, sqlite_store_lock
+from attnlab.tracking import check_existing_store, sqlite_store_lock
 
 PID_TAG = "attnlab.pid"
 HOST_TAG = "host"
@@ -73,6 +74,9 @@ def end_failed(client: MlflowClient, run: Run) -> None:
 
 def fail_stale_of_experiment(tracking_uri: str, experiment_name: str) -> int:
     """At a run's start: end the stale runs of its experiment FAILED; return how many."""
+    sqlite_file = Path(tracking_uri.removeprefix("sqlite:///"))
+    if tracking_uri.startswith("sqlite:///") and not sqlite_file.is_file():
+        return 0  # a new store: no runs yet (and none created here)
     with sqlite_store_lock(tracking_uri):  # a new SQLite store is created on first use
         client = MlflowClient(tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
@@ -100,7 +104,7 @@ def main(args: list[str]) -> int:
     )
     opts = parser.parse_args(args)
     with report_config_errors():
-        check_tracking_store("--tracking-uri", opts.tracking_uri)
+        check_existing_store("--tracking-uri", opts.tracking_uri)
         client = MlflowClient(opts.tracking_uri)
         names = {e.experiment_id: e.name for e in client.search_experiments()}
         if opts.experiment:

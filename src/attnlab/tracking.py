@@ -134,16 +134,36 @@ def check_tracking_store(key: str, uri: str) -> None:
     """Reach a database store or tracking server once, before any run starts.
 
     MLflow retries an unreachable store or server for minutes and then prints a traceback;
-    this fails in seconds with one line naming ``key``. Folder and plugin stores, and SQLite
-    files that do not exist yet, are left to MLflow.
+    this fails in seconds with one line naming ``key``. Folder stores, which MLflow 3 refuses
+    unless ``MLFLOW_ALLOW_FILE_STORE=true``, fail here too; plugin stores, and SQLite files that
+    do not exist yet, are left to MLflow.
     """
     scheme = urlparse(uri).scheme.lower()
+    if scheme in ("file", "") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        folder = "MLflow 3 refuses folder stores unless MLFLOW_ALLOW_FILE_STORE=true"
+        raise ConfigError(key, uri, f"{BACKEND_STORES} or http(s)://SERVER; {folder}")
     if scheme in ("http", "https"):
         _check_server(key, uri)
     elif scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).exists():
-        return  # a new SQLite store: MLflow creates it on first use
+        _check_creatable(key, uri, Path(uri.removeprefix("sqlite:///")))  # MLflow creates it
     elif scheme.partition("+")[0] in DATABASE_SCHEMES:
         _check_database(key, uri)
+
+
+def check_existing_store(key: str, uri: str) -> None:
+    """For commands that only read runs: a store that exists (MLflow would create an empty
+    SQLite file), reachable."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(key, uri, "an existing MLflow store; no such SQLite file")
+    check_tracking_store(key, uri)
+
+
+def _check_creatable(key: str, uri: str, path: Path) -> None:
+    """A new file can be made at ``path``: its nearest existing folder is a writable folder."""
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a folder" if not existing.is_dir() else "not writable"
+        raise ConfigError(key, uri, f"a SQLite file that can be created; {existing} is {why}")
 
 
 def _check_server(key: str, uri: str) -> None:

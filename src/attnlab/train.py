@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -19,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from attnlab.config import register_schemas, validate
-from attnlab.errors import mask_secrets, report_config_errors
+from attnlab.errors import EXIT_CONFIG_ERROR, mask_secrets, report_config_errors
 from attnlab.paths import config_dir
 
 register_schemas()
@@ -79,9 +80,6 @@ def run(cfg: DictConfig) -> float:
     tracked = bool(cfg.logger.get("_target_")) and is_global_zero()
     if tracked:
         check_tracking_store("logger.tracking_uri", cfg.logger.tracking_uri)
-        stale = fail_stale_of_experiment(cfg.logger.tracking_uri, cfg.logger.experiment_name)
-        if stale:
-            log.info("%d run(s) whose process no longer exists marked FAILED", stale)
     if HydraConfig.initialized():  # which values each process of a DDP job was composed from
         overrides = mask_secrets(" ".join(HydraConfig.get().overrides.task))
         log.info("process %s composed from overrides: %s", process_rank(), overrides)
@@ -111,6 +109,9 @@ def run(cfg: DictConfig) -> float:
             if cfg.logger.get("_target_"):  # a DDP child: end rank 0's run FAILED
                 fail_rank_zero_run(cfg.logger.tracking_uri)
             raise
+    stale = fail_stale_of_experiment(cfg.logger.tracking_uri, cfg.logger.experiment_name)
+    if stale:
+        log.info("%d run(s) whose process no longer exists marked FAILED", stale)
     with mlflow_run(cfg, output_dir) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
         if isinstance(datamodule, HasBaselines):  # chance and shortcut scores (DESIGN.md)
@@ -149,8 +150,39 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
 def hydra_main(cfg: DictConfig) -> float:
     if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweeper records a bad job and goes on
         return run(cfg)
-    with report_config_errors():  # inside the job, so Hydra adds no "Error executing job" line
-        return run(cfg)
+    try:
+        with report_config_errors():  # inside the job: Hydra adds no "Error executing job" line
+            return run(cfg)
+    except SystemExit as stop:
+        if stop.code == EXIT_CONFIG_ERROR:
+            remove_unstarted_output_dir(Path(HydraConfig.get().runtime.output_dir))
+        raise
+
+
+def remove_unstarted_output_dir(output_dir: Path) -> None:
+    """After a config error: remove the folder Hydra made for the run when it holds nothing
+    but Hydra's records (``.hydra/``, the job's log), so a run that never started leaves no
+    folder behind. A folder with anything else in it (a reused ``hydra.run.dir``) stays."""
+    hydra_dir = output_dir / ".hydra"
+    records = [hydra_dir / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    logs = list(output_dir.glob("*.log"))
+    if not output_dir.is_dir() or set(output_dir.rglob("*")) - {hydra_dir, *records, *logs}:
+        return
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in (x for x in loggers if isinstance(x, logging.Logger)):
+        for handler in list(logger.handlers):  # the job's log file: it would be made again
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in logs:
+                logger.removeHandler(handler)
+                handler.close()
+    for path in [*records, *logs]:
+        path.unlink(missing_ok=True)
+    if hydra_dir.is_dir():
+        hydra_dir.rmdir()
+    output_dir.rmdir()
+    for parent in output_dir.parents:  # logs/<task>/runs, when this run was its only one
+        if Path.cwd() not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def main(args: list[str] | None = None) -> None:
@@ -159,7 +191,13 @@ def main(args: list[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *args]
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach our reporter
     with report_config_errors():
-        hydra_main()
+        try:
+            hydra_main()
+        except ValueError as error:  # Hydra's check of its own flags: -m with --cfg, ...
+            if not str(error).startswith("Only one of --run"):
+                raise
+            print(f"attnlab: usage error: {error} (-m is --multirun)", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG_ERROR) from None
 
 
 if __name__ == "__main__":
