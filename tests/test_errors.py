@@ -1,7 +1,9 @@
-"""Bad input: one line naming the key, the value and what is allowed; exit 2; no MLflow run."""
+"""Bad input: one line naming the key, the value and what is allowed; exit 2; nothing written
+(no MLflow run, store, Optuna study or output folder)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -165,6 +167,97 @@ BAD_INPUTS = {
         ["experiment=digits_resnet", "data=mnist", "data.data_dir=no/such/dir"],
         "data.data_dir='no/such/dir' is not allowed: a folder holding train-images-idx3-ubyte",
     ),
+    # numbers that are not numbers
+    "a learning rate that overflows to inf": (["optim.lr=1e309"], "optim.lr=inf is not allowed"),
+    "NaN dropout": (["model.dropout=nan"], "model.dropout=nan is not allowed: a finite number"),
+    "-inf weight decay": (["optim.weight_decay=-inf"], "optim.weight_decay=-inf"),
+    "NaN label smoothing": (["regularization.label_smoothing=nan"], "label_smoothing=nan"),
+    "inf for an integer": (["trainer.max_epochs=inf"], "trainer.max_epochs"),
+    "a float for an integer": (["model.width=1e3"], "model.width"),
+    "a word for a number": (["data.batch_size=abc"], "data.batch_size"),
+    "seed out of range": (["seed=-1"], "seed=-1"),
+    # keys that nothing reads: Hydra's + adds them to any node
+    "+key at the top level": (["+colour=red"], "colour='red' is not allowed: a key of the top"),
+    "++key at the top level": (["++colour=red"], "colour='red' is not allowed: a key of the top"),
+    "+key in a model": (["+model.colour=red"], "model.colour='red' is not allowed: a key of model"),
+    "+key in the trainer (typo)": (["+trainer.max_epoch=3"], "trainer.max_epoch=3"),
+    "+key in the objective": (["+objective.mode=max"], "objective.mode='max'"),
+    "+key in the logger": (["+logger.colour=red"], "logger.colour='red'"),
+    "+key in paths": (["+paths.data=x"], "paths.data='x' is not allowed: a key of paths"),
+    "+key in a preset group": (["+experiment.lr=1"], "experiment={'lr': 1} is not allowed"),
+    "+callback without a class": (["+callbacks.mine.patience=3"], "callbacks.mine={'patience'"),
+    "+key a callback does not take": (
+        ["+callbacks.early_stopping.patient=3"],
+        "callbacks.early_stopping.patient=3 is not allowed: a parameter of",
+    ),
+    "a callback that cannot be imported": (
+        ["+callbacks.mine._target_=no.such.Callback"],
+        "callbacks.mine._target_='no.such.Callback' is not allowed: an importable callable",
+    ),
+    # options that contradict each other
+    "min_epochs > max_epochs": (
+        ["trainer.min_epochs=5", "trainer.max_epochs=2"],
+        "trainer.min_epochs=5 is not allowed: at most trainer.max_epochs=2",
+    ),
+    "two devices, one-device strategy": (
+        ["trainer.devices=2", "trainer.strategy=single_device"],
+        "trainer.devices=2 is not allowed: 1 with trainer.strategy=single_device",
+    ),
+    "checkpointing off, checkpoint callback on": (
+        ["trainer.enable_checkpointing=false"],
+        "trainer.enable_checkpointing=False is not allowed: true while callbacks.model_checkpoint",
+    ),
+    "unknown gradient clipping": (["trainer.gradient_clip_algorithm=max"], "clip_algorithm='max'"),
+    "zero devices": (["trainer.devices=0"], "trainer.devices=0"),
+    # data files: missing, empty, binary, a directory, wrong columns
+    "corpus file missing": (
+        ["data=corpus", "data.path=no/such.tsv"],
+        "data.path='no/such.tsv' is not allowed: an existing file",
+    ),
+    "binary corpus": (["data=corpus", f"data.path={DATA / 'binary.bin'}"], "a UTF-8 text file"),
+    "corpus path is a directory": (["data=corpus", f"data.path={DATA}"], "an existing file"),
+    "binary price CSV": (
+        ["experiment=sines_rnn", "data=prices_csv", f"data.csv_path={DATA / 'binary.bin'}"],
+        "is not allowed: a readable CSV file",
+    ),
+    "empty price CSV": (
+        ["experiment=sines_rnn", "data=prices_csv", f"data.csv_path={DATA / 'empty.csv'}"],
+        "is not allowed: a readable CSV file (No columns to parse from file)",
+    ),
+    "price CSV path is a directory": (
+        ["experiment=sines_rnn", "data=prices_csv", f"data.csv_path={DATA}"],
+        "is not allowed: an existing CSV file",
+    ),
+    "price CSV with text in the target column": (
+        ["experiment=sines_rnn", "data=prices_csv", f"data.csv_path={DATA / 'text_close.csv'}"],
+        "a file whose column Close holds numbers; data row 1 does not",
+    ),
+    "MNIST data_dir is a file": (
+        ["experiment=digits_resnet", "data=mnist", f"data.data_dir={DATA / 'binary.bin'}"],
+        "is not allowed: a folder holding train-images-idx3-ubyte",
+    ),
+    # tracking stores: malformed, unreachable, credentials masked
+    "a folder tracking store (MLflow 3 refuses it)": (
+        ["logger.tracking_uri=file:///tmp/mlruns"],
+        "logger.tracking_uri='file:///tmp/mlruns' is not allowed: a reachable database",
+    ),
+    "a SQLite store under a file": (
+        [f"logger.tracking_uri=sqlite:///{DATA / 'empty.csv'}/mlflow.db"],
+        "is not allowed: a SQLite file that can be created",
+    ),
+    "a tracking server with a password, unreachable": (
+        ["logger.tracking_uri=http://user:pw-9@127.0.0.1:1"],
+        "logger.tracking_uri='http://user:***@127.0.0.1:1' is not allowed",
+    ),
+    "a PostgreSQL store with a password, unreachable": (
+        ["logger.tracking_uri=postgresql://user:pw-9@127.0.0.1:1/mlflow"],
+        "logger.tracking_uri='postgresql://user:***@127.0.0.1:1/mlflow' is not allowed",
+    ),
+    # GPU options on a machine without one
+    "CUDA accelerator": (["trainer.accelerator=cuda"], "trainer.accelerator='cuda'"),
+    "the GPU scale preset": (["scale=gpu"], "trainer.accelerator='gpu' is not allowed"),
+    "DDP over GPUs": (["trainer=ddp"], "trainer.accelerator='gpu' is not allowed"),
+    "float16 on CPU": (["trainer.precision=16-mixed"], "trainer.precision='16-mixed'"),
 }
 
 
@@ -184,7 +277,8 @@ def test_bad_input_gives_one_line_and_exit_2(overrides, expected, capsys, tmp_pa
     assert len(err) == 1, err
     assert err[0].startswith("attnlab: config error: ")
     assert expected in err[0]
-    assert count_runs(tmp_path / "mlflow.db") == 0
+    assert "pw-9" not in err[0]  # passwords of URLs are masked
+    assert not list(tmp_path.rglob("*")), "nothing written: no run, no store, no output folder"
 
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
@@ -201,8 +295,58 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
     assert not (tmp_path / "mlflow.db").exists() or count_runs(tmp_path / "mlflow.db") == 0
 
 
-def test_unknown_command_exits_2(capsys):
+BAD_COMMANDS = {
+    "unknown command": (["trian"], "unknown command 'trian'; one of train, report, bench, runs, ui"),
+    "-m with --cfg hydra": (["train", "-m", "--cfg", "hydra"], "Only one of --run, --multirun"),
+    "-m with --cfg job": (["train", "-m", "--cfg", "job"], "Only one of --run, --multirun"),
+    "report without --experiment": (["report"], "the following arguments are required"),
+    "report --experiment without a name": (["report", "--experiment"], "expected one argument"),
+    "report on no store": (["report", "--experiment", "x"], "an existing MLflow store"),
+    "report on an unreachable server": (
+        ["report", "--experiment", "x", "--tracking-uri", "http://127.0.0.1:1"],
+        "--tracking-uri='http://127.0.0.1:1' is not allowed: a reachable MLflow tracking server",
+    ),
+    "ui --port without a number": (["ui", "--port"], "argument --port: expected one argument"),
+    "ui --port not a number": (["ui", "--port", "abc"], "invalid int value: 'abc'"),
+    "ui on a folder store": (["ui", "--backend-store-uri", "mlruns"], "a reachable database"),
+    "ui --artifacts-destination without --server": (
+        ["ui", "--artifacts-destination", "x"],
+        "--artifacts-destination needs --server",
+    ),
+    "runs of an unreachable database": (
+        ["runs", "--tracking-uri", "postgresql://user:pw-9@127.0.0.1:1/x"],
+        "--tracking-uri='postgresql://user:***@127.0.0.1:1/x' is not allowed",
+    ),
+    "a sweep with a +key nothing reads": (
+        ["train", "-m", "+sweep=transformer", "+model.colour=red"],
+        "model.colour='red' is not allowed",
+    ),
+    "a malformed sweep storage": (
+        ["train", "-m", "+sweep=transformer", "hydra.sweeper.storage=optuna.db"],
+        "hydra.sweeper.storage='optuna.db' is not allowed: a reachable database URL",
+    ),
+    "an unreachable sweep storage with a password": (
+        [
+            "train", "-m", "+sweep=transformer",
+            "hydra.sweeper.storage=postgresql://user:pw-9@127.0.0.1:1/optuna",
+        ],
+        "hydra.sweeper.storage='postgresql://user:***@127.0.0.1:1/optuna' is not allowed",
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("argv, expected", BAD_COMMANDS.values(), ids=BAD_COMMANDS.keys())
+def test_command_line_misuse_gives_a_few_lines_and_exit_2(
+    argv, expected, capsys, tmp_path, monkeypatch
+):
+    def started(path, args):
+        raise AssertionError(f"started {args}")
+
+    monkeypatch.setattr(os, "execv", started)  # `attnlab ui` would become mlflow
     with pytest.raises(SystemExit) as exit_info:
-        main(["trian"])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "unknown command 'trian'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 1 <= len(err.strip().splitlines()) <= 4, err  # argparse adds its usage lines
+    assert expected in err and "Traceback" not in err and "pw-9" not in err
+    assert not list(tmp_path.rglob("*")), "nothing written: no store, no study, no folder"

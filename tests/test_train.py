@@ -61,7 +61,7 @@ def test_best_checkpoint_loads_into_a_fresh_task(make_cfg, tmp_path, tiny):
     cfg = make_cfg(*tiny, "debug=limit", "logger=none")
     run(cfg)
     best = next((tmp_path / "output" / "checkpoints").glob("epoch*.ckpt"))
-    state = torch.load(best, map_location="cpu", weights_only=False)
+    state = torch.load(best, map_location="cpu", weights_only=True)
     assert any(key.startswith("model.encoder.") for key in state["state_dict"])
     assert state["hyper_parameters"]["pad_id"] == 0
 
@@ -108,5 +108,5 @@ def test_a_compiled_model_trains_and_its_checkpoint_loads_uncompiled(make_cfg, t
     cfg = make_cfg("experiment=digits_mlp", "debug=limit", "logger=none", "trainer.compile=true")
     assert 0.0 <= run(cfg) <= 1.0
     (last,) = tmp_path.glob("output/checkpoints/last.ckpt")
-    state = torch.load(last, weights_only=False)["state_dict"]
+    state = torch.load(last, weights_only=True)["state_dict"]
     assert not [key for key in state if "_orig_mod" in key]  # torch.compile's wrapper prefix

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import grad_norm, rank_zero_info, rank_zero_onl
 from torch.utils.data import default_collate
 
 from attnlab.contracts import AttendsSource, HasLayerEnds, HasSeriesScale, HasSourceText
+from attnlab.errors import Diverged
 from attnlab.models.norms import channels_per_group
 from attnlab.plots import attention_grid, bucket_bars, forecast_windows
 
@@ -31,6 +32,28 @@ def log_figure(trainer: L.Trainer, fig, artifact_file: str, output_dir: str | No
         if isinstance(logger, MLFlowLogger):
             logger.experiment.log_figure(logger.run_id, fig, artifact_file)
     plt.close(fig)
+
+
+class StopOnDivergence(L.Callback):
+    """Stop the run with :class:`~attnlab.errors.Diverged` at the first NaN or infinite
+    training loss, so a diverged run ends FAILED (a sweep's trial FAIL) instead of training on.
+
+    Why not Lightning's own: ``Trainer(detect_anomaly=True)`` runs autograd's anomaly mode,
+    which checks every backward op and makes steps several times slower; EarlyStopping's
+    ``check_finite`` looks at a validation metric once per epoch and ends the run FINISHED.
+    This checks the one loss per step that the training step already returns (one device
+    sync per step; under DDP all ranks agree first, so they stop at the same step).
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return  # the step was skipped (returned None)
+        diverged = not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:
+            diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
+        if diverged:
+            raise Diverged(trainer.global_step, float(loss.detach().float().mean()))
 
 
 class AttentionMaps(L.Callback):

@@ -19,6 +19,8 @@ commands:
                       compare MLflow runs: varying params, metrics, train-test gap
   bench complexity [--quick] [--out DIR] [--device cpu|cuda] [--no-mlflow]
                       time and memory of attention, GRU and conv layers vs n and d (notes §9.4)
+  runs [--fix-stale] [--experiment NAME]
+                      list runs shown RUNNING; end FAILED those whose process is gone
   ui [--experiment NAME] [--port N] [--print-url]
                       the MLflow UI on this directory's runs (sqlite:///mlflow.db), opened at
                       the runs table of the latest (or named) experiment
@@ -49,6 +51,7 @@ def check_backend_store(uri: str) -> None:
     if urllib.parse.urlparse(uri).scheme.lower() in ("http", "https"):
         server = f"{uri} is a tracking server: browse to it"
         raise ConfigError("--backend-store-uri", uri, f"{BACKEND_STORES}; {server}")
+    check_database_scheme(uri)
     check_tracking_store("--backend-store-uri", uri)
 
 
@@ -114,9 +117,18 @@ def open_later(url: str, health: str) -> None:
     )
 
 
+def check_database_scheme(uri: str) -> None:
+    """A database URL, not a folder: MLflow 3 refuses folder stores with a traceback."""
+    from attnlab.tracking import BACKEND_STORES, DATABASE_SCHEMES
+
+    if urllib.parse.urlparse(uri).scheme.lower().partition("+")[0] not in DATABASE_SCHEMES:
+        raise ConfigError("--backend-store-uri", uri, BACKEND_STORES)
+
+
 def ui(args: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="attnlab ui",
+        usage="attnlab ui [options] (attnlab ui -h lists them)",  # a mistake stays a few lines
         allow_abbrev=False,
         description="Start the MLflow UI on the runs table of the latest (or named) experiment, "
         "with --server a team tracking server, or with --optuna the Optuna dashboard. Options "
@@ -211,11 +223,16 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(report_main(rest))
     elif command == "bench":
         bench(rest)
+    elif command == "runs":
+        from attnlab.runs import main as runs_main
+
+        raise SystemExit(runs_main(rest))
     elif command == "ui":
         ui(rest)
     else:
         print(
-            f"attnlab: unknown command {command!r}; one of train, report, bench, ui\n\n{USAGE}",
+            f"attnlab: unknown command {command!r}; one of train, report, bench, runs, ui "
+            "(attnlab -h)",
             file=sys.stderr,
         )
         raise SystemExit(2)

@@ -10,11 +10,13 @@ and hold only the values that differ. ``register_schemas`` also registers the re
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.utils import get_class
+from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attnlab import registry
@@ -30,6 +32,12 @@ class Objective:
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize"):
             raise ConfigError("objective.direction", self.direction, "maximize or minimize")
+
+
+@dataclass
+class Paths:
+    log_dir: str = "logs"  # relative to the working directory
+    output_dir: str | None = "${hydra:runtime.output_dir}"  # None outside a Hydra run
 
 
 @dataclass
@@ -49,7 +57,7 @@ class Run:
     trainer: Any = None
     logger: Any = None
     callbacks: Any = None
-    paths: Any = None
+    paths: Paths = field(default_factory=Paths)
     debug: Any = None
     experiment: Any = None
     scale: Any = None
@@ -58,6 +66,9 @@ class Run:
 
 
 GROUPS = ("data", "model", "task", "optim", "scheduler", "regularization", "trainer", "logger")
+# Groups of whole-config presets ("# @package _global_"): options, never keys of their own.
+PRESET_GROUPS = ("debug", "experiment", "scale", "sweep")
+INSTANTIATE_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 
 
 def lr_for_batch(base_lr: float, batch_size: int, base_batch_size: int) -> float:
@@ -94,6 +105,7 @@ def validate(cfg: DictConfig, dims: Any = None) -> None:
     """Check every chosen component's rules and the run's cross-group rules; raise ConfigError
     on the first failure. Called before anything is built, and again with the data's ``dims``
     once the data is set up (rules such as a model's max_len need its sizes)."""
+    check_read_keys(cfg)
     for group in GROUPS:
         node = cfg.get(group)
         component = registry.for_node(group, node) if isinstance(node, DictConfig) else None
@@ -113,6 +125,64 @@ def validate(cfg: DictConfig, dims: Any = None) -> None:
         if monitor is not None and monitor not in allowed:
             raise ConfigError(f"callbacks.{name}.monitor", monitor, f"one of {', '.join(allowed)}")
     _check_bucketing_sampler(cfg)
+    _check_checkpointing(cfg)
+
+
+def check_read_keys(cfg: DictConfig) -> None:
+    """Refuse a key that nothing reads, which would otherwise be ignored without a word.
+
+    Hydra's ``+key=value`` adds a key to any node, typed ones included. Every typed node (the
+    run, the objective, the paths, each component: typed by its registry schema) keeps its
+    schema's keys; preset groups hold none; each callback needs a ``_target_`` that takes its
+    keys (the sweeper's ``trial`` and the free-form ``tags`` are left alone).
+    """
+    _check_typed_keys(cfg, "")
+    for group in PRESET_GROUPS:
+        if cfg.get(group) is not None:
+            allowed = f"an option ({group}=NAME); a preset group has no keys of its own"
+            raise ConfigError(group, _plain(cfg[group]), allowed)
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is not None:
+            _check_callback_keys(f"callbacks.{name}", node)
+
+
+def _check_typed_keys(node: DictConfig, path: str) -> None:
+    kind = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(kind):
+        keys = [f.name for f in dataclasses.fields(kind)]
+        for key in node:
+            if key not in keys and key not in INSTANTIATE_KEYS:
+                where = f"{path.rstrip('.')} ({kind.__name__})" if path else "the top level"
+                listed = ", ".join(k for k in keys if not k.startswith("_"))
+                raise ConfigError(f"{path}{key}", _plain(node[key]), f"a key of {where}: {listed}")
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none():
+            _check_typed_keys(child, f"{path}{key}.")
+
+
+def _check_callback_keys(path: str, node: Any) -> None:
+    """A callback node names an importable ``_target_`` whose parameters take its keys."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        allowed = "null or a node with _target_ (a Lightning Callback) and its arguments"
+        raise ConfigError(path, _plain(node), allowed)
+    try:
+        target = get_object(node._target_)
+    except Exception as error:
+        allowed = f"an importable callable ({' '.join(str(error).split()[:12])})"
+        raise ConfigError(f"{path}._target_", node._target_, allowed) from None
+    parameters = inspect.signature(target).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in node:
+        if key not in names and key not in INSTANTIATE_KEYS:
+            allowed = f"a parameter of {node._target_}: {', '.join(names) or 'none'}"
+            raise ConfigError(f"{path}.{key}", _plain(node[key]), allowed)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _check_regularization(cfg: DictConfig, task_class: type) -> None:
@@ -158,3 +228,16 @@ def _check_bucketing_sampler(cfg: DictConfig) -> None:
     if not (one_device and trainer.get("strategy") in ("auto", "single_device")):
         allowed = "false with data.bucketing=true on several devices (the sampler shards itself)"
         raise ConfigError("trainer.use_distributed_sampler", True, allowed)
+
+
+def _check_checkpointing(cfg: DictConfig) -> None:
+    """Lightning refuses a checkpoint callback in a Trainer whose checkpointing is off."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    if (cfg.get("trainer") or {}).get("enable_checkpointing", True):
+        return
+    for name, node in (cfg.get("callbacks") or {}).items():
+        target = get_object(node._target_) if node else None
+        if isinstance(target, type) and issubclass(target, ModelCheckpoint):
+            allowed = f"true while callbacks.{name} saves checkpoints (or callbacks.{name}=null)"
+            raise ConfigError("trainer.enable_checkpointing", False, allowed)

@@ -1,7 +1,9 @@
-"""One-line configuration errors: the key, the value given and what is allowed."""
+"""One-line errors: configuration mistakes (the key, the value given and what is allowed, exit
+code 2) and a diverged training run (the step and the loss, exit code 1)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +11,21 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 EXIT_CONFIG_ERROR = 2
+EXIT_DIVERGED = 1
+
+# The password of a URL (``scheme://user:PASSWORD@host``) or a ``password=`` query parameter.
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]*:)[^\s/'\"]*(@)")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret)=)[^&\s'\"]*")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the passwords of the URLs in it replaced by ``***``.
+
+    URLs inside free text (a command line, a YAML file, an error) have no parser, so this
+    masks by pattern what SQLAlchemy's ``URL.render_as_string(hide_password=True)`` masks in
+    one URL: ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``.
+    """
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", text))
 
 
 class ConfigError(ValueError):
@@ -19,16 +36,29 @@ class ConfigError(ValueError):
         self.key, self.value, self.allowed = key, value, allowed
 
     def __str__(self) -> str:
-        return f"{self.key}={self.value!r} is not allowed: {self.allowed}"
+        return mask_secrets(f"{self.key}={self.value!r} is not allowed: {self.allowed}")
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite; the run stops at that step."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(  # the message is the only arg, so repr() (a trial's error) says it too
+            f"training diverged: the training loss is {loss} at step {step}; "
+            "lower optim.lr or clip gradients (trainer.gradient_clip_val)"
+        )
+        self.step, self.loss = step, loss
 
 
 def one_line(exc: BaseException) -> str | None:
     """A one-line description of a configuration mistake, or None if ``exc`` is not one."""
     from hydra.errors import (
         ConfigCompositionException,
+        InstantiationException,
         MissingConfigException,
         OverrideParseException,
     )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     cause: BaseException | None = exc
@@ -54,6 +84,10 @@ def one_line(exc: BaseException) -> str | None:
             detail = str(cause).strip().splitlines()[0]
             return f"{head}: {detail}"
         return head
+    if isinstance(exc, InstantiationException) and isinstance(
+        exc.__cause__, MisconfigurationException
+    ):  # a combination Lightning refuses that no check here knew of
+        return str(exc.__cause__).strip().splitlines()[0]
     if isinstance(exc, OmegaConfBaseException):
         key = getattr(exc, "full_key", None)
         return str(exc).strip().splitlines()[0] + (f" (key: {key})" if key else "")
@@ -62,9 +96,13 @@ def one_line(exc: BaseException) -> str | None:
 
 @contextmanager
 def report_config_errors() -> Iterator[None]:
-    """Turn configuration mistakes into one line on stderr and exit code 2; re-raise the rest."""
+    """Turn configuration mistakes into one line on stderr and exit code 2, a diverged run into
+    one line and exit code 1; re-raise the rest."""
     try:
         yield
+    except Diverged as exc:
+        print(f"attnlab: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED) from None
     except Exception as exc:
         line = one_line(exc)
         if line is None:

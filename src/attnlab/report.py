@@ -21,7 +21,9 @@ from mlflow import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
+from attnlab.errors import ConfigError, report_config_errors
 from attnlab.sweeper.parent_run import PARENT_TAG
+from attnlab.tracking import check_existing_store
 
 DEFAULT_METRICS = (
     "train_eval/error", "train/error", "val/error", "test/error", "test/acc", "test/exact_match",
@@ -39,15 +41,15 @@ def load_runs(
     """One row per finished or pruned run: varying params + metrics (+ the generalization gap)."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        names = [e.name for e in client.search_experiments()]
-        raise SystemExit(f"attnlab report: no MLflow experiment {experiment!r}; have: {names}")
+        names = ", ".join(e.name for e in client.search_experiments()) or "none yet"
+        raise ConfigError("--experiment", experiment, f"an MLflow experiment: {names}")
     query = "attributes.status != 'RUNNING'"
     if sweep:
         parents = client.search_runs(
             [found.experiment_id], f"tags.`{PARENT_TAG}` = '{sweep}'", max_results=1
         )
         if not parents:
-            raise SystemExit(f"attnlab report: no sweep {sweep!r} in experiment {experiment!r}")
+            raise ConfigError("--sweep", sweep, f"a study swept in experiment {experiment!r}")
         query += f" and tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
     runs = client.search_runs([found.experiment_id], query, max_results=5000)
     runs = [r for r in runs if PARENT_TAG not in r.data.tags]
@@ -118,7 +120,10 @@ def main(args: list[str]) -> int:
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
     opts = parser.parse_args(args)
-    table = load_runs(MlflowClient(opts.tracking_uri), opts.experiment, opts.sweep, opts.metrics)
+    with report_config_errors():
+        check_existing_store("--tracking-uri", opts.tracking_uri)
+        client = MlflowClient(opts.tracking_uri)
+        table = load_runs(client, opts.experiment, opts.sweep, opts.metrics)
     if table.empty:
         print(f"attnlab report: no finished runs in {opts.experiment!r}", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.errors import ConfigError
+from attnlab.errors import ConfigError, mask_secrets
 from attnlab.registry import Component, Settings, add
 from attnlab.run_names import describe, job_pairs, swept_keys, trial_name
 from attnlab.ui import prepare_experiment
@@ -83,11 +83,21 @@ def config_params(cfg: DictConfig, output_dir: str | None = None) -> dict[str, s
     and would fill MLflow's "show diff only" compare view (the folder is the tag output_dir).
     """
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    params = {key: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flatten(resolved).items()}
+    flat = flatten(resolved).items()
+    params = {key: mask_secrets(str(value))[:MAX_PARAM_VAL_LENGTH] for key, value in flat}
     if output_dir:
         folder = Path(output_dir)
         params = {k: v for k, v in params.items() if not Path(v).is_relative_to(folder)}
     return params
+
+
+def log_masked_folder(folder: Path, artifact_path: str) -> None:
+    """Log the text files of ``folder`` (Hydra's records: config, overrides) with the
+    passwords of URLs in them masked, into the active run."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            name = Path(artifact_path, path.relative_to(folder)).as_posix()
+            mlflow.log_text(mask_secrets(path.read_text(errors="replace")), name)
 
 
 def git_commit(directory: Path) -> str:
@@ -105,6 +115,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "git_commit": git_commit(Path(__file__).parent),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "host": socket.gethostname(),
+        "attnlab.pid": str(os.getpid()),  # with host: `attnlab runs` tells a dead owner
         "task_name": cfg.task_name,
     }
     if HydraConfig.initialized():  # the job: all its overrides, and its number in a multirun
@@ -113,7 +124,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         if hydra.mode == RunMode.MULTIRUN:
             tags["hydra.job_num"] = str(hydra.job.num)
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
-    return tags
+    return {key: mask_secrets(value) for key, value in tags.items()}
 
 
 def choice_params() -> dict[str, str]:
@@ -172,16 +183,36 @@ def check_tracking_store(key: str, uri: str) -> None:
     """Reach a database store or tracking server once, before any run starts.
 
     MLflow retries an unreachable store or server for minutes and then prints a traceback;
-    this fails in seconds with one line naming ``key``. Folder and plugin stores, and SQLite
-    files that do not exist yet, are left to MLflow.
+    this fails in seconds with one line naming ``key``. Folder stores, which MLflow 3 refuses
+    unless ``MLFLOW_ALLOW_FILE_STORE=true``, fail here too; plugin stores, and SQLite files that
+    do not exist yet, are left to MLflow.
     """
     scheme = urlparse(uri).scheme.lower()
+    if scheme in ("file", "") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        folder = "MLflow 3 refuses folder stores unless MLFLOW_ALLOW_FILE_STORE=true"
+        raise ConfigError(key, uri, f"{BACKEND_STORES} or http(s)://SERVER; {folder}")
     if scheme in ("http", "https"):
         _check_server(key, uri)
     elif scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).exists():
-        return  # a new SQLite store: MLflow creates it on first use
+        _check_creatable(key, uri, Path(uri.removeprefix("sqlite:///")))  # MLflow creates it
     elif scheme.partition("+")[0] in DATABASE_SCHEMES:
         _check_database(key, uri)
+
+
+def check_existing_store(key: str, uri: str) -> None:
+    """For commands that only read runs: a store that exists (MLflow would create an empty
+    SQLite file), reachable."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(key, uri, "an existing MLflow store; no such SQLite file")
+    check_tracking_store(key, uri)
+
+
+def _check_creatable(key: str, uri: str, path: Path) -> None:
+    """A new file can be made at ``path``: its nearest existing folder is a writable folder."""
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a folder" if not existing.is_dir() else "not writable"
+        raise ConfigError(key, uri, f"a SQLite file that can be created; {existing} is {why}")
 
 
 def _check_server(key: str, uri: str) -> None:
@@ -291,10 +322,10 @@ def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
         run = mlflow.start_run(run_name=run_name(cfg, pairs), tags=tags)
         try:
             mlflow.log_params({**config_params(cfg, output_dir), **choice_params()})
-            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            mlflow.log_text(mask_secrets(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
             hydra_dir = Path(output_dir or "", ".hydra")
             if output_dir and hydra_dir.is_dir():
-                mlflow.log_artifacts(str(hydra_dir), "hydra")
+                log_masked_folder(hydra_dir, "hydra")
             os.environ[RUN_ID_ENV] = run.info.run_id
             yield run.info.run_id
         except TrialPruned:

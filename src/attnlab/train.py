@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -19,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from attnlab.config import register_schemas, validate
-from attnlab.errors import report_config_errors
+from attnlab.errors import EXIT_CONFIG_ERROR, mask_secrets, report_config_errors
 from attnlab.paths import config_dir
 
 register_schemas()
@@ -68,8 +69,10 @@ def run(cfg: DictConfig) -> float:
     from lightning.pytorch.callbacks import LearningRateMonitor
     from optuna import TrialPruned
 
+    from attnlab.callbacks import StopOnDivergence
     from attnlab.contracts import HasBaselines
     from attnlab.distributed import is_global_zero, process_rank
+    from attnlab.runs import fail_stale_of_experiment
     from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
     from attnlab.trainer import build_trainer, distributed_params
 
@@ -78,7 +81,7 @@ def run(cfg: DictConfig) -> float:
     if tracked:
         check_tracking_store("logger.tracking_uri", cfg.logger.tracking_uri)
     if HydraConfig.initialized():  # which values each process of a DDP job was composed from
-        overrides = " ".join(HydraConfig.get().overrides.task)
+        overrides = mask_secrets(" ".join(HydraConfig.get().overrides.task))
         log.info("process %s composed from overrides: %s", process_rank(), overrides)
 
     # verbose=False: a config error found while building the data stays the only stderr line.
@@ -89,6 +92,7 @@ def run(cfg: DictConfig) -> float:
     model = build_model(cfg, datamodule.dims)
     task = build_task(cfg, model, datamodule.dims)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
+    callbacks.append(StopOnDivergence())  # not a config option: a NaN loss always ends the run
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
     if not tracked:
@@ -105,6 +109,9 @@ def run(cfg: DictConfig) -> float:
             if cfg.logger.get("_target_"):  # a DDP child: end rank 0's run FAILED
                 fail_rank_zero_run(cfg.logger.tracking_uri)
             raise
+    stale = fail_stale_of_experiment(cfg.logger.tracking_uri, cfg.logger.experiment_name)
+    if stale:
+        log.info("%d run(s) whose process no longer exists marked FAILED", stale)
     with mlflow_run(cfg, output_dir) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
         if isinstance(datamodule, HasBaselines):  # chance and shortcut scores (DESIGN.md)
@@ -129,9 +136,10 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
                 callback.check_pruned()
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = "best" if best else None
-        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        # weights_only: a checkpoint holds tensors and plain values only; loading never runs code
+        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if cfg.objective.metric.startswith("val/"):  # after test(), only test metrics are kept
-            trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     value = float(trainer.callback_metrics[cfg.objective.metric])
     if trainer.is_global_zero:
         print(f"{cfg.objective.metric} = {value:.4f}")
@@ -142,8 +150,39 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
 def hydra_main(cfg: DictConfig) -> float:
     if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweeper records a bad job and goes on
         return run(cfg)
-    with report_config_errors():  # inside the job, so Hydra adds no "Error executing job" line
-        return run(cfg)
+    try:
+        with report_config_errors():  # inside the job: Hydra adds no "Error executing job" line
+            return run(cfg)
+    except SystemExit as stop:
+        if stop.code == EXIT_CONFIG_ERROR:
+            remove_unstarted_output_dir(Path(HydraConfig.get().runtime.output_dir))
+        raise
+
+
+def remove_unstarted_output_dir(output_dir: Path) -> None:
+    """After a config error: remove the folder Hydra made for the run when it holds nothing
+    but Hydra's records (``.hydra/``, the job's log), so a run that never started leaves no
+    folder behind. A folder with anything else in it (a reused ``hydra.run.dir``) stays."""
+    hydra_dir = output_dir / ".hydra"
+    records = [hydra_dir / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    logs = list(output_dir.glob("*.log"))
+    if not output_dir.is_dir() or set(output_dir.rglob("*")) - {hydra_dir, *records, *logs}:
+        return
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in (x for x in loggers if isinstance(x, logging.Logger)):
+        for handler in list(logger.handlers):  # the job's log file: it would be made again
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in logs:
+                logger.removeHandler(handler)
+                handler.close()
+    for path in [*records, *logs]:
+        path.unlink(missing_ok=True)
+    if hydra_dir.is_dir():
+        hydra_dir.rmdir()
+    output_dir.rmdir()
+    for parent in output_dir.parents:  # logs/<task>/runs, when this run was its only one
+        if Path.cwd() not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def main(args: list[str] | None = None) -> None:
@@ -152,7 +191,13 @@ def main(args: list[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *args]
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach our reporter
     with report_config_errors():
-        hydra_main()
+        try:
+            hydra_main()
+        except ValueError as error:  # Hydra's check of its own flags: -m with --cfg, ...
+            if not str(error).startswith("Only one of --run"):
+                raise
+            print(f"attnlab: usage error: {error} (-m is --multirun)", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG_ERROR) from None
 
 
 if __name__ == "__main__":

@@ -72,12 +72,22 @@ def check_trainer(c: Settings) -> None:
         value = str(c[name]) if name == "precision" else c[name]
         if value not in values:
             c.fail(name, f"one of {', '.join(map(str, values))}")
+    if c.gradient_clip_algorithm not in (None, "value", "norm"):
+        c.fail("gradient_clip_algorithm", "one of value, norm, null")
     c.positive("num_nodes", "accumulate_grad_batches")
     if c.max_epochs < -1 or c.max_epochs == 0:
         c.fail("max_epochs", "> 0, or -1 for no limit")
+    if c.max_epochs != -1 and c.min_epochs > c.max_epochs:
+        c.fail("min_epochs", f"at most trainer.max_epochs={c.max_epochs}")
     gpu = c.accelerator in ("gpu", "cuda")
     if gpu and not torch.cuda.is_available():
         c.fail("accelerator", "cpu: no CUDA device on this machine")
+    if str(c.precision).startswith("16") and not gpu:  # Lightning would switch to bf16 quietly
+        c.fail("precision", "32-true, 64-true, bf16-mixed or bf16-true on CPU (fp16 needs a GPU)")
+    if isinstance(c.devices, int) and c.devices <= 0 and not (gpu and c.devices == -1):
+        c.fail("devices", "a number of processes > 0, auto, or -1 for every GPU")
+    if c.strategy == "single_device" and c.devices not in (1, "1", "auto"):
+        c.fail("devices", "1 with trainer.strategy=single_device")
     if c.strategy.startswith("fsdp") and not gpu:
         c.fail("strategy", "ddp or ddp_spawn with accelerator=cpu (FSDP needs GPUs)")
     if isinstance(c.devices, int) and c.devices > 0:

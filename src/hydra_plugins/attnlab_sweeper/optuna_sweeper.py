@@ -20,9 +20,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
+from attnlab.config import check_read_keys
 from attnlab.errors import ConfigError
 from attnlab.sweeper.parent_run import SweepTracker
 from attnlab.sweeper.search_space import search_space
@@ -117,6 +118,7 @@ class OptunaSweeper(Sweeper):
         # Compose one point of the space before any study, trial or MLflow run is written.
         first = [f"{key}={_override_value(v)}" for key, v in _first_point(space).items()]
         self.validate_batch_is_legal([fixed + first])
+        check_read_keys(self._job_config(fixed + first))  # e.g. a +key=value nothing reads
         study, storage = self._open_study(space)
         tracker = SweepTracker.for_config(self.config, study)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +141,13 @@ class OptunaSweeper(Sweeper):
                     tracker.trial_done(study.trials[trial.number])
             tracker.finish(study, self.sweep_dir)
         return values
+
+    def _job_config(self, overrides: list[str]) -> DictConfig:
+        """The config a job with these overrides would get."""
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
 
     def _ask(self, study: optuna.Study, space: dict) -> optuna.Trial:
         """A new trial, sampled with seed + the study's trial count.
