@@ -58,7 +58,11 @@ BAD_INPUTS = {
     "unknown positional encoding": (["model.positional=rotary"], "model.positional='rotary'"),
     "Transformer norm that pools over time": (
         ["model.norm=group"],
-        "model.norm='group' is not allowed: one of layer, batch, none",
+        "model.norm='group' is not allowed: one of layer, batch, weight, none",
+    ),
+    "weight norm on a Transformer": (
+        ["model.norm=weight"],
+        "model.norm='weight' is not allowed: layer, batch or none: a Transformer normalises",
     ),
     "unknown Transformer classifier norm": (
         ["~experiment", "model=transformer_classifier", "model.norm=rms"],
@@ -79,15 +83,15 @@ BAD_INPUTS = {
     ),
     "conv norm that pools over time": (
         ["~experiment", "model=conv_seq2seq", "model.norm=instance"],
-        "model.norm='instance' is not allowed: one of layer, batch, none",
+        "model.norm='instance' is not allowed: one of layer, batch, weight, none",
     ),
     "unknown forecaster norm": (
-        ["experiment=sines_rnn", "model.norm=weight"],
-        "model.norm='weight'",
+        ["experiment=sines_rnn", "model.norm=group"],
+        "model.norm='group'",
     ),
     "unknown rnn norm": (
-        ["~experiment", "model=attention_seq2seq", "model.norm=weight"],
-        "model.norm='weight' is not allowed: one of none, layer, batch",
+        ["~experiment", "model=attention_seq2seq", "model.norm=group"],
+        "model.norm='group' is not allowed: one of none, layer, batch, weight",
     ),
     "odd hidden size, bidirectional": (
         ["~experiment", "model=attention_seq2seq", "model.width=33"],
@@ -145,8 +149,8 @@ BAD_INPUTS = {
     ),
     "depth not 6n+2": (["experiment=digits_resnet", "model.depth=21"], "model.depth=21"),
     "unknown norm": (
-        ["experiment=digits_resnet", "model.norm=weight"],
-        "model.norm='weight' is not allowed: one of batch, layer, instance, group, none",
+        ["experiment=digits_resnet", "model.norm=spectral"],
+        "model.norm='spectral' is not allowed: one of batch, layer, instance, group, weight, none",
     ),
     "unknown shortcut": (
         ["experiment=digits_resnet", "model.shortcut=highway"],

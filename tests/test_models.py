@@ -12,10 +12,9 @@ from attnlab import registry
 from attnlab.contracts import ImageDims, PairDims, SeriesDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.decoding import greedy_decode
-from attnlab.models.norms import SEQUENCE_NORMS as NORMS
 from attnlab.models.norms import SequenceBatchNorm
 from attnlab.models.positional import positional_encoding
-from attnlab.models.transformer import EncoderLayer, Seq2SeqTransformer
+from attnlab.models.transformer import NORMS, EncoderLayer, Seq2SeqTransformer
 
 D, H = 32, 4
 REGISTERED_MODELS = registry.components("model")

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from attnlab.contracts import PairDims, TokenDims
 from attnlab.models.attention import Score
-from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize
+from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize, weight_normalize
 from attnlab.models.recurrent import Cell, init_weights
 from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource
 from attnlab.registry import Settings, register
@@ -31,7 +31,8 @@ class ConvStack(nn.Module):
     """``depth`` x [pad -> Conv1d -> norm -> GELU -> dropout], optionally residual.
 
     ``causal`` pads on the left only, so position t sees inputs <= t. Padded positions are
-    zeroed after every layer, so right padding never leaks into real positions.
+    zeroed after every layer, so right padding never leaks into real positions. ``norm=weight``
+    weight-normalises the convs and leaves out the norm layers.
     """
 
     def __init__(
@@ -53,6 +54,9 @@ class ConvStack(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel, dilation=d) for d in self.dilations
         )
+        if norm == "weight":
+            for conv in self.convs:
+                weight_normalize(conv)
         self.norms = nn.ModuleList(make_seq_norm(norm, channels) for _ in self.dilations)
         self.dropout = nn.Dropout(dropout)
 

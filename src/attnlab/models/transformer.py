@@ -12,9 +12,13 @@ from torch import Tensor, nn
 
 from attnlab.contracts import PairDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
-from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize
+from attnlab.models.norms import SEQUENCE_NORMS, SequenceNorm, make_seq_norm, normalize
 from attnlab.models.positional import Positional, positional_encoding
 from attnlab.registry import Settings, register
+
+# Weight norm is refused (check_transformer): these norms act on residual sums x + F(x), which
+# no single weight matrix produces, so there is no layer whose weights WN could normalise.
+NORMS = tuple(name for name in SEQUENCE_NORMS if name != "weight")
 
 
 class FeedForward(nn.Module):
@@ -35,6 +39,8 @@ class Residual(nn.Module):
 
     def __init__(self, d_model: int, dropout: float, norm_first: bool, norm: str = "layer"):
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}; allowed: {', '.join(NORMS)}")
         self.norm = make_seq_norm(norm, d_model)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
@@ -143,6 +149,12 @@ def check_transformer(c: Settings) -> None:
     if c.width % 2:
         c.fail("width", "an even number (sin/cos pairs)")
     c.fraction("dropout")
+    if c.norm == "weight":
+        allowed = (
+            "layer, batch or none: a Transformer normalises residual sums x + F(x), which no "
+            "one weight matrix produces, so weight norm has no layer to stand in for"
+        )
+        c.fail("norm", allowed)
     if c.get("decoder_depth") is not None:
         c.positive("decoder_depth")
     if c.dims is not None:
