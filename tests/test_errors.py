@@ -118,6 +118,15 @@ BAD_INPUTS = {
         "data.bucket_edges=[5, 50]",
     ),
     "unknown question": (["data=order_count", "data.question=sum"], "data.question='sum'"),
+    "a classifier on tagging data": (
+        ["experiment=tagging", "model=rnn_classifier"],
+        "model='rnn_classifier' is not allowed: a model for tagging data; it takes token",
+    ),
+    "treebank not named": (["experiment=tagging", "data=conllu"], "data.path"),
+    "treebank folder without its files": (
+        ["experiment=tagging", "data=conllu", f"data.path={DATA}"],
+        "a folder with one *train*.conllu, *dev*.conllu and *test*.conllu",
+    ),
     "bucketing under DDP with Lightning's sampler": (
         ["data=reverse", "data.bucketing=true", "trainer=ddp_cpu"],
         "trainer.use_distributed_sampler=True",

@@ -38,6 +38,9 @@ class TokenDims:
     group_names: tuple[str, ...] = ()
 
 
+IGNORE_TAG = -100  # the tag of padding in tagging batches: out of the loss and every metric
+
+
 @dataclass(frozen=True)
 class TaggingDims:
     """Token sequences -> one tag per token; ``group_names`` name the tokens' buckets, if any."""
