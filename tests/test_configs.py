@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from attnlab import registry
 from attnlab.config import GROUPS, validate
-from attnlab.contracts import ImageDims, PairDims, SeriesDims, TokenDims
+from attnlab.contracts import ImageDims, PairDims, SeriesDims, TaggingDims, TokenDims
 from attnlab.errors import ConfigError
 from attnlab.paths import config_dir, sweeps_dir
 from attnlab.sweeper.search_space import search_space
@@ -33,6 +33,7 @@ SWEEPS = sorted(path.stem for path in sweeps_dir().glob("*.yaml"))
 FAKE_DIMS = {
     PairDims: PairDims(30, 15, pad_id=0, bos_id=1, eos_id=2, max_src_len=12, max_tgt_len=11),
     TokenDims: TokenDims(vocab_size=30, num_classes=2, pad_id=0, max_src_len=12),
+    TaggingDims: TaggingDims(vocab_size=30, num_tags=5, pad_id=0, max_src_len=12),
     ImageDims: ImageDims(in_channels=1, image_size=8, num_classes=2),
     SeriesDims: SeriesDims(in_features=3, input_len=8, horizon=2),
 }
@@ -40,6 +41,7 @@ FAKE_DIMS = {
 REQUIRED = {
     ("data", "corpus"): ["data.path=pairs.tsv"],
     ("data", "prices_csv"): ["data.csv_path=prices.csv"],
+    ("data", "conllu"): ["data.path=treebank"],
     ("experiment", "corpus"): ["data.path=pairs.tsv"],
 }
 

@@ -60,7 +60,11 @@ BAD_INPUTS = {
     "unknown positional encoding": (["model.positional=rotary"], "model.positional='rotary'"),
     "Transformer norm that pools over time": (
         ["model.norm=group"],
-        "model.norm='group' is not allowed: one of layer, batch, none",
+        "model.norm='group' is not allowed: one of layer, batch, weight, none",
+    ),
+    "weight norm on a Transformer": (
+        ["model.norm=weight"],
+        "model.norm='weight' is not allowed: layer, batch or none: a Transformer normalises",
     ),
     "unknown Transformer classifier norm": (
         ["~experiment", "model=transformer_classifier", "model.norm=rms"],
@@ -81,15 +85,15 @@ BAD_INPUTS = {
     ),
     "conv norm that pools over time": (
         ["~experiment", "model=conv_seq2seq", "model.norm=instance"],
-        "model.norm='instance' is not allowed: one of layer, batch, none",
+        "model.norm='instance' is not allowed: one of layer, batch, weight, none",
     ),
     "unknown forecaster norm": (
-        ["experiment=sines_rnn", "model.norm=weight"],
-        "model.norm='weight'",
+        ["experiment=sines_rnn", "model.norm=group"],
+        "model.norm='group'",
     ),
     "unknown rnn norm": (
-        ["~experiment", "model=attention_seq2seq", "model.norm=weight"],
-        "model.norm='weight' is not allowed: one of none, layer, batch",
+        ["~experiment", "model=attention_seq2seq", "model.norm=group"],
+        "model.norm='group' is not allowed: one of none, layer, batch, weight",
     ),
     "odd hidden size, bidirectional": (
         ["~experiment", "model=attention_seq2seq", "model.width=33"],
@@ -116,6 +120,15 @@ BAD_INPUTS = {
         "data.bucket_edges=[5, 50]",
     ),
     "unknown question": (["data=order_count", "data.question=sum"], "data.question='sum'"),
+    "a classifier on tagging data": (
+        ["experiment=tagging", "model=rnn_classifier"],
+        "model='rnn_classifier' is not allowed: a model for tagging data; it takes token",
+    ),
+    "treebank not named": (["experiment=tagging", "data=conllu"], "data.path"),
+    "treebank folder without its files": (
+        ["experiment=tagging", "data=conllu", f"data.path={DATA}"],
+        "a folder with one *train*.conllu, *dev*.conllu and *test*.conllu",
+    ),
     "bucketing under DDP with Lightning's sampler": (
         ["data=reverse", "data.bucketing=true", "trainer=ddp_cpu"],
         "trainer.use_distributed_sampler=True",
@@ -147,8 +160,8 @@ BAD_INPUTS = {
     ),
     "depth not 6n+2": (["experiment=digits_resnet", "model.depth=21"], "model.depth=21"),
     "unknown norm": (
-        ["experiment=digits_resnet", "model.norm=weight"],
-        "model.norm='weight' is not allowed: one of batch, layer, instance, group, none",
+        ["experiment=digits_resnet", "model.norm=spectral"],
+        "model.norm='spectral' is not allowed: one of batch, layer, instance, group, weight, none",
     ),
     "unknown shortcut": (
         ["experiment=digits_resnet", "model.shortcut=highway"],

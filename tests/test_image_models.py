@@ -138,12 +138,12 @@ def test_layer_and_instance_norm_are_the_extremes_of_group_norm():
     torch.testing.assert_close(layer(x), F.layer_norm(x, x.shape[1:]))
     torch.testing.assert_close(instance(x), F.instance_norm(x), atol=1e-5, rtol=1e-5)
     sizes = {name: channels_per_group(make_norm(name, 6, groups=3)) for name in NORMS}
-    assert sizes == {"batch": 1, "layer": 6, "instance": 1, "group": 2, "none": 0}
+    assert sizes == {"batch": 1, "layer": 6, "instance": 1, "group": 2, "weight": 0, "none": 0}
 
 
 def test_make_norm_rejects_bad_names_and_groups():
-    with pytest.raises(ValueError, match="'weight'.*batch, layer, instance, group, none"):
-        make_norm("weight", 8)
+    with pytest.raises(ValueError, match="'spectral'.*batch, layer, instance, group, weight, none"):
+        make_norm("spectral", 8)
     with pytest.raises(ValueError, match="groups=3 must divide channels=8"):
         make_norm("group", 8, groups=3)
     with pytest.raises(ValueError, match="kind"):

@@ -9,22 +9,28 @@ import torch
 from torch import nn
 
 from attnlab import registry
-from attnlab.contracts import ImageDims, PairDims, SeriesDims, TokenDims
+from attnlab.contracts import ImageDims, PairDims, SeriesDims, TaggingDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.decoding import greedy_decode
-from attnlab.models.norms import SEQUENCE_NORMS as NORMS
 from attnlab.models.norms import SequenceBatchNorm
 from attnlab.models.positional import positional_encoding
-from attnlab.models.transformer import EncoderLayer, Seq2SeqTransformer
+from attnlab.models.transformer import NORMS, EncoderLayer, Seq2SeqTransformer
 
 D, H = 32, 4
 REGISTERED_MODELS = registry.components("model")
 # Small sizes for whichever of these keys a model has.
 SMALL = dict(width=16, heads=2, ff_width=32, emb_dim=8, width_multiplier=0.5, dropout=0.0)
 PAIRS = PairDims(11, 9, pad_id=0, bos_id=1, eos_id=2, max_src_len=7, max_tgt_len=6)
+
+
+def token_batch() -> tuple[torch.Tensor]:
+    return (torch.randint(1, 11, (3, 7)),)
+
+
 DUMMY_DATA = {  # dims, and a batch of inputs of that kind (B = 3)
     PairDims: (PAIRS, lambda: (torch.randint(3, 11, (3, 7)), torch.randint(3, 9, (3, 6)))),
-    TokenDims: (TokenDims(11, 2, pad_id=0, max_src_len=7), lambda: (torch.randint(1, 11, (3, 7)),)),
+    TokenDims: (TokenDims(11, 2, pad_id=0, max_src_len=7), token_batch),
+    TaggingDims: (TaggingDims(11, 4, pad_id=0, max_src_len=7), token_batch),
     ImageDims: (ImageDims(1, 8, 3), lambda: (torch.randn(3, 1, 8, 8),)),
     SeriesDims: (SeriesDims(2, 10, 4, target_column=0), lambda: (torch.randn(3, 10, 2),)),
 }

@@ -86,6 +86,21 @@ def test_weight_decay_falls_on_weight_matrices_only():
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.5, 0.0]
 
 
+def test_weight_norm_decays_directions_not_gains():
+    """w = g v / ||v||: v is the matrix that decay shrinks; g is a gain, like a norm's."""
+    from attnlab.models.resnet import ResNet
+    from attnlab.regularization import decay_groups
+
+    model = ResNet(1, 3, depth=8, norm="weight")
+    decayed, rest = decay_groups(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    rest_names = {names[id(p)] for p in rest["params"]}
+    assert "stem.0.parametrizations.weight.original1" in decayed_names
+    assert "stem.0.parametrizations.weight.original0" in rest_names
+    assert not any(n.endswith("original0") for n in decayed_names)
+
+
 def test_a_run_decays_only_what_the_groups_name(make_cfg):
     """A step with zero gradients and weight decay shrinks matrices; biases stay put."""
     from attnlab.train import build_task

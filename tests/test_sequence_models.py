@@ -48,6 +48,10 @@ SEQ2SEQ_MODELS = {
         ConvEncoderAttentionDecoder,
         dict(emb_dim=8, width=16, kernel=3, dilation=2, depth=3, dropout=0.0),
     ),
+    "conv_attention_weightnorm": (
+        ConvEncoderAttentionDecoder,
+        dict(emb_dim=8, width=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="weight"),
+    ),
     "conv_attention_layernorm": (
         ConvEncoderAttentionDecoder,
         dict(emb_dim=8, width=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="layer"),
@@ -88,6 +92,14 @@ CLASSIFIERS = {
     "conv_causal_batchnorm": (
         ConvClassifier,
         dict(width=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="batch"),
+    ),
+    "rnn_lstm_weightnorm_2layers_mean": (
+        RNNClassifier,
+        dict(SMALL, cell="lstm", depth=2, bidirectional=True, pooling="mean", norm="weight"),
+    ),
+    "conv_causal_weightnorm": (
+        ConvClassifier,
+        dict(width=16, kernel=3, dilation=2, depth=2, dropout=0.0, norm="weight"),
     ),
     "conv_plain": (
         ConvClassifier,

@@ -10,6 +10,7 @@ from attnlab.contracts import TokenDims
 from attnlab.data.bucketing import BucketBatchSampler, padding_fraction
 from attnlab.data.probes import A, AgreementDataModule, B, OrderCountDataModule
 from attnlab.data.sampling import bucket_ranges
+from attnlab.data.sentiment import PairSentimentDataModule
 from attnlab.data.symbols import SYMBOL_TASKS, SymbolsDataModule
 from attnlab.train import run
 
@@ -18,6 +19,7 @@ CLASSIFICATION = {
     "agreement": lambda **kw: AgreementDataModule(**kw),
     "order": lambda **kw: OrderCountDataModule(question="order", **kw),
     "count": lambda **kw: OrderCountDataModule(question="count", **kw),
+    "sentiment": lambda **kw: PairSentimentDataModule(**kw),
 }
 
 

@@ -13,7 +13,15 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import grad_norm, rank_zero_info, rank_zero_only
 from torch.utils.data import default_collate
 
-from attnlab.contracts import AttendsSource, HasLayerEnds, HasSeriesScale, HasSourceText
+from attnlab.contracts import (
+    AttendsPairs,
+    AttendsSource,
+    HasLayerEnds,
+    HasSeriesScale,
+    HasSourceText,
+    HasTokenText,
+)
+from attnlab.data.text import pad_batch
 from attnlab.errors import Diverged
 from attnlab.models.norms import channels_per_group
 from attnlab.plots import attention_grid, bucket_bars, forecast_windows
@@ -57,10 +65,16 @@ class StopOnDivergence(L.Callback):
 
 
 class AttentionMaps(L.Callback):
-    """After testing, plot encoder-decoder attention of the last decoder layer, one map per head.
+    """After testing, plot attention maps of a few test examples:
 
-    Needs a model with ``cross_attention(src, tgt_in)`` and a data module with ``splits`` and
-    vocabularies (PairsDataModule); otherwise says why and does nothing.
+    - a seq2seq model with ``cross_attention(src, tgt_in)`` on data with ``splits`` and
+      vocabularies (PairsDataModule): encoder-decoder attention of each decoder layer, one map
+      per head, ``plots/attention_layer{N}.png``;
+    - a model with ``pair_attention(tokens)`` on token data with ``itos`` and ``examples``:
+      the pair weights alpha(x_t, x_t') of each example (notes §7.3),
+      ``plots/pair_attention.png``.
+
+    Otherwise it says why and does nothing.
     """
 
     def __init__(self, n_examples: int = 4, output_dir: str | None = None):
@@ -70,9 +84,17 @@ class AttentionMaps(L.Callback):
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model, data = pl_module.model, trainer.datamodule
-        if not isinstance(model, AttendsSource) or not isinstance(data, HasSourceText):
-            rank_zero_info("AttentionMaps: the model has no encoder-decoder attention; no plot")
-            return
+        if isinstance(model, AttendsSource) and isinstance(data, HasSourceText):
+            self._cross_attention(trainer, pl_module, data)
+        elif isinstance(model, AttendsPairs) and isinstance(data, HasTokenText):
+            self._pair_attention(trainer, pl_module, data)
+        else:
+            rank_zero_info("AttentionMaps: the model has no attention to plot; no plot")
+
+    def _cross_attention(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, data: HasSourceText
+    ) -> None:
+        model = pl_module.model
         plottable = [
             s for s, _ in data.splits["test"] if max(map(ord, s)) < PLOTTABLE_MAX_CODEPOINT
         ]
@@ -105,6 +127,26 @@ class AttentionMaps(L.Callback):
                 weights, sources, outputs, f"{title} (rows: output, columns: source)"
             )
             log_figure(trainer, fig, f"plots/attention_layer{number}.png", self.output_dir)
+
+    def _pair_attention(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, data: HasTokenText
+    ) -> None:
+        """alpha of the first test examples, each on its own colour scale (weights near 1/T)."""
+        examples = data.examples["test"][: self.n_examples]
+        if not examples:
+            rank_zero_info("AttentionMaps: the test split is empty; no plot")
+            return
+        tokens = pad_batch([ids for ids, _, _ in examples], data.pad_id).to(pl_module.device)
+        model = pl_module.model
+        was_training = model.training
+        model.eval()
+        weights = model.pair_attention(tokens)  # (N, T, T)
+        model.train(was_training)
+        words = [[data.itos[i] for i in ids] for ids, _, _ in examples]
+        labels = ", ".join(str(label) for _, label, _ in examples)
+        title = f"pair attention alpha(x_t, x_t')\nrows: t, columns: t'; labels {labels}"
+        fig = attention_grid(weights[:, None].float().cpu().numpy(), words, words, title, vmax=None)
+        log_figure(trainer, fig, "plots/pair_attention.png", self.output_dir)
 
 
 class GradientNorms(L.Callback):

@@ -38,6 +38,21 @@ class TokenDims:
     group_names: tuple[str, ...] = ()
 
 
+IGNORE_TAG = -100  # the tag of padding in tagging batches: out of the loss and every metric
+
+
+@dataclass(frozen=True)
+class TaggingDims:
+    """Token sequences -> one tag per token; ``group_names`` name the tokens' buckets, if any."""
+
+    vocab_size: int
+    num_tags: int
+    pad_id: int
+    max_src_len: int
+    tag_names: tuple[str, ...] = ()
+    group_names: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ImageDims:
     """Square images -> one class each."""
@@ -63,6 +78,15 @@ class AttendsSource(Protocol):
 
     def cross_attention(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """(B, S), (B, T) -> weights (L, B, H, T, S) of each decoder layer."""
+        ...
+
+
+@runtime_checkable
+class AttendsPairs(Protocol):
+    """A model whose attention over every pair of positions can be read out for plots."""
+
+    def pair_attention(self, tokens: Tensor) -> Tensor:
+        """(B, T) -> weights (B, T, T): row t weighs every position t' (zero on padding)."""
         ...
 
 
@@ -100,6 +124,15 @@ class HasSourceText(Protocol):
     splits: dict[str, list[tuple[str, str]]]
     src_vocab: Any
     tgt_vocab: Any
+
+
+@runtime_checkable
+class HasTokenText(Protocol):
+    """Token classification data whose examples (ids, label, group) can be read back as words."""
+
+    itos: list[str]
+    pad_id: int
+    examples: dict[str, list[tuple[list[int], int, int]]]
 
 
 @runtime_checkable

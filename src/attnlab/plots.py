@@ -11,12 +11,17 @@ from matplotlib.figure import Figure  # noqa: E402
 
 
 def attention_grid(
-    weights: np.ndarray, sources: list[list[str]], outputs: list[list[str]], title: str
+    weights: np.ndarray,
+    sources: list[list[str]],
+    outputs: list[list[str]],
+    title: str,
+    vmax: float | None = 1.0,
 ) -> Figure:
     """One heat map per (example, head): rows are output tokens, columns source tokens.
 
     weights: (N, H, T, S) attention probabilities; sources[n] has S_n <= S labels and
     outputs[n] T_n <= T labels, so padding is cropped away (notes §3.1's "you/你" matrix).
+    Colours run from 0 to ``vmax``; None scales each map to its own largest weight.
     """
     n_examples, n_heads = weights.shape[:2]
     fig, axes = plt.subplots(
@@ -26,7 +31,7 @@ def attention_grid(
         src, out = sources[n], outputs[n]
         for h in range(n_heads):
             ax = axes[n, h]
-            ax.imshow(weights[n, h, : len(out), : len(src)], cmap="viridis", vmin=0, vmax=1)
+            ax.imshow(weights[n, h, : len(out), : len(src)], cmap="viridis", vmin=0, vmax=vmax)
             ax.set_xticks(range(len(src)), src, fontsize=6, rotation=90)
             ax.set_yticks(range(len(out)), out, fontsize=6)
             if n == 0:

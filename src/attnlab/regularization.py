@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.norms import weight_norm_gains
 from attnlab.registry import Settings, register
 
 TASK_KEYS = ("label_smoothing", "l1", "l2")  # the keys a task takes; the rest build the model
@@ -38,11 +39,13 @@ def decayed(module: nn.Module) -> list[nn.Parameter]:
 
     Biases, norm gains and embeddings are left out, as the field does (nanoGPT's
     configure_optimizers, timm's param_groups_weight_decay): shrinking a norm's gain or a
-    token's embedding towards zero is not a simpler function, only a rescaled one.
+    token's embedding towards zero is not a simpler function, only a rescaled one. A
+    weight-normalised matrix is decayed through its direction v, not its gains g.
     """
-    embeddings = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+    skip = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+    skip |= {id(g) for g in weight_norm_gains(module)}
     trainable = (p for p in module.parameters() if p.requires_grad)
-    return [p for p in trainable if p.dim() > 1 and id(p) not in embeddings]
+    return [p for p in trainable if p.dim() > 1 and id(p) not in skip]
 
 
 def decay_groups(module: nn.Module) -> list[dict]:

@@ -1,4 +1,5 @@
-"""1-D convolutional sequence models (notes §9): a dilated conv stack, a classifier, seq2seq.
+"""1-D convolutional sequence models (notes §9): a dilated conv stack, a classifier, a tagger,
+seq2seq.
 
 A conv layer sees ``kernel`` neighbours; stacking ``depth`` layers with dilation growing by
 ``dilation`` per layer widens what one output position sees, the receptive field
@@ -12,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.contracts import PairDims, TokenDims
+from attnlab.contracts import PairDims, TaggingDims, TokenDims
 from attnlab.models.attention import Score
-from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize
+from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize, weight_normalize
 from attnlab.models.recurrent import Cell, init_weights
 from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource
 from attnlab.registry import Settings, register
@@ -31,7 +32,8 @@ class ConvStack(nn.Module):
     """``depth`` x [pad -> Conv1d -> norm -> GELU -> dropout], optionally residual.
 
     ``causal`` pads on the left only, so position t sees inputs <= t. Padded positions are
-    zeroed after every layer, so right padding never leaks into real positions.
+    zeroed after every layer, so right padding never leaks into real positions. ``norm=weight``
+    weight-normalises the convs and leaves out the norm layers.
     """
 
     def __init__(
@@ -53,6 +55,9 @@ class ConvStack(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel, dilation=d) for d in self.dilations
         )
+        if norm == "weight":
+            for conv in self.convs:
+                weight_normalize(conv)
         self.norms = nn.ModuleList(make_seq_norm(norm, channels) for _ in self.dilations)
         self.dropout = nn.Dropout(dropout)
 
@@ -118,6 +123,48 @@ class ConvClassifier(nn.Module):
         last = mask.sum(dim=1) - 1  # (B,) index of the last real token
         features = h[torch.arange(h.size(0), device=h.device), last]  # (B, C)
         return self.head(self.dropout(features))  # (B, num_classes)
+
+
+@register("model", "conv_tagger", check=check_conv, data=(TaggingDims,))
+class ConvTagger(nn.Module):
+    """Embedding -> ConvStack -> a tag per position.
+
+    Not causal by default: the tag of token t sees ``receptive_field // 2`` tokens on each side
+    (``causal=true``: the ``receptive_field - 1`` tokens on its left, as a left-to-right RNN).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        pad_id: int = 0,
+        width: int = 128,
+        kernel: int = 3,
+        dilation: int = 2,
+        depth: int = 4,
+        causal: bool = False,
+        residual: bool = True,
+        dropout: float = 0.1,
+        norm: SequenceNorm = "none",
+    ):
+        super().__init__()
+        channels = width
+        self.pad_id = pad_id
+        self.embed = nn.Embedding(vocab_size, channels, padding_idx=pad_id)
+        self.stack = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout, norm)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(channels, num_tags)
+        init_weights(self)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.stack.receptive_field
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (B, S) -> logits (B, S, num_tags)."""
+        mask = tokens != self.pad_id  # (B, S)
+        h = self.stack(self.dropout(self.embed(tokens)), mask)  # (B, S, C)
+        return self.head(self.dropout(h))  # (B, S, num_tags)
 
 
 @register("model", "conv_seq2seq", check=check_conv, data=(PairDims,))

@@ -7,10 +7,10 @@ from typing import Literal, get_args
 from torch import Tensor, nn
 
 from attnlab.contracts import ImageDims
-from attnlab.models.norms import make_norm
+from attnlab.models.norms import make_norm, weight_normalize
 from attnlab.registry import Settings, register
 
-MLPNorm = Literal["none", "batch", "layer"]
+MLPNorm = Literal["none", "batch", "layer", "weight"]
 MLP_NORMS = get_args(MLPNorm)
 
 
@@ -23,7 +23,8 @@ def check_mlp(c: Settings) -> None:
 @register("model", "mlp", check=check_mlp, data=(ImageDims,))
 class MLP(nn.Module):
     """``depth`` hidden layers of Linear -> norm -> ReLU -> dropout, then a linear head, over
-    flattened square images (B, C, H, W); ``width_multiplier`` scales ``width``."""
+    flattened square images (B, C, H, W); ``width_multiplier`` scales ``width``. ``norm=weight``
+    weight-normalises the hidden Linear layers instead of adding a norm layer."""
 
     def __init__(
         self,
@@ -42,8 +43,9 @@ class MLP(nn.Module):
         hidden = max(1, round(width * width_multiplier))
         layers: list[nn.Module] = [nn.Flatten()]
         for i in range(depth):
+            linear = nn.Linear(in_features if i == 0 else hidden, hidden)
             layers += [
-                nn.Linear(in_features if i == 0 else hidden, hidden),
+                weight_normalize(linear) if norm == "weight" else linear,
                 make_norm(norm, hidden, kind="1d"),
                 nn.ReLU(inplace=True),
                 nn.Dropout(dropout),

@@ -1,4 +1,4 @@
-"""Normalization layers chosen by name (notes §6): batch, layer, instance, group or none.
+"""Normalization layers chosen by name (notes §6): batch, layer, instance, group, weight or none.
 
 One signature for every layout a model hands over:
 
@@ -9,6 +9,10 @@ One signature for every layout a model hands over:
 
 Layer and instance norm of feature maps are GroupNorm with 1 and C groups: the two extremes
 of group norm (notes §6.3.4), so the four norms differ only in which values share statistics.
+
+Weight norm (Salimans & Kingma 2016) normalises no activations: it reparameterises the weight
+of the conv or linear layer that precedes where a norm layer would stand (``weight_normalize``),
+and ``make_norm("weight", ...)`` is the Identity that takes the norm layer's place.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _WeightNorm, weight_norm
 
-Norm = Literal["batch", "layer", "instance", "group", "none"]
+Norm = Literal["batch", "layer", "instance", "group", "weight", "none"]
 NORMS = get_args(Norm)
 KINDS = ("2d", "1d", "seq")
 
@@ -64,14 +70,17 @@ def normalize(norm: nn.Module, x: Tensor, mask: Tensor | None = None) -> Tensor:
 
 
 def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") -> nn.Module:
-    """A norm layer over ``channels`` for inputs of layout ``kind``; ``groups`` is for "group"."""
+    """A norm layer over ``channels`` for inputs of layout ``kind``; ``groups`` is for "group".
+
+    "weight" gives an Identity: the model weight-normalises the layer before it instead.
+    """
     if name not in NORMS:
         raise ValueError(f"unknown norm {name!r}; one of {', '.join(NORMS)}")
     if kind not in KINDS:
         raise ValueError(f"unknown norm kind {kind!r}; one of {', '.join(KINDS)}")
     if name == "group" and (groups < 1 or channels % groups):
         raise ValueError(f"groups={groups} must divide channels={channels}")
-    if name == "none":
+    if name in ("none", "weight"):
         return nn.Identity()
     if name == "instance" and kind == "1d":
         raise ValueError("instance norm needs a spatial or time axis; kind '1d' has none")
@@ -92,9 +101,10 @@ def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") ->
 
 
 # Norms for sequence models whose positions must not see later ones: LayerNorm over the channels
-# of each position, BatchNorm of each channel over the real positions of batch x time, or
-# nothing. Instance and group norm pool over time within a sequence, so they are left out.
-SequenceNorm = Literal["layer", "batch", "none"]
+# of each position, BatchNorm of each channel over the real positions of batch x time, weight
+# norm of the layer before, or nothing. Instance and group norm pool over time within a
+# sequence, so they are left out.
+SequenceNorm = Literal["layer", "batch", "weight", "none"]
 SEQUENCE_NORMS = get_args(SequenceNorm)
 
 
@@ -116,3 +126,36 @@ def channels_per_group(norm: nn.Module) -> int:
     if isinstance(norm, nn.modules.batchnorm._BatchNorm | nn.modules.instancenorm._InstanceNorm):
         return 1
     return 0
+
+
+def weight_normalize(layer: nn.Module, *names: str) -> nn.Module:
+    """Weight normalization (Salimans & Kingma 2016; notes §6): each output unit's weight vector
+    becomes w = g v / ||v||, its length g learned apart from its direction v. ``names``: the
+    layer's weight tensors ("weight" if none given). At the start g = ||v||, so w is unchanged.
+    """
+    for name in names or ("weight",):
+        weight_norm(layer, name)
+    return layer
+
+
+def init_(module: nn.Module, name: str, fill) -> None:
+    """Initialise ``module.<name>`` in place with ``fill`` (an ``nn.init`` function); a
+    weight-normalised tensor through its reparametrisation: v gets the values and g = ||v||."""
+    if not parametrize.is_parametrized(module, name):
+        fill(getattr(module, name))
+        return
+    value = getattr(module, name).detach().clone()
+    fill(value)
+    with torch.no_grad():
+        setattr(module, name, value)
+
+
+def weight_norm_gains(module: nn.Module) -> list[nn.Parameter]:
+    """The gains g of every weight-normalised tensor in ``module`` (not its directions v)."""
+    return [
+        parametrizations.original0
+        for m in module.modules()
+        if parametrize.is_parametrized(m)
+        for parametrizations in m.parametrizations.values()
+        if any(isinstance(p, _WeightNorm) for p in parametrizations)
+    ]

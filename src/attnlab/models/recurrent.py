@@ -1,5 +1,6 @@
 """Recurrent layers by name: torch's GRU/LSTM, or cells that normalise their pre-activations
-(layer norm, Ba et al. 2016; recurrent batch norm, Cooijmans et al. 2016), stepped in Python.
+(layer norm, Ba et al. 2016; recurrent batch norm, Cooijmans et al. 2016), stepped in Python;
+weight norm (Salimans & Kingma 2016) reparameterises torch's W_ih and W_hh instead.
 
 Shared by the recurrent, convolutional and forecasting families; ``init_weights`` is the one
 weight init of those families.
@@ -12,10 +13,13 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from attnlab.models.norms import init_, weight_normalize
+
 Cell = Literal["gru", "lstm"]
-RecurrentNorm = Literal["none", "layer", "batch"]
+RecurrentNorm = Literal["none", "layer", "batch", "weight"]
 CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 NORMS = get_args(RecurrentNorm)
 BN_GAIN = 0.1  # Cooijmans et al. 2016: a gain of 1 saturates the gates, gradients vanish
@@ -265,15 +269,17 @@ def make_rnn(
 ) -> nn.Module:
     """A batch-first GRU or LSTM by name; dropout acts between stacked layers only.
 
-    norm none: torch's nn.GRU / nn.LSTM (cuDNN on GPU); layer or batch: a NormRNN.
+    norm none: torch's nn.GRU / nn.LSTM (cuDNN on GPU); layer or batch: a NormRNN; weight:
+    torch's, each gate unit's rows of W_ih and W_hh weight-normalised (the terms LN-LSTM
+    normalises; Salimans & Kingma 2016 name LSTMs among WN's uses).
     """
     if cell not in CELLS:
         raise ValueError(f"cell={cell!r}; allowed: {', '.join(CELLS)}")
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r}; allowed: {', '.join(NORMS)}")
-    if norm != "none":
+    if norm in ("layer", "batch"):
         return NormRNN(cell, input_size, hidden, layers, dropout, bidirectional, norm)
-    return CELLS[cell](
+    rnn = CELLS[cell](
         input_size,
         hidden,
         layers,
@@ -281,6 +287,9 @@ def make_rnn(
         dropout=dropout if layers > 1 else 0.0,
         bidirectional=bidirectional,
     )
+    if norm == "weight":
+        weight_normalize(rnn, *(n for n, _ in rnn.named_parameters() if n.startswith("weight")))
+    return rnn
 
 
 def layer_first(state: State) -> State:
@@ -298,15 +307,20 @@ def init_weights(model: nn.Module) -> None:
 
     Recurrent matrices orthogonal, other matrices Xavier-uniform, biases zero, the LSTM forget
     gate biased to 1 (remember by default); embeddings keep N(0, 1) with a zero padding row.
+    A weight-normalised matrix gets the same values as w, through its g and v.
     """
     for module in model.modules():
-        if isinstance(module, nn.Embedding):
-            continue
-        for name, param in module.named_parameters(recurse=False):
+        if isinstance(module, nn.Embedding | parametrize.ParametrizationList):
+            continue  # weight-normalised tensors are set through the module that holds them
+        names = [name for name, _ in module.named_parameters(recurse=False)]
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations)
+        for name in names:
+            param = getattr(module, name)
             if name.startswith("weight_hh"):
-                nn.init.orthogonal_(param)
+                init_(module, name, nn.init.orthogonal_)
             elif param.dim() > 1:
-                nn.init.xavier_uniform_(param)
+                init_(module, name, nn.init.xavier_uniform_)
             elif name.startswith("bias"):
                 nn.init.zeros_(param)
             if isinstance(module, nn.LSTM | NormLSTMCell) and name.startswith("bias_ih"):

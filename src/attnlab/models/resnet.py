@@ -12,6 +12,9 @@ is plain ("none") or residual, and which identity-path variant of notes §5.5.1 
 - ``dropout``: dropout(h(x)) with p = ``shortcut_dropout`` (inverted dropout, mean kept)
 - ``none``: F(x) alone, the plain network
 
+``norm`` is the norm layer after each conv (BN, LN, IN, GN; notes §6.3); ``weight`` puts an
+Identity there and weight-normalises every conv instead (Salimans & Kingma 2016).
+
 Units: ``v1`` is post-activation (conv-norm-relu-conv-norm, add, relu; notes res_block_v1),
 ``v2`` is pre-activation (norm-relu-conv-norm-relu-conv, add; notes res_block_v2) with a final
 norm-relu before pooling.
@@ -27,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.contracts import ImageDims
-from attnlab.models.norms import Norm, make_norm
+from attnlab.models.norms import Norm, make_norm, weight_normalize
 from attnlab.registry import Settings, register
 
 Unit = Literal["v1", "v2"]
@@ -218,6 +221,9 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(in_ch, num_classes)
         self.apply(init_weights)
+        if norm == "weight":  # after the init: w = g v / ||v|| starts as the initialised w
+            for conv in [m for m in self.modules() if isinstance(m, nn.Conv2d)]:
+                weight_normalize(conv)
 
     @property
     def first_layer(self) -> nn.Module:

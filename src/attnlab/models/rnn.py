@@ -5,7 +5,7 @@ Every seq2seq model has ``forward(src, tgt_in)``, ``encode(src) -> memory`` and
 tensors, so ``attnlab.models.decoding.batch_select`` can copy them per beam.
 
 ``norm`` picks the recurrence (attnlab.models.recurrent): none is torch's (cuDNN) GRU/LSTM;
-layer and batch normalise the cells' pre-activations.
+layer and batch normalise the cells' pre-activations; weight weight-normalises W_ih and W_hh.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnlab.contracts import PairDims, TokenDims
+from attnlab.contracts import PairDims, TaggingDims, TokenDims
 from attnlab.models.attention import Attention, Score
 from attnlab.models.recurrent import (
     Cell,
@@ -308,3 +308,39 @@ class RNNClassifier(nn.Module):
             weights = mask[..., None].float()  # (B, S, 1)
             features = (states * weights).sum(1) / weights.sum(1)  # (B, H)
         return self.head(self.dropout(features))  # (B, C)
+
+
+@register("model", "rnn_tagger", check=check_rnn, data=(TaggingDims,))
+class RNNTagger(nn.Module):
+    """GRU/LSTM tagger (notes §2.1): the tag of token t is read from the state at t.
+
+    Unidirectional, that state has seen tokens 1..t only; bidirectional, the backward
+    direction adds t..S (each direction ``width / 2`` units).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        pad_id: int = 0,
+        emb_dim: int = 64,
+        width: int = 128,
+        depth: int = 1,
+        cell: Cell = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.1,
+        norm: RecurrentNorm = "none",
+    ):
+        super().__init__()
+        hidden, layers = width, depth
+        self.encoder = RNNEncoder(
+            vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id, norm
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_tags)
+        init_weights(self)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (B, S) -> logits (B, S, num_tags)."""
+        states = self.encoder(tokens)[0]  # (B, S, H), zero on padding
+        return self.head(self.dropout(states))  # (B, S, num_tags)

@@ -1,4 +1,5 @@
-"""The Transformer (Vaswani et al. 2017; notes §4), layer by layer: seq2seq and encoder-only."""
+"""The Transformer (Vaswani et al. 2017; notes §4), layer by layer: seq2seq, and encoder-only
+classifier and tagger."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.contracts import PairDims, TokenDims
+from attnlab.contracts import PairDims, TaggingDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
-from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize
+from attnlab.models.norms import SEQUENCE_NORMS, SequenceNorm, make_seq_norm, normalize
 from attnlab.models.positional import Positional, positional_encoding
 from attnlab.registry import Settings, register
+
+# Weight norm is refused (check_transformer): these norms act on residual sums x + F(x), which
+# no single weight matrix produces, so there is no layer whose weights WN could normalise.
+NORMS = tuple(name for name in SEQUENCE_NORMS if name != "weight")
 
 
 class FeedForward(nn.Module):
@@ -35,6 +40,8 @@ class Residual(nn.Module):
 
     def __init__(self, d_model: int, dropout: float, norm_first: bool, norm: str = "layer"):
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}; allowed: {', '.join(NORMS)}")
         self.norm = make_seq_norm(norm, d_model)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
@@ -143,6 +150,12 @@ def check_transformer(c: Settings) -> None:
     if c.width % 2:
         c.fail("width", "an even number (sin/cos pairs)")
     c.fraction("dropout")
+    if c.norm == "weight":
+        allowed = (
+            "layer, batch or none: a Transformer normalises residual sums x + F(x), which no "
+            "one weight matrix produces, so weight norm has no layer to stand in for"
+        )
+        c.fail("norm", allowed)
     if c.get("decoder_depth") is not None:
         c.positive("decoder_depth")
     if c.dims is not None:
@@ -280,8 +293,8 @@ class TransformerClassifier(nn.Module):
         self.head = nn.Linear(d_model, num_classes)
         init_weights(self, (self.embed,), pad_id)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (B, S) -> logits (B, num_classes)."""
+    def encode(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens: (B, S) -> final states (B, S', D) and mask (B, S'); S' = 1 + S with CLS."""
         mask = tokens != self.pad_id  # (B, S)
         x = self.embed_dropout(self.pos(self.embed(tokens) * math.sqrt(self.d_model)))  # (B, S, D)
         if self.cls is not None:
@@ -289,8 +302,42 @@ class TransformerClassifier(nn.Module):
             mask = F.pad(mask, (1, 0), value=True)  # (B, 1 + S)
         for layer in self.encoder:
             x = layer(x, mask[:, None, None, :])
-        x = normalize(self.norm, x, mask)  # (B, S', D)
+        return normalize(self.norm, x, mask), mask  # (B, S', D), (B, S')
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (B, S) -> logits (B, num_classes)."""
+        x, mask = self.encode(tokens)  # (B, S', D), (B, S')
         if self.cls is not None:
             return self.head(x[:, 0])  # (B, C)
         weights = mask[..., None].to(x.dtype)  # (B, S, 1)
         return self.head((x * weights).sum(1) / weights.sum(1))  # (B, C)
+
+
+@register("model", "transformer_tagger", check=check_transformer, data=(TaggingDims,))
+class TransformerTagger(TransformerClassifier):
+    """Encoder-only Transformer -> a tag per token: the classifier's encoder and head, read at
+    every position instead of pooled. Every token attends to the whole sentence."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        pad_id: int = 0,
+        width: int = 128,
+        heads: int = 4,
+        depth: int = 2,
+        ff_width: int = 512,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        positional: Positional = "sinusoidal",
+        max_len: int = 512,
+        norm: SequenceNorm = "layer",
+    ):
+        super().__init__(
+            vocab_size, num_tags, pad_id, width, heads, depth, ff_width, dropout, norm_first,
+            positional, "mean", max_len, norm,
+        )  # fmt: skip
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (B, S) -> logits (B, S, num_tags)."""
+        return self.head(self.encode(tokens)[0])  # (B, S, num_tags)
