@@ -310,11 +310,11 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
 
 BAD_COMMANDS = {
     "unknown command": (
-        ["trian"], "unknown command 'trian'; one of train, report, bench, runs, ui"
+        ["trian"], "unknown command 'trian'; one of train, report, claim, bench, runs, ui"
     ),
     "-m with --cfg hydra": (["train", "-m", "--cfg", "hydra"], "Only one of --run, --multirun"),
     "-m with --cfg job": (["train", "-m", "--cfg", "job"], "Only one of --run, --multirun"),
-    "report without --experiment": (["report"], "the following arguments are required"),
+    "report without --experiment": (["report"], "one of the arguments --experiment --claim"),
     "report --experiment without a name": (["report", "--experiment"], "expected one argument"),
     "report on no store": (["report", "--experiment", "x"], "an existing MLflow store"),
     "report on an unreachable server": (

@@ -17,6 +17,10 @@ commands:
   train [overrides]   train and test one config (Hydra app: -m, --cfg job, key=value ...)
   report --experiment NAME [--sweep STUDY]
                       compare MLflow runs: varying params, metrics, train-test gap
+  report --claim NAME | --claims [--readme README.md] [--out DIR] [--tracking-uri URI]
+                      the verdict of a claim of the notes: Markdown and HTML with intervals
+  claim list | claim run NAME [--seeds S ...] [--scale gpu] [overrides]
+                      run a claim's variants over its seeds (claims/NAME.yaml)
   bench complexity [--quick] [--out DIR] [--device cpu|cuda] [--no-mlflow]
                       time and memory of attention, GRU and conv layers vs n and d (notes §9.4)
   runs [--fix-stale] [--experiment NAME]
@@ -221,6 +225,10 @@ def main(argv: list[str] | None = None) -> None:
         from attnlab.report import main as report_main
 
         raise SystemExit(report_main(rest))
+    elif command == "claim":
+        from attnlab.claims.run import main as claim_main
+
+        raise SystemExit(claim_main(rest))
     elif command == "bench":
         bench(rest)
     elif command == "runs":
@@ -231,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         ui(rest)
     else:
         print(
-            f"attnlab: unknown command {command!r}; one of train, report, bench, runs, ui "
+            f"attnlab: unknown command {command!r}; one of train, report, claim, bench, runs, ui "
             "(attnlab -h)",
             file=sys.stderr,
         )

@@ -1,4 +1,4 @@
-"""Where the Hydra config tree and the sweeps are: inside the wheel, or at the top of a checkout."""
+"""Where the Hydra config tree, the sweeps and the claims are: inside the wheel, or at the top of a checkout."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ def config_dir() -> Path:
 def sweeps_dir() -> Path:
     """attnlab/sweeps in an installed wheel; <repo>/sweeps in a checkout or editable install."""
     return _shipped("sweeps", "overfitting.yaml")
+
+
+def claims_dir() -> Path:
+    """attnlab/claims in an installed wheel; <repo>/claims in a checkout or editable install."""
+    return _shipped("claims", "degradation.yaml")
 
 
 def _shipped(folder: str, marker: str) -> Path:

@@ -3,6 +3,8 @@
     attnlab report --experiment overfitting                # every finished run
     attnlab report --experiment overfitting --sweep overfitting   # the trials of one study
     attnlab report --experiment degradation --metrics train/error test/error
+    attnlab report --claim agreement      # a claim's verdict: attnlab.claims.report
+    attnlab report --claims --readme README.md
 
 Columns are the params that differ between the runs, then the metrics; for classification the
 train-test gap (test/error - train_eval/error: the same best weights scored on both splits in
@@ -113,13 +115,23 @@ def print_table(frame: pd.DataFrame, title: str) -> None:
 
 def main(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="attnlab report", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", required=True, help="MLflow experiment (task_name)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--experiment", help="MLflow experiment (task_name)")
+    what.add_argument("--claim", help="the verdict of one claim (claims/NAME.yaml)")
+    what.add_argument("--claims", action="store_true", help="the verdicts of every claim")
     parser.add_argument("--sweep", help="only the trials of this Optuna study")
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument(
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
+    parser.add_argument("--scale", default="cpu", help="with --claim(s): the runs of this scale")
+    parser.add_argument("--out", default="reports/claims", help="with --claim(s): output folder")
+    parser.add_argument("--readme", help="with --claims: rewrite this file's claims table")
     opts = parser.parse_args(args)
+    if opts.readme and not opts.claims:
+        parser.error("--readme needs --claims")
+    if opts.claim or opts.claims:
+        return claims_main(opts)
     with report_config_errors():
         check_existing_store("--tracking-uri", opts.tracking_uri)
         client = MlflowClient(opts.tracking_uri)
@@ -133,4 +145,40 @@ def main(args: list[str]) -> int:
         swept = [c for c in table.columns if "." in c and c not in opts.metrics]
         title = "train-test gap per countermeasure (marginal: every param moves in every trial)"
         print_table(countermeasure_summary(table, swept), title)
+    return 0
+
+
+def claims_main(opts: argparse.Namespace) -> int:
+    """Verdicts of one claim or all: a line per claim, Markdown and HTML under ``--out``."""
+    from pathlib import Path
+
+    from attnlab.claims import report, spec
+
+    with report_config_errors():
+        check_existing_store("--tracking-uri", opts.tracking_uri)
+        client = MlflowClient(opts.tracking_uri)
+        claims = [spec.load(opts.claim)] if opts.claim else [spec.load(n) for n in spec.names()]
+        results = []
+        for claim in claims:
+            result = report.evaluate(client, claim, opts.scale)
+            if not result.runs:
+                print(
+                    f"claim {claim.name}: no finished runs of scale {opts.scale} in "
+                    f"{opts.tracking_uri} (run `attnlab claim run {claim.name}`)"
+                )
+                continue
+            results.append(result)
+            print(f"claim {claim.name}: {result.verdict}")
+            for comparison, judgement in zip(claim.comparisons, result.judgements, strict=True):
+                print(f"  {comparison.metric}: {judgement.verdict}: {judgement.reason}")
+        if not results:
+            return 1
+        stem = opts.claim or "claims"
+        md_path, html_path = report.write_documents(
+            client, results, Path(opts.out), stem, opts.tracking_uri
+        )
+        print(f"written {md_path} and {html_path}")
+        if opts.readme:
+            report.update_readme(Path(opts.readme), results)
+            print(f"claims table of {opts.readme} rewritten")
     return 0

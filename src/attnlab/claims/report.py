@@ -1,0 +1,444 @@
+"""``attnlab report --claim NAME`` / ``--claims``: verdicts from the runs of any MLflow store.
+
+For each claim: the latest finished run of every (variant, seed) of the chosen scale, the mean
+and confidence interval over seeds of every compared metric, the comparisons with the effect,
+its interval, the best shortcut baseline and the verdict (rule: attnlab.claims.verdict), the
+metric per bucket and the training curves read from the logged history. Written as Markdown
+(plots beside it as PNG files) and as one self-contained HTML file (plots inlined), and, with
+``--readme``, as the generated claims table between the README's claims markers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from attnlab.claims import verdict
+from attnlab.claims.spec import Claim, Comparison
+from attnlab.claims.verdict import Judgement, mean_interval
+
+GAP = "gap"  # test/error - train_eval/error: the same weights scored on both splits
+BASELINE = "baseline/"
+README_BEGIN, README_END = "<!-- claims:begin -->", "<!-- claims:end -->"
+
+
+def run_metrics(run: Run) -> dict[str, float]:
+    """A run's last value of every metric, plus the train-test gap where both errors exist."""
+    metrics = dict(run.data.metrics)
+    if "test/error" in metrics and "train_eval/error" in metrics:
+        metrics[GAP] = metrics["test/error"] - metrics["train_eval/error"]
+    return metrics
+
+
+def find_runs(client: MlflowClient, claim: Claim, scale: str) -> dict[str, dict[int, Run]]:
+    """variant -> seed -> the latest FINISHED run of that claim, variant, seed and scale."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    query = f"tags.claim = '{claim.name}' and attributes.status = 'FINISHED'"
+    found: dict[str, dict[int, Run]] = defaultdict(dict)
+    if not experiments:
+        return found
+    page = client.search_runs(
+        experiments, query, max_results=5000, order_by=["attributes.start_time DESC"]
+    )
+    for run in page:
+        tags = run.data.tags
+        variant, seed = tags.get("variant"), tags.get("seed", "")
+        if variant not in claim.variants or tags.get("claim_scale") != scale:
+            continue
+        if seed.lstrip("-").isdigit() and int(seed) not in found[variant]:
+            found[variant][int(seed)] = run
+    return found
+
+
+def best_baseline(runs: list[Run], metric: str, direction: str) -> tuple[str, float] | None:
+    """The best of the shortcut baselines logged as ``baseline/<metric>/<name>``."""
+    prefix = f"{BASELINE}{metric}/"
+    values: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        for key, value in run.data.metrics.items():
+            if key.startswith(prefix) and "/" not in key[len(prefix) :]:
+                values[key[len(prefix) :]].append(value)
+    if not values:
+        return None
+    means = {name: sum(v) / len(v) for name, v in values.items()}
+    pick = max if direction == "maximize" else min
+    name = pick(means, key=means.get)
+    return name, means[name]
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    scale: str
+    runs: dict[str, dict[int, Run]]
+    judgements: list[Judgement] = field(default_factory=list)
+    baselines: list[tuple[str, float] | None] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return verdict.overall([j.verdict for j in self.judgements])
+
+    def scores(self, variant: str, metric: str) -> list[float]:
+        """Per-seed values of ``metric`` for ``variant`` (runs without it are left out)."""
+        seeds = sorted(self.runs.get(variant, {}))
+        values = [run_metrics(self.runs[variant][s]).get(metric) for s in seeds]
+        return [v for v in values if v is not None]
+
+    def all_runs(self) -> list[Run]:
+        return [run for by_seed in self.runs.values() for run in by_seed.values()]
+
+    def seeds(self) -> list[int]:
+        return sorted({seed for by_seed in self.runs.values() for seed in by_seed})
+
+    def wall_minutes(self) -> float:
+        """The summed duration of the runs the verdict uses."""
+        seconds = sum((r.info.end_time - r.info.start_time) / 1000 for r in self.all_runs())
+        return seconds / 60
+
+    def tag_values(self, key: str) -> list[str]:
+        return sorted({run.data.tags.get(key, "?") for run in self.all_runs()})
+
+    def last_date(self) -> str:
+        end = max(run.info.end_time for run in self.all_runs())
+        return datetime.fromtimestamp(end / 1000, timezone.utc).strftime("%Y-%m-%d")
+
+
+def evaluate(client: MlflowClient, claim: Claim, scale: str) -> ClaimResult:
+    result = ClaimResult(claim, scale, find_runs(client, claim, scale))
+    for comparison in claim.comparisons:
+        baseline = best_baseline(
+            list(result.runs.get(comparison.better, {}).values()),
+            comparison.metric,
+            comparison.direction,
+        )
+        result.baselines.append(baseline)
+        result.judgements.append(
+            verdict.judge(
+                comparison,
+                result.scores(comparison.better, comparison.metric),
+                result.scores(comparison.than, comparison.metric),
+                claim.confidence,
+                baseline if comparison.expect == "better" else None,
+            )
+        )
+    return result
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def expectation(comparison: Comparison) -> str:
+    arrow = "higher" if comparison.direction == "maximize" else "lower"
+    if comparison.expect == "equal":
+        return f"{comparison.better} ≈ {comparison.than} (within ±{comparison.size:g})"
+    return f"{comparison.better} {arrow} than {comparison.than} by ≥ {comparison.size:g}"
+
+
+def effect_text(judgement: Judgement) -> str:
+    effect = judgement.effect
+    if effect is None:
+        return "-"
+    return f"{effect.effect:+.4f} [{effect.low:+.4f}, {effect.high:+.4f}]"
+
+
+def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
+    metrics = list(dict.fromkeys(c.metric for c in result.claim.comparisons))
+    pct = int(round(result.claim.confidence * 100))
+    headers = ["variant", "overrides", "seeds", *(f"{m} (mean ± {pct}% CI)" for m in metrics)]
+    rows = []
+    for variant, overrides in result.claim.variants.items():
+        seeds = sorted(result.runs.get(variant, {}))
+        cells = [variant, " ".join(overrides), ", ".join(map(str, seeds)) or "none"]
+        for metric in metrics:
+            values = result.scores(variant, metric)
+            if not values:
+                cells.append("-")
+                continue
+            centre, half = mean_interval(values, result.claim.confidence)
+            cells.append(f"{centre:.4f} ± {half:.4f}")
+        rows.append(cells)
+    return headers, rows
+
+
+def comparison_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
+    headers = ["metric", "expected", "effect [CI]", "best baseline", "verdict", "why"]
+    rows = []
+    for comparison, judgement, baseline in zip(
+        result.claim.comparisons, result.judgements, result.baselines, strict=True
+    ):
+        base = "-" if baseline is None else f"{baseline[0]} {baseline[1]:.4f}"
+        rows.append(
+            [
+                comparison.metric,
+                expectation(comparison),
+                effect_text(judgement),
+                base,
+                judgement.verdict,
+                judgement.reason,
+            ]
+        )
+    return headers, rows
+
+
+def command(claim: Claim, scale: str) -> str:
+    suffix = "" if scale == "cpu" else f" --scale {scale}"
+    return f"attnlab claim run {claim.name}{suffix}"
+
+
+def readme_rows(results: list[ClaimResult]) -> tuple[list[str], list[list[str]]]:
+    headers = ["claim", "command", "verdict", "effect [CI]", "seeds", "wall", "date", "machine"]
+    rows = []
+    for result in results:
+        effects = "; ".join(
+            f"{c.better} vs {c.than}, {c.metric}: {effect_text(j)}"
+            for c, j in zip(result.claim.comparisons, result.judgements, strict=True)
+        )
+        rows.append(
+            [
+                f"{result.claim.title} (notes {result.claim.notes})",
+                f"`{command(result.claim, result.scale)}`",
+                f"**{result.verdict}**",
+                effects,
+                ", ".join(map(str, result.seeds())),
+                f"{result.wall_minutes():.1f} min",
+                result.last_date(),
+                ", ".join(result.tag_values("machine")),
+            ]
+        )
+    return headers, rows
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def bucket_order(name: str) -> tuple[int, int, str]:
+    """lt20 < 20-39 < ge40; otherwise by the first number in the bucket's name."""
+    number = re.search(r"\d+", name)
+    rank = 0 if name.startswith("lt") else 2 if name.startswith("ge") else 1
+    return rank, int(number.group()) if number else 0, name
+
+
+def bucket_figure(result: ClaimResult):
+    """Mean ± CI of the bucketed metric per variant, with the best baseline per bucket."""
+    prefix = f"{result.claim.buckets}/"
+    buckets = sorted(
+        {
+            k[len(prefix) :]
+            for r in result.all_runs()
+            for k in r.data.metrics
+            if k.startswith(prefix)
+        },
+        key=bucket_order,
+    )
+    if not buckets:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for variant in result.claim.variants:
+        means, halves = [], []
+        for bucket in buckets:
+            values = result.scores(variant, prefix + bucket)
+            centre, half = (
+                mean_interval(values, result.claim.confidence) if values else (float("nan"), 0)
+            )
+            means.append(centre)
+            halves.append(half)
+        ax.errorbar(buckets, means, yerr=halves, marker="o", capsize=3, label=variant)
+    baselines = [
+        best_baseline(result.all_runs(), prefix + bucket, result.claim.comparisons[0].direction)
+        for bucket in buckets
+    ]
+    if all(baselines):
+        ax.plot(buckets, [b[1] for b in baselines], "k--", label="best baseline")
+    ax.set_xlabel(result.claim.buckets.rpartition("_by_")[2] or "bucket")
+    ax.set_ylabel(result.claim.buckets.rpartition("_by_")[0])
+    ax.legend(fontsize=8)
+    ax.set_title(f"{result.claim.name}: per bucket, mean ± CI over seeds", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def curve_figure(client: MlflowClient, result: ClaimResult, metric: str):
+    """``metric`` against the step, averaged over seeds per variant, from the logged history."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    drawn = False
+    for variant, by_seed in result.runs.items():
+        series: dict[int, list[float]] = defaultdict(list)
+        for run in by_seed.values():
+            for point in client.get_metric_history(run.info.run_id, metric):
+                series[point.step].append(point.value)
+        if series:
+            steps = sorted(series)
+            ax.plot(
+                steps, [np.mean(series[s]) for s in steps], label=f"{variant} (n={len(by_seed)})"
+            )
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{result.claim.name}: {metric}, mean over seeds", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figures(client: MlflowClient, result: ClaimResult) -> list[tuple[str, bytes]]:
+    """(file name, PNG bytes) of the claim's plots."""
+    import matplotlib.pyplot as plt
+
+    made = []
+    if result.claim.buckets:
+        made.append((f"{result.claim.name}_buckets.png", bucket_figure(result)))
+    for metric in result.claim.curves:
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
+        made.append((f"{result.claim.name}_{slug}.png", curve_figure(client, result, metric)))
+    pngs = []
+    for name, fig in made:
+        if fig is None:
+            continue
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        plt.close(fig)
+        pngs.append((name, buffer.getvalue()))
+    return pngs
+
+
+# --- documents -------------------------------------------------------------------------------
+
+RULE = (
+    "Rule: the effect is the expected winner's mean minus the other's, signed so + is the "
+    "claimed direction, with a Welch {pct}% confidence interval over seeds. better: reproduced "
+    "when the interval lies above 0 and the winner beats the best shortcut baseline; not "
+    "reproduced when the interval lies below the claimed size; else inconclusive. equal: "
+    "reproduced inside ±size, not reproduced wholly beyond it. A claim is reproduced when every "
+    "comparison is, not reproduced when any is not. 3 seeds per variant at least."
+)
+
+
+def header_lines(result: ClaimResult) -> list[tuple[str, str]]:
+    claim = result.claim
+    return [
+        ("source", claim.source),
+        ("run", f"{command(claim, result.scale)}   (report: attnlab report --claim {claim.name})"),
+        (
+            "runs",
+            f"{len(result.all_runs())} over seeds {', '.join(map(str, result.seeds()))}; "
+            f"{result.wall_minutes():.1f} min of training",
+        ),  # fmt: skip
+        ("commit", ", ".join(c[:10] for c in result.tag_values("git_commit"))),
+        ("machine", ", ".join(result.tag_values("machine"))),
+    ]
+
+
+def claim_markdown(result: ClaimResult, plots: list[tuple[str, bytes]], plot_dir: str) -> str:
+    claim = result.claim
+    lines = [f"## {claim.title} (notes {claim.notes}): **{result.verdict}**", ""]
+    lines += [f"- {key}: {value}" for key, value in header_lines(result)]
+    lines += [
+        "",
+        markdown_table(*variant_rows(result)),
+        "",
+        markdown_table(*comparison_rows(result)),
+    ]
+    lines += ["", RULE.format(pct=int(round(claim.confidence * 100))), ""]
+    lines += [f"![{name}]({plot_dir}/{name})" for name, _ in plots]
+    return "\n".join(lines) + "\n"
+
+
+def claim_html(result: ClaimResult, plots: list[tuple[str, bytes]]) -> str:
+    claim = result.claim
+    slug = result.verdict.replace(" ", "-")
+    parts = [
+        f"<section><h2>{html.escape(claim.title)} (notes {html.escape(claim.notes)}): "
+        f"<span class='{slug}'>{html.escape(result.verdict)}</span></h2><ul>",
+        *(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in header_lines(result)),
+        "</ul>",
+        html_table(*variant_rows(result)),
+        html_table(*comparison_rows(result)),
+        f"<p class='rule'>{html.escape(RULE.format(pct=int(round(claim.confidence * 100))))}</p>",
+    ]
+    for name, png in plots:
+        data = base64.b64encode(png).decode()
+        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+    return "\n".join(parts) + "</section>"
+
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+font-size:13px;text-align:left}th{background:#f3f3f3}.reproduced{color:#17702a}
+.not-reproduced{color:#a31515}.inconclusive{color:#8a6d00}.rule{font-size:12px;color:#555}
+img{max-width:100%;display:block;margin:.5em 0}"""
+
+
+def write_documents(
+    client: MlflowClient, results: list[ClaimResult], out: Path, stem: str, store: str
+) -> tuple[Path, Path]:
+    """``<stem>.md`` with plots under ``plots/``, and ``<stem>.html`` with the plots inlined."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    summary = markdown_table(*readme_rows(results))
+    markdown = [f"# attnlab claims\n\nStore: {store}; written {when}.\n", summary, ""]
+    pages = []
+    for result in results:
+        plots = figures(client, result)
+        for name, png in plots:
+            (out / "plots" / name).write_bytes(png)
+        markdown.append(claim_markdown(result, plots, "plots"))
+        pages.append(claim_html(result, plots))
+    md_path, html_path = out / f"{stem}.md", out / f"{stem}.html"
+    md_path.write_text("\n".join(markdown))
+    html_path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>attnlab claims</title>"
+        f"<style>{STYLE}</style></head><body><h1>attnlab claims</h1>"
+        f"<p>Store: {html.escape(store)}; written {when}.</p>"
+        f"{html_table(*readme_rows(results))}{''.join(pages)}</body></html>"
+    )
+    return md_path, html_path
+
+
+def update_readme(readme: Path, results: list[ClaimResult]) -> None:
+    """Replace the table between the README's claims markers with the generated one."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        from attnlab.errors import ConfigError
+
+        raise ConfigError(
+            "--readme", str(readme), f"a file holding {README_BEGIN} ... {README_END}"
+        )
+    head, _, rest = text.partition(README_BEGIN)
+    _, _, tail = rest.partition(README_END)
+    table = markdown_table(*readme_rows(results))
+    readme.write_text(f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}")

@@ -1,0 +1,101 @@
+"""``attnlab claim``: run every variant of a claim over its seeds, tagged for the report.
+
+    attnlab claim list
+    attnlab claim run agreement                 # the claim's seeds, the CPU scale
+    attnlab claim run agreement --seeds 7 8 9   # seeds nobody tuned for
+    attnlab claim run degradation --scale gpu   # the claim's preset near the paper's sizes
+    attnlab claim run position trainer.max_epochs=3   # extra overrides for every variant
+
+Each variant is one ``attnlab train -m`` over the seeds (Hydra's basic launcher runs them one
+after another in one process), with determinism on and the MLflow tags ``claim``, ``variant``,
+``seed``, ``claim_scale`` and ``machine`` that ``attnlab report --claim`` and the MLflow UI group
+by. Any failing variant stops the claim with its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from attnlab.claims.spec import Claim, load, names
+from attnlab.errors import ConfigError, report_config_errors
+
+DEFAULT_SCALE = "cpu"
+
+
+def machine() -> str:
+    """What the runs ran on, in words: the accelerator if any, else the CPU and its cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def train_command(
+    claim: Claim, variant: str, seeds: list[int], scale: str, extra: list[str]
+) -> list[str]:
+    """The ``attnlab train -m`` command line of one variant over ``seeds``."""
+    if scale != DEFAULT_SCALE and scale not in claim.scales:
+        allowed = f"one of {', '.join([DEFAULT_SCALE, *claim.scales])}"
+        raise ConfigError("--scale", scale, allowed)
+    return [
+        sys.executable, "-m", "attnlab.cli", "train", "-m",
+        *claim.overrides,
+        *claim.variants[variant],
+        *claim.scales.get(scale, []),
+        *extra,
+        f"seed={','.join(map(str, seeds))}",
+        "trainer.deterministic=true",
+        f"+tags.claim={claim.name}",
+        f"+tags.variant={variant}",
+        "+tags.seed=${seed}",
+        f"+tags.claim_scale={scale}",
+        f"+tags.machine='{machine()}'",
+    ]  # fmt: skip
+
+
+def run(claim: Claim, seeds: list[int], scale: str, extra: list[str]) -> int:
+    """Run the variants one after another; return the first failing exit code, else 0."""
+    commands = {v: train_command(claim, v, seeds, scale, extra) for v in claim.variants}
+    walls = {}
+    for variant, command in commands.items():
+        print(f"attnlab claim {claim.name}: variant {variant}, seeds {seeds}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.run(command).returncode
+        walls[variant] = time.perf_counter() - start
+        if code:
+            print(f"attnlab claim {claim.name}: variant {variant} failed (exit {code})")
+            return code
+    summary = ", ".join(f"{v} {s:.0f} s" for v, s in walls.items())
+    total = sum(walls.values())
+    print(f"attnlab claim {claim.name}: done in {total:.0f} s ({summary}); the verdict: "
+          f"attnlab report --claim {claim.name}")  # fmt: skip
+    return 0
+
+
+def main(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="attnlab claim", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the claims and their sources")
+    runner = commands.add_parser("run", help="run a claim's variants over its seeds")
+    runner.add_argument("name")
+    runner.add_argument("--seeds", type=int, nargs="+", help="default: the claim's seeds")
+    runner.add_argument("--scale", default=DEFAULT_SCALE, help="cpu (default) or a preset")
+    runner.add_argument("overrides", nargs="*", help="extra overrides for every variant")
+    opts = parser.parse_args(args)
+    with report_config_errors():
+        if opts.command == "list":
+            for name in names():
+                claim = load(name)
+                print(f"{name:<20} notes {claim.notes:<10} {claim.title} ({claim.source})")
+            return 0
+        claim = load(opts.name)
+        seeds = opts.seeds or claim.seeds
+        if len(set(seeds)) < 2:
+            raise ConfigError("--seeds", seeds, "two or more distinct seeds (3 for a verdict)")
+        return run(claim, seeds, opts.scale, opts.overrides)

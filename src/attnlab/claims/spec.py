@@ -1,0 +1,106 @@
+"""A claim of the notes as a config: variants, seeds, the compared metric and the verdict rule.
+
+One YAML file per claim in ``claims/`` (shipped as attnlab/claims), checked against
+:class:`Claim` by OmegaConf: an unknown key, a wrong type or a comparison naming a variant the
+claim does not define is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from attnlab.errors import ConfigError
+from attnlab.paths import claims_dir
+
+DIRECTIONS = ("maximize", "minimize")
+EXPECTATIONS = ("better", "equal")
+
+
+@dataclass
+class Comparison:
+    """One expected ordering of two variants on one metric.
+
+    ``expect: better``: ``better`` beats ``than`` by at least ``size`` (the effect the source
+    reports, in the metric's units; the interval must exclude 0 to reproduce it, and rules the
+    claim out when it excludes ``size``). ``expect: equal``: the two differ by less than ``size``.
+    """
+
+    metric: str
+    better: str
+    than: str
+    size: float
+    direction: str = "maximize"  # or minimize (OmegaConf types no Literal: check() does)
+    expect: str = "better"  # or equal
+
+
+@dataclass
+class Claim:
+    """What is claimed, by whom, and how it is run and judged."""
+
+    title: str
+    notes: str  # the section of the study notes
+    source: str  # the paper and its figure or table, with the effect it reports
+    overrides: list[str]  # `attnlab train` overrides shared by every variant
+    variants: dict[str, list[str]]  # variant name -> its own overrides
+    comparisons: list[Comparison]
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    buckets: str | None = None  # metric prefix plotted per bucket, e.g. test/acc_by_distance
+    curves: list[str] = field(default_factory=list)  # metrics plotted against the step
+    scales: dict[str, list[str]] = field(default_factory=dict)  # e.g. gpu: [scale=gpu, ...]
+    confidence: float = 0.95
+    name: str = ""  # the file's stem, filled in by load()
+
+
+def names() -> list[str]:
+    return sorted(path.stem for path in claims_dir().glob("*.yaml"))
+
+
+def load(name: str, folder: Path | None = None) -> Claim:
+    """The claim ``claims/<name>.yaml``, checked; a mistake is a ConfigError naming the file."""
+    folder = folder or claims_dir()
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError("claim", name, f"one of {', '.join(known) or 'no claims'}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Claim), OmegaConf.load(path))
+        claim: Claim = OmegaConf.to_object(merged)
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), "...", f"valid YAML ({str(error).splitlines()[0]})") from None
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or "?"
+        raise ConfigError(
+            f"{path}: {key}", getattr(error, "value", None), str(error).splitlines()[0]
+        ) from None
+    claim.name = name
+    check(claim, path)
+    return claim
+
+
+def check(claim: Claim, path: Path) -> None:
+    """Rules spanning keys: comparisons name defined variants; enough seeds for an interval."""
+    for index, comparison in enumerate(claim.comparisons):
+        for side in ("better", "than"):
+            variant = getattr(comparison, side)
+            if variant not in claim.variants:
+                key = f"{path}: comparisons[{index}].{side}"
+                raise ConfigError(
+                    key, variant, f"a variant of the claim: {', '.join(claim.variants)}"
+                )
+        for key, allowed in (("direction", DIRECTIONS), ("expect", EXPECTATIONS)):
+            if getattr(comparison, key) not in allowed:
+                key_name = f"{path}: comparisons[{index}].{key}"
+                raise ConfigError(
+                    key_name, getattr(comparison, key), f"one of {', '.join(allowed)}"
+                )
+        if comparison.size < 0:
+            raise ConfigError(f"{path}: comparisons[{index}].size", comparison.size, "a size >= 0")
+    if len(set(claim.seeds)) < 2:
+        raise ConfigError(f"{path}: seeds", claim.seeds, "two or more distinct seeds")
+    if not 0 < claim.confidence < 1:
+        raise ConfigError(f"{path}: confidence", claim.confidence, "a level in (0, 1)")

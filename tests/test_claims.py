@@ -1,0 +1,268 @@
+"""Claims of the notes: their files compose, the verdict rule, and the report from a store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from scipy import stats
+
+from attnlab.claims import spec, verdict
+from attnlab.claims.report import README_BEGIN, README_END
+from attnlab.claims.run import main as claim_main
+from attnlab.claims.spec import Comparison
+from attnlab.config import validate
+from attnlab.errors import ConfigError
+from attnlab.report import main as report_main
+
+CLAIMS = spec.names()
+
+
+def test_every_claim_of_the_notes_has_a_file():
+    expected = {
+        "attention_vs_fixed", "position", "agreement", "degradation", "resnet_v1_v2",
+        "shortcuts", "norm_batch", "multihead", "overfitting",
+    }  # fmt: skip
+    assert expected <= set(CLAIMS)
+
+
+@pytest.mark.parametrize("name", CLAIMS)
+def test_every_variant_composes_and_validates_and_so_does_each_scale(name, make_cfg):
+    """Every variant at the CPU scale; each other scale on its first variant (without CUDA
+    here, on the CPU trainer: the data and model sizes it sets are still checked)."""
+    claim = spec.load(name)
+    first = next(iter(claim.variants.values()))
+    runs = [(own, []) for own in claim.variants.values()]
+    runs += [(first, [*preset, *no_gpu()]) for preset in claim.scales.values()]
+    for own, scale in runs:
+        cfg = make_cfg(*claim.overrides, *own, *scale, "trainer.deterministic=true")
+        validate(cfg)
+        assert cfg.trainer.deterministic, (name, own, scale)
+
+
+def no_gpu() -> list[str]:
+    import torch
+
+    return [] if torch.cuda.is_available() else ["trainer=cpu", "trainer.precision=32-true"]
+
+
+@pytest.mark.parametrize("name", CLAIMS)
+def test_every_claim_cites_a_source_and_a_section_and_compares_its_own_variants(name):
+    claim = spec.load(name)
+    assert claim.notes.startswith("§") and len(claim.source) > 40
+    assert len(claim.seeds) >= verdict.MIN_SEEDS
+    used = {v for c in claim.comparisons for v in (c.better, c.than)}
+    assert used <= set(claim.variants)
+
+
+def write_claim(folder: Path, change: str) -> None:
+    """GOOD with the line of ``change``'s key replaced by ``change`` (or added)."""
+    key = change.partition(":")[0]
+    lines = [line for line in GOOD.splitlines() if not line.startswith(f"{key}:")]
+    (folder / "c.yaml").write_text("\n".join([*lines, change]))
+
+
+GOOD = """
+title: t
+notes: §1
+source: s
+overrides: [experiment=digits_mlp]
+variants: {a: [], b: [model.width=8]}
+comparisons: [{metric: test/acc, better: a, than: b, size: 0.1}]
+"""
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("colour: red\n", "colour"),
+        (
+            "comparisons: [{metric: m, better: a, than: zz, size: 0.1}]\n",
+            "comparisons[0].than='zz'",
+        ),
+        ("comparisons: [{metric: m, better: a, than: b, size: 0.1, direction: up}]\n", "maximize"),
+        ("comparisons: [{metric: m, better: a, than: b, size: -1}]\n", "size"),
+        ("seeds: [1, 1]\n", "two or more distinct seeds"),
+        ("seeds: one\n", "seeds"),
+        ("variants: [a, b\n", "valid YAML"),
+    ],
+)
+def test_a_wrong_claim_file_is_one_error_naming_the_file_and_key(tmp_path, change, message):
+    write_claim(tmp_path, change)
+    with pytest.raises(ConfigError) as caught:
+        spec.load("c", tmp_path)
+    assert message in str(caught.value) and "c.yaml" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unknown_claim_names_the_known_ones():
+    with pytest.raises(ConfigError, match="one of .*degradation"):
+        spec.load("no_such_claim")
+
+
+# --- the rule --------------------------------------------------------------------------------
+
+BETTER = Comparison(metric="m", better="a", than="b", size=0.1)
+LOWER = Comparison(metric="m", better="a", than="b", size=0.1, direction="minimize")
+EQUAL = Comparison(metric="m", better="a", than="b", size=0.05, expect="equal")
+
+
+def test_the_interval_is_scipys_welch_interval_signed_by_the_direction():
+    a, b = [0.9, 0.8, 0.85, 0.95], [0.5, 0.6, 0.4]
+    low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    up = verdict.effect_interval(a, b, "maximize", 0.95)
+    down = verdict.effect_interval(a, b, "minimize", 0.95)
+    assert (up.low, up.high) == pytest.approx((low, high))
+    assert (down.low, down.high) == pytest.approx((-high, -low))
+    assert up.effect == pytest.approx(-down.effect) == pytest.approx(0.875 - 0.5)
+
+
+@pytest.mark.parametrize(
+    "comparison, a, b, expected",
+    [
+        (BETTER, [0.9, 0.92, 0.91], [0.5, 0.52, 0.49], verdict.REPRODUCED),
+        (BETTER, [0.5, 0.52, 0.49], [0.9, 0.92, 0.91], verdict.NOT_REPRODUCED),
+        (BETTER, [0.60, 0.61, 0.60], [0.60, 0.60, 0.61], verdict.NOT_REPRODUCED),  # no effect
+        (BETTER, [0.9, 0.3, 0.7], [0.5, 0.6, 0.4], verdict.INCONCLUSIVE),  # too noisy
+        (LOWER, [0.1, 0.12, 0.11], [0.5, 0.52, 0.49], verdict.REPRODUCED),
+        (LOWER, [0.5, 0.52, 0.49], [0.1, 0.12, 0.11], verdict.NOT_REPRODUCED),
+        (EQUAL, [1.0, 0.99, 1.0], [0.99, 1.0, 1.0], verdict.REPRODUCED),
+        (EQUAL, [1.0, 0.99, 1.0], [0.5, 0.52, 0.49], verdict.NOT_REPRODUCED),
+        (EQUAL, [1.0, 0.5, 1.0], [0.99, 1.0, 1.0], verdict.INCONCLUSIVE),
+        (BETTER, [1.0, 1.0, 1.0], [0.5, 0.5, 0.5], verdict.REPRODUCED),  # no spread at all
+        (BETTER, [0.9, 0.92], [0.5, 0.52], verdict.INCONCLUSIVE),  # two seeds: no verdict
+    ],
+)
+def test_the_verdict_follows_the_stated_rule(comparison, a, b, expected):
+    assert verdict.judge(comparison, a, b, 0.95).verdict == expected
+
+
+def test_a_winner_that_does_not_beat_the_best_baseline_is_inconclusive():
+    a, b = [0.9, 0.92, 0.91], [0.5, 0.52, 0.49]
+    judged = verdict.judge(BETTER, a, b, 0.95, baseline=("bag_of_tokens", 0.95))
+    assert judged.verdict == verdict.INCONCLUSIVE and "bag_of_tokens" in judged.reason
+    assert verdict.judge(BETTER, a, b, 0.95, baseline=("chance", 0.5)).verdict == "reproduced"
+
+
+def test_a_claim_is_reproduced_only_when_every_comparison_is():
+    assert verdict.overall(["reproduced", "reproduced"]) == "reproduced"
+    assert verdict.overall(["reproduced", "inconclusive"]) == "inconclusive"
+    assert verdict.overall(["inconclusive", "not reproduced"]) == "not reproduced"
+    assert verdict.overall([]) == "inconclusive"
+
+
+# --- the report from a store -----------------------------------------------------------------
+
+POSITION_SCORES = {  # variant -> per-seed test/acc, and the bucket metric
+    "order_sinusoidal": [0.95, 0.97, 0.96],
+    "order_none": [0.50, 0.49, 0.51],
+    "count_sinusoidal": [1.0, 0.99, 1.0],
+    "count_none": [1.0, 1.0, 0.99],
+}
+
+
+def fill_store(uri: str, machine: str = "x86_64 CPU, 2 cores") -> None:
+    """Runs of claim 'position' as ``attnlab claim run`` tags them, with made-up scores."""
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("order_count")
+    for variant, scores in POSITION_SCORES.items():
+        for seed, score in enumerate(scores):
+            tags = {"claim": "position", "variant": variant, "seed": str(seed)}
+            tags |= {"claim_scale": "cpu", "machine": machine, "git_commit": "abc"}
+            run = client.create_run(experiment, tags=tags, run_name=f"{variant}-{seed}")
+            run_id = run.info.run_id
+            client.log_metric(run_id, "test/acc", score)
+            client.log_metric(run_id, "test/acc_by_len/8-15", min(1.0, score + 0.01))
+            client.log_metric(run_id, "test/acc_by_len/24-32", score - 0.01)
+            client.log_metric(run_id, "baseline/test/acc/chance", 0.5)
+            for step in range(3):
+                client.log_metric(run_id, "val/acc", score * (step + 1) / 3, step=step)
+            client.set_terminated(run_id, "FINISHED")
+    stale = client.create_run(experiment, tags={"claim": "position", "variant": "order_none"})
+    client.log_metric(stale.info.run_id, "test/acc", 0.99)  # RUNNING: never counted
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def report(monkeypatch, capsys):
+    """``attnlab report ARGS`` in this process (a subprocess would import mlflow again)."""
+
+    def run(*args: str, cwd: Path) -> Done:
+        monkeypatch.chdir(cwd)
+        try:
+            code = report_main(list(args))
+        except SystemExit as stop:
+            code = stop.code
+        out = capsys.readouterr()
+        return Done(code, out.out, out.err)
+
+    return run
+
+
+def test_the_report_gives_the_verdict_with_intervals_plots_and_escaped_html(tmp_path, report):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    fill_store(uri, machine="<script>alert(1)</script>")
+    done = report("--claim", "position", "--tracking-uri", uri, "--out", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "claim position: reproduced" in done.stdout
+    markdown = (tmp_path / "out/position.md").read_text()
+    page = (tmp_path / "out/position.html").read_text()
+    # order: 0.96 vs 0.50 over three seeds each; the interval is Welch's
+    low, high = stats.ttest_ind(
+        POSITION_SCORES["order_sinusoidal"], POSITION_SCORES["order_none"], equal_var=False
+    ).confidence_interval(0.95)
+    assert f"+0.4600 [{low:+.4f}, {high:+.4f}]" in markdown
+    assert "0.9600 ± " in markdown and "chance 0.5000" in markdown
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("data:image/png;base64,") == 2  # per bucket, and val/acc over steps
+    assert sorted(p.name for p in (tmp_path / "out/plots").iterdir()) == [
+        "position_buckets.png", "position_val_acc.png",
+    ]  # fmt: skip
+
+
+def test_the_readme_table_is_rewritten_between_its_markers(tmp_path, report):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    fill_store(uri)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_BEGIN}\nold table\n{README_END}\nafter\n")
+    done = report("--claims", "--tracking-uri", uri, "--readme", str(readme), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith(f"{README_END}\nafter\n")
+    assert "`attnlab claim run position`" in text and "**reproduced**" in text
+    assert "claim degradation: no finished runs" in done.stdout  # the others: one line each
+
+
+def test_a_report_of_a_claim_without_runs_or_store_is_one_line(tmp_path, report):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    missing = report("--claim", "position", "--tracking-uri", uri, cwd=tmp_path)
+    assert missing.returncode == 2 and "an existing MLflow store" in missing.stderr
+    fill_store(uri)
+    empty = report("--claim", "degradation", "--tracking-uri", uri, cwd=tmp_path)
+    assert empty.returncode == 1
+    assert empty.stdout.strip().splitlines() == [
+        f"claim degradation: no finished runs of scale cpu in {uri} "
+        "(run `attnlab claim run degradation`)"
+    ]
+    unknown = report("--claim", "nope", "--tracking-uri", uri, cwd=tmp_path)
+    assert unknown.returncode == 2 and "claim='nope'" in unknown.stderr
+
+
+def test_claim_run_refuses_an_unknown_scale_and_too_few_seeds(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for args, message in [
+        (["position", "--scale", "tpu"], "--scale='tpu' is not allowed: one of cpu, gpu"),
+        (["position", "--seeds", "3"], "two or more distinct seeds"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            claim_main(["run", *args])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no store, no output folder
