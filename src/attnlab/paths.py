@@ -1,4 +1,4 @@
-"""Where the Hydra config tree, the sweeps and the claims are: inside the wheel, or at the top of a checkout."""
+"""Where the config tree, the sweeps and the claims are: in the wheel, or atop a checkout."""
 
 from __future__ import annotations
 
