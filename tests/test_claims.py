@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,3 +269,35 @@ def test_claim_run_refuses_an_unknown_scale_and_too_few_seeds(tmp_path, monkeypa
             claim_main(["run", *args])
         assert stop.value.code == 2 and message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no store, no output folder
+
+
+TINY = [  # attention_vs_fixed at a size that runs in seconds
+    "data.n_train=200", "data.n_val=50", "data.n_test=60", "data.max_len=12",
+    "task.length_buckets=[6,9]", "trainer.max_epochs=1", "model.width=16",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_same_claim_command_twice_gives_the_same_numbers_and_verdict(tmp_path):
+    """Determinism end to end: two stores filled by the same command report the same tables."""
+    tables = []
+    for attempt in ("first", "second"):
+        folder = tmp_path / attempt
+        folder.mkdir()
+        uri = f"sqlite:///{folder}/mlflow.db"
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "attnlab.cli", "claim", "run", "attention_vs_fixed"]
+        done = subprocess.run(
+            [*command, *TINY], cwd=folder, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        report = subprocess.run(
+            [sys.executable, "-m", "attnlab.cli", "report", "--claim", "attention_vs_fixed"],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert report.returncode == 0, report.stderr
+        markdown = (folder / "reports/claims/attention_vs_fixed.md").read_text()
+        tables.append([line for line in markdown.splitlines() if line.startswith("| ")][2:])
+    first, second = tables
+    assert first == second and len(first) >= 4  # variant rows and comparison rows, all equal
+    assert any(" ± " in line for line in first)

@@ -310,7 +310,8 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
 
 BAD_COMMANDS = {
     "unknown command": (
-        ["trian"], "unknown command 'trian'; one of train, report, claim, bench, runs, ui"
+        ["trian"],
+        "unknown command 'trian'; one of train, report, claim, bench, runs, ui",
     ),
     "-m with --cfg hydra": (["train", "-m", "--cfg", "hydra"], "Only one of --run, --multirun"),
     "-m with --cfg job": (["train", "-m", "--cfg", "job"], "Only one of --run, --multirun"),
@@ -342,7 +343,9 @@ BAD_COMMANDS = {
     ),
     "an unreachable sweep storage with a password": (
         [
-            "train", "-m", "+sweep=transformer",
+            "train",
+            "-m",
+            "+sweep=transformer",
             "hydra.sweeper.storage=postgresql://user:pw-9@127.0.0.1:1/optuna",
         ],
         "hydra.sweeper.storage='postgresql://user:***@127.0.0.1:1/optuna' is not allowed",

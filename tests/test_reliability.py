@@ -196,7 +196,10 @@ def test_passwords_in_urls_are_masked_in_params_tags_and_errors(make_cfg, monkey
     cfg = make_cfg("logger.tracking_uri=" + uri, f"+tags.store='{uri}'")
     params, tags = config_params(cfg), run_tags(cfg)
     assert params["logger.tracking_uri"] == "postgresql://user:***@db-host:5432/mlflow"
-    assert tags["command"] == "'attnlab train' logger.tracking_uri=postgresql://user:***@db-host:5432/mlflow"
+    assert (
+        tags["command"]
+        == "'attnlab train' logger.tracking_uri=postgresql://user:***@db-host:5432/mlflow"
+    )
     assert SECRET not in str(params) + str(tags)
     assert SECRET not in str(ConfigError("hydra.sweeper.storage", uri, "a reachable database"))
 

@@ -127,6 +127,9 @@ def main(args: list[str]) -> int:
     parser.add_argument("--scale", default="cpu", help="with --claim(s): the runs of this scale")
     parser.add_argument("--out", default="reports/claims", help="with --claim(s): output folder")
     parser.add_argument("--readme", help="with --claims: rewrite this file's claims table")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="with --claim(s): only these seeds (default: all)"
+    )
     opts = parser.parse_args(args)
     if opts.readme and not opts.claims:
         parser.error("--readme needs --claims")
@@ -160,7 +163,7 @@ def claims_main(opts: argparse.Namespace) -> int:
         claims = [spec.load(opts.claim)] if opts.claim else [spec.load(n) for n in spec.names()]
         results = []
         for claim in claims:
-            result = report.evaluate(client, claim, opts.scale)
+            result = report.evaluate(client, claim, opts.scale, opts.seeds)
             if not result.runs:
                 print(
                     f"claim {claim.name}: no finished runs of scale {opts.scale} in "

@@ -39,8 +39,11 @@ def run_metrics(run: Run) -> dict[str, float]:
     return metrics
 
 
-def find_runs(client: MlflowClient, claim: Claim, scale: str) -> dict[str, dict[int, Run]]:
-    """variant -> seed -> the latest FINISHED run of that claim, variant, seed and scale."""
+def find_runs(
+    client: MlflowClient, claim: Claim, scale: str, seeds: list[int] | None = None
+) -> dict[str, dict[int, Run]]:
+    """variant -> seed -> the latest FINISHED run of that claim, variant, seed and scale
+    (only ``seeds`` when given)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     query = f"tags.claim = '{claim.name}' and attributes.status = 'FINISHED'"
     found: dict[str, dict[int, Run]] = defaultdict(dict)
@@ -54,8 +57,9 @@ def find_runs(client: MlflowClient, claim: Claim, scale: str) -> dict[str, dict[
         variant, seed = tags.get("variant"), tags.get("seed", "")
         if variant not in claim.variants or tags.get("claim_scale") != scale:
             continue
-        if seed.lstrip("-").isdigit() and int(seed) not in found[variant]:
-            found[variant][int(seed)] = run
+        if not seed.lstrip("-").isdigit() or (seeds and int(seed) not in seeds):
+            continue
+        found[variant].setdefault(int(seed), run)
     return found
 
 
@@ -112,8 +116,10 @@ class ClaimResult:
         return datetime.fromtimestamp(end / 1000, timezone.utc).strftime("%Y-%m-%d")
 
 
-def evaluate(client: MlflowClient, claim: Claim, scale: str) -> ClaimResult:
-    result = ClaimResult(claim, scale, find_runs(client, claim, scale))
+def evaluate(
+    client: MlflowClient, claim: Claim, scale: str, seeds: list[int] | None = None
+) -> ClaimResult:
+    result = ClaimResult(claim, scale, find_runs(client, claim, scale, seeds))
     for comparison in claim.comparisons:
         baseline = best_baseline(
             list(result.runs.get(comparison.better, {}).values()),
@@ -166,6 +172,33 @@ def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
             centre, half = mean_interval(values, result.claim.confidence)
             cells.append(f"{centre:.4f} ± {half:.4f}")
         rows.append(cells)
+    return headers, rows
+
+
+def buckets_of(result: ClaimResult) -> list[str]:
+    prefix = f"{result.claim.buckets}/"
+    keys = {k for run in result.all_runs() for k in run.data.metrics if k.startswith(prefix)}
+    return sorted((k[len(prefix) :] for k in keys), key=bucket_order)
+
+
+def bucket_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
+    """Mean ± CI of the bucketed metric: a row per variant, then the best baseline."""
+    buckets = buckets_of(result) if result.claim.buckets else []
+    headers = [f"{result.claim.buckets} (mean ± CI)", *buckets]
+    rows = []
+    for variant in result.claim.variants:
+        cells = [variant]
+        for bucket in buckets:
+            values = result.scores(variant, f"{result.claim.buckets}/{bucket}")
+            centre, half = mean_interval(values, result.claim.confidence) if values else (0, 0)
+            cells.append(f"{centre:.3f} ± {half:.3f}" if values else "-")
+        rows.append(cells)
+    direction = result.claim.comparisons[0].direction
+    best = [
+        best_baseline(result.all_runs(), f"{result.claim.buckets}/{b}", direction) for b in buckets
+    ]
+    if buckets and all(best):
+        rows.append(["best baseline", *(f"{name} {value:.3f}" for name, value in best)])
     return headers, rows
 
 
@@ -386,6 +419,7 @@ def claim_html(result: ClaimResult, plots: list[tuple[str, bytes]]) -> str:
         *(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in header_lines(result)),
         "</ul>",
         html_table(*variant_rows(result)),
+        html_table(*bucket_rows(result)) if result.claim.buckets and buckets_of(result) else "",
         html_table(*comparison_rows(result)),
         f"<p class='rule'>{html.escape(RULE.format(pct=int(round(claim.confidence * 100))))}</p>",
     ]
