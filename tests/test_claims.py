@@ -21,17 +21,18 @@ from attnlab.errors import ConfigError
 from attnlab.report import main as report_main
 
 CLAIMS = spec.names()
+TRAINING_CLAIMS = [name for name in CLAIMS if not spec.load(name).command]
 
 
 def test_every_claim_of_the_notes_has_a_file():
     expected = {
         "attention_vs_fixed", "position", "agreement", "degradation", "resnet_v1_v2",
-        "shortcuts", "norm_batch", "multihead", "overfitting",
+        "shortcuts", "norm_batch", "multihead", "overfitting", "complexity",
     }  # fmt: skip
     assert expected <= set(CLAIMS)
 
 
-@pytest.mark.parametrize("name", CLAIMS)
+@pytest.mark.parametrize("name", TRAINING_CLAIMS)
 def test_every_variant_composes_and_validates_and_so_does_each_scale(name, make_cfg):
     """Every variant at the CPU scale; each other scale on its first variant (without CUDA
     here, on the CPU trainer: the data and model sizes it sets are still checked)."""
@@ -301,3 +302,21 @@ def test_the_same_claim_command_twice_gives_the_same_numbers_and_verdict(tmp_pat
     first, second = tables
     assert first == second and len(first) >= 4  # variant rows and comparison rows, all equal
     assert any(" ± " in line for line in first)
+
+
+@pytest.mark.slow
+def test_a_claim_on_a_benchmark_runs_each_seed_and_gets_a_verdict(tmp_path):
+    """The complexity claim on the bench's tiny grid: three tagged runs, one verdict."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    run = [sys.executable, "-m", "attnlab.cli", "claim", "run", "complexity", "--", "--quick"]
+    done = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+    assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1", "2"]
+    assert {r.data.tags["claim"] for r in runs} == {"complexity"}
+    report = [sys.executable, "-m", "attnlab.cli", "report", "--claim", "complexity"]
+    done = subprocess.run(report, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    verdicts = [line for line in done.stdout.splitlines() if line.startswith("  time_slope")]
+    assert len(verdicts) == 3

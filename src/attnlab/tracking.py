@@ -54,7 +54,10 @@ def check_logger(c: Settings) -> None:
     if scheme == "sqlite":
         ok = c.tracking_uri.startswith("sqlite:///") and len(c.tracking_uri) > 10
     if not ok:
-        c.fail("tracking_uri", f"a URI with scheme {', '.join(TRACKING_SCHEMES)} (e.g. sqlite:///mlflow.db)")
+        c.fail(
+            "tracking_uri",
+            f"a URI with scheme {', '.join(TRACKING_SCHEMES)} (e.g. sqlite:///mlflow.db)",
+        )
     if not c.experiment_name.strip():
         c.fail("experiment_name", "a non-empty name")
 

@@ -537,7 +537,11 @@ def write_points(points: list[Point], path: Path) -> None:
 
 
 def log_to_mlflow(
-    params: dict[str, str], metrics: dict[str, float], out: Path, argv: list[str]
+    params: dict[str, str],
+    metrics: dict[str, float],
+    out: Path,
+    argv: list[str],
+    extra_tags: dict[str, str],
 ) -> str:
     """One run in experiment ``bench`` with the params, metrics and every file of ``out``."""
     import mlflow
@@ -552,6 +556,7 @@ def log_to_mlflow(
         "git_commit": git_commit(Path(__file__).parent),
         "command": shlex.join(["attnlab", "bench", "complexity", *argv]),
         "host": socket.gethostname(),
+        **extra_tags,
     }
     with mlflow.start_run(run_name="complexity", tags=tags) as run:
         mlflow.log_params(params)
@@ -591,12 +596,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads (default: torch's, %(default)s here)")  # fmt: skip
     parser.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="an MLflow tag of the run (attnlab claim run sets a few)")  # fmt: skip
     argv = sys.argv[1:] if argv is None else argv
     opts = parser.parse_args(argv)
     if opts.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
     if opts.threads < 1:
         parser.error("--threads must be at least 1")
+    if any("=" not in tag for tag in opts.tag):
+        parser.error("--tag takes KEY=VALUE")
+    tags = dict(tag.split("=", 1) for tag in opts.tag)
     grid = QUICK if opts.quick else DEFAULT
     device = torch.device(opts.device)
     torch.set_num_threads(opts.threads)
@@ -630,6 +640,6 @@ def main(argv: list[str] | None = None) -> int:
             "device": opts.device, "threads": str(opts.threads), "quick": str(opts.quick),
             "torch": torch.__version__, **{k: str(v) for k, v in asdict(grid).items()},
         }  # fmt: skip
-        run_id = log_to_mlflow(params, metrics, opts.out, argv)
+        run_id = log_to_mlflow(params, metrics, opts.out, argv, tags)
         print(f"MLflow run {run_id} in experiment 'bench'")
     return 0

@@ -131,7 +131,7 @@ def evaluate(
             verdict.judge(
                 comparison,
                 result.scores(comparison.better, comparison.metric),
-                result.scores(comparison.than, comparison.metric),
+                result.scores(comparison.than, comparison.than_metric or comparison.metric),
                 claim.confidence,
                 baseline if comparison.expect == "better" else None,
             )
@@ -144,9 +144,12 @@ def evaluate(
 
 def expectation(comparison: Comparison) -> str:
     arrow = "higher" if comparison.direction == "maximize" else "lower"
+    better, than = comparison.better, comparison.than
+    if comparison.than_metric:
+        better, than = f"{better} {comparison.metric}", f"{than} {comparison.than_metric}"
     if comparison.expect == "equal":
-        return f"{comparison.better} ≈ {comparison.than} (within ±{comparison.size:g})"
-    return f"{comparison.better} {arrow} than {comparison.than} by ≥ {comparison.size:g}"
+        return f"{better} ≈ {than} (within ±{comparison.size:g})"
+    return f"{better} {arrow} than {than} by ≥ {comparison.size:g}"
 
 
 def effect_text(judgement: Judgement) -> str:
@@ -157,7 +160,8 @@ def effect_text(judgement: Judgement) -> str:
 
 
 def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
-    metrics = list(dict.fromkeys(c.metric for c in result.claim.comparisons))
+    compared = [(c.metric, c.than_metric or c.metric) for c in result.claim.comparisons]
+    metrics = list(dict.fromkeys(m for pair in compared for m in pair))
     pct = int(round(result.claim.confidence * 100))
     headers = ["variant", "overrides", "seeds", *(f"{m} (mean ± {pct}% CI)" for m in metrics)]
     rows = []

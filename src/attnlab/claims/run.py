@@ -59,18 +59,37 @@ def train_command(
     ]  # fmt: skip
 
 
+def command_runs(
+    claim: Claim, variant: str, seeds: list[int], scale: str, extra: list[str]
+) -> list[list[str]]:
+    """A claim on another attnlab command (a benchmark): one run per seed, tagged likewise.
+    The seed only numbers the repeat: a timing benchmark draws no random numbers."""
+    if scale != DEFAULT_SCALE and scale not in claim.scales:
+        raise ConfigError("--scale", scale, f"one of {', '.join([DEFAULT_SCALE, *claim.scales])}")
+    tags = {"claim": claim.name, "variant": variant, "claim_scale": scale, "machine": machine()}
+    base = [sys.executable, "-m", "attnlab.cli", *claim.command, *claim.variants[variant]]
+    base += [*claim.scales.get(scale, []), *extra]
+    return [
+        [*base, *(f"--tag={k}={v}" for k, v in {**tags, "seed": seed}.items())] for seed in seeds
+    ]
+
+
 def run(claim: Claim, seeds: list[int], scale: str, extra: list[str]) -> int:
     """Run the variants one after another; return the first failing exit code, else 0."""
-    commands = {v: train_command(claim, v, seeds, scale, extra) for v in claim.variants}
+    if claim.command:
+        commands = {v: command_runs(claim, v, seeds, scale, extra) for v in claim.variants}
+    else:
+        commands = {v: [train_command(claim, v, seeds, scale, extra)] for v in claim.variants}
     walls = {}
-    for variant, command in commands.items():
+    for variant, lines in commands.items():
         print(f"attnlab claim {claim.name}: variant {variant}, seeds {seeds}", flush=True)
         start = time.perf_counter()
-        code = subprocess.run(command).returncode
+        for line in lines:
+            code = subprocess.run(line).returncode
+            if code:
+                print(f"attnlab claim {claim.name}: variant {variant} failed (exit {code})")
+                return code
         walls[variant] = time.perf_counter() - start
-        if code:
-            print(f"attnlab claim {claim.name}: variant {variant} failed (exit {code})")
-            return code
     summary = ", ".join(f"{v} {s:.0f} s" for v, s in walls.items())
     total = sum(walls.values())
     print(f"attnlab claim {claim.name}: done in {total:.0f} s ({summary}); the verdict: "

@@ -34,6 +34,7 @@ class Comparison:
     better: str
     than: str
     size: float
+    than_metric: str | None = None  # ``than``'s metric when it differs (one run, two layers)
     direction: str = "maximize"  # or minimize (OmegaConf types no Literal: check() does)
     expect: str = "better"  # or equal
 
@@ -53,6 +54,7 @@ class Claim:
     curves: list[str] = field(default_factory=list)  # metrics plotted against the step
     scales: dict[str, list[str]] = field(default_factory=dict)  # e.g. gpu: [scale=gpu, ...]
     confidence: float = 0.95
+    command: list[str] = field(default_factory=list)  # an attnlab command instead of train
     name: str = ""  # the file's stem, filled in by load()
 
 
