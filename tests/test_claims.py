@@ -14,6 +14,7 @@ from scipy import stats
 
 from attnlab.claims import spec, verdict
 from attnlab.claims.report import README_BEGIN, README_END
+from attnlab.claims.run import machine, train_command
 from attnlab.claims.run import main as claim_main
 from attnlab.claims.spec import Comparison
 from attnlab.config import validate
@@ -34,16 +35,25 @@ def test_every_claim_of_the_notes_has_a_file():
 
 @pytest.mark.parametrize("name", TRAINING_CLAIMS)
 def test_every_variant_composes_and_validates_and_so_does_each_scale(name, make_cfg):
-    """Every variant at the CPU scale; each other scale on its first variant (without CUDA
-    here, on the CPU trainer: the data and model sizes it sets are still checked)."""
+    """The overrides ``attnlab claim run`` passes, for every variant at the CPU scale and each
+    other scale on its first variant (without CUDA here, on the CPU trainer: the data and
+    model sizes the scale sets are still checked)."""
     claim = spec.load(name)
-    first = next(iter(claim.variants.values()))
-    runs = [(own, []) for own in claim.variants.values()]
-    runs += [(first, [*preset, *no_gpu()]) for preset in claim.scales.values()]
-    for own, scale in runs:
-        cfg = make_cfg(*claim.overrides, *own, *scale, "trainer.deterministic=true")
+    first = next(iter(claim.variants))
+    runs = [(variant, "cpu", []) for variant in claim.variants]
+    runs += [(first, scale, no_gpu()) for scale in claim.scales]
+    for variant, scale, extra in runs:
+        command = train_command(claim, variant, [7, 8], scale, extra)
+        overrides = command[command.index("train") + 2 :]  # after `train -m`
+        assert "seed=7,8" in overrides
+        overrides[overrides.index("seed=7,8")] = "seed=7"
+        cfg = make_cfg(*overrides)
         validate(cfg)
-        assert cfg.trainer.deterministic, (name, own, scale)
+        assert cfg.trainer.deterministic and cfg.data.seed == 7, (variant, scale)
+        assert dict(cfg.tags) == {
+            "claim": name, "variant": variant, "seed": "7", "claim_scale": scale,
+            "machine": machine(),
+        }  # fmt: skip
 
 
 def no_gpu() -> list[str]:

@@ -7,7 +7,8 @@
     attnlab claim run position trainer.max_epochs=3   # extra overrides for every variant
 
 Each variant is one ``attnlab train -m`` over the seeds (Hydra's basic launcher runs them one
-after another in one process), with determinism on and the MLflow tags ``claim``, ``variant``,
+after another in one process); the seed sets the weights, the batch order and the data's own
+sample (``data.seed``), with determinism on and the MLflow tags ``claim``, ``variant``,
 ``seed``, ``claim_scale`` and ``machine`` that ``attnlab report --claim`` and the MLflow UI group
 by. Any failing variant stops the claim with its exit code.
 """
@@ -50,6 +51,7 @@ def train_command(
         *claim.scales.get(scale, []),
         *extra,
         f"seed={','.join(map(str, seeds))}",
+        "data.seed=${seed}",  # a seed draws its own data sample and split, not only weights
         "trainer.deterministic=true",
         f"+tags.claim={claim.name}",
         f"+tags.variant={variant}",
