@@ -27,6 +27,7 @@ from attnlab.data.image_files import (
 )
 from attnlab.data.images import (
     CIFAR10DataModule,
+    ClassBatchSampler,
     DigitsDataModule,
     MNISTDataModule,
     random_crop,
@@ -250,3 +251,25 @@ def test_random_crop_takes_a_window_of_the_padded_image():
         windows = [image[:, i : i + 5, j : j + 5] for i in range(5) for j in range(5)]
         assert any(torch.equal(crop, w) for w in windows)
     torch.testing.assert_close(random_crop(images, padding=0), images)
+
+
+def test_by_class_batches_hold_one_class_each_and_change_every_epoch():
+    labels = torch.arange(10).repeat_interleave(torch.tensor([7, 9, 4, 12, 8, 8, 5, 6, 10, 11]))
+    sampler = ClassBatchSampler(labels, batch_size=4, seed=3)
+    first, second = list(sampler), list(sampler)
+    assert len(first) == len(sampler) == sum(n // 4 for n in (7, 9, 4, 12, 8, 8, 5, 6, 10, 11))
+    for batch in first:
+        assert len(batch) == 4 and len(set(labels[batch].tolist())) == 1
+    assert len({i for batch in first for i in batch}) == 4 * len(first)  # no image twice
+    assert first != second  # a new draw each epoch ...
+    assert first == list(ClassBatchSampler(labels, batch_size=4, seed=3))  # ... from the seed
+
+
+def test_digits_can_train_on_batches_of_one_class():
+    data = DigitsDataModule(batch_size=8, batches="by_class", seed=1)
+    data.setup("fit")
+    train_labels = [labels for _, labels in data.train_dataloader()]
+    assert all(len(set(batch.tolist())) == 1 and len(batch) == 8 for batch in train_labels)
+    assert len({int(batch[0]) for batch in train_labels}) == 10
+    val_labels = next(iter(data.val_dataloader()))[1]
+    assert len(set(val_labels.tolist())) > 1  # validation and test batches are not grouped

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from attnlab.contracts import ImageDims
 from attnlab.data.image_files import Arrays, read_cifar10, read_mnist
@@ -68,11 +68,42 @@ class Augment(nn.Module):
         return images  # (B, C, H, W)
 
 
+class ClassBatchSampler(Sampler[list[int]]):
+    """Non-i.i.d. training batches: every batch holds ``batch_size`` images of one class, in a
+    random order of batches; a new draw each epoch from one seeded generator.
+
+    Batch norm then normalises with one class's statistics in training and with the running
+    average over all classes at test time: Ioffe 2017 (Batch Renormalization, §4.3) trains on
+    such non-i.i.d. minibatches to show that this mismatch hurts batch norm. Lightning's
+    ``set_epoch`` reaches only a batch sampler's inner sampler, so the epochs are counted here
+    by drawing on from the same generator. One process only (no distributed sampler).
+    """
+
+    def __init__(self, labels: Tensor, batch_size: int, seed: int):
+        self.by_class = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        size, batches = self.batch_size, []
+        for indices in self.by_class:
+            shuffled = indices[torch.randperm(len(indices), generator=self.generator)]
+            batches += [
+                shuffled[i : i + size].tolist() for i in range(0, len(shuffled) - size + 1, size)
+            ]
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[i]
+
+    def __len__(self) -> int:
+        return sum(len(indices) // self.batch_size for indices in self.by_class)
+
+
 class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
     """Train / val / test image tensors; subclasses implement ``load``.
 
     The validation split is a seeded, stratified ``val_fraction`` of the training split;
     ``train_fraction`` keeps a seeded, stratified part of what remains ("more data" studies).
+    ``batches: by_class`` trains on batches of one class each (:class:`ClassBatchSampler`).
     """
 
     def __init__(
@@ -87,8 +118,10 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         seed: int = 0,
         batch_size: int = 128,
         num_workers: int = 0,
+        batches: Literal["shuffled", "by_class"] = "shuffled",
     ):
         super().__init__()
+        self.batches = batches
         self.val_fraction, self.train_fraction = val_fraction, train_fraction
         self.image_size, self.pad = image_size, pad
         self.augment = Augment(random_crop_padding, hflip, gaussian_noise)
@@ -161,6 +194,14 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
+        if split == "train" and self.batches == "by_class":
+            labels = dataset.tensors[1]
+            return DataLoader(
+                dataset,
+                batch_sampler=ClassBatchSampler(labels, self.batch_size, self.seed),
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
