@@ -258,11 +258,15 @@ class AgreementDataModule(SequenceClassificationDataModule):
 
     def heuristics(self, examples: list[Example]) -> dict[str, np.ndarray]:
         """``last_noun``: the number of the last noun before the verb; ``majority``: the number
-        with more nouns in the sequence (a tie is a coin, (0.5, 0.5))."""
-        last, majority = [], []
+        with more nouns in the sequence (a tie is a coin, (0.5, 0.5)); both at chance.
+        ``opposite_first_noun``: the other number than the first noun's, which is mostly the
+        prefix's opposite noun: far above chance, but it reads a token farther from the verb
+        than the subject, so it is no shortcut over distance."""
+        last, first, majority = [], [], []
         for ids, _, _ in examples:
             numbers = [n for n in map(self.number, ids) if n is not None]
             last.append(numbers[-1])
+            first.append(1 - numbers[0])
             plural = sum(numbers)
             singular = len(numbers) - plural
             majority.append(0.5 if plural == singular else float(plural > singular))
@@ -270,6 +274,7 @@ class AgreementDataModule(SequenceClassificationDataModule):
         return {
             "last_noun": one_hot(last, self.num_classes),
             "majority": np.hstack([1 - p_plural, p_plural]),
+            "opposite_first_noun": one_hot(first, self.num_classes),
         }
 
 
