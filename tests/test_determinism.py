@@ -78,6 +78,25 @@ def test_the_record_tells_runs_apart_at_another_seed(make_cfg):
     assert first["metrics"] != second["metrics"]
 
 
+@pytest.mark.parametrize(
+    "family", ["agreement-transformer", "seq2seq-attention", "resnet-v2-groupnorm"]
+)
+def test_the_gpu_determinism_switch_turns_on_deterministic_kernels(
+    family: str, make_cfg, monkeypatch: pytest.MonkeyPatch
+):
+    """``trainer.deterministic=true`` (what the README gives for GPUs) turns on torch's
+    deterministic algorithms and cuBLAS's fixed workspace (Lightning 2.6), and the models run
+    under it (on CPU: no GPU here to meet a kernel that has no deterministic version)."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    overrides = [*FAMILIES[family], "debug=limit", "logger=none", *QUIET]
+    try:
+        run(make_cfg(*overrides, "trainer.deterministic=true"))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 def attnlab(cwd: Path, *args: str) -> None:
     """``attnlab train ...`` as its own process, in ``cwd`` (its own MLflow store and study)."""
     cwd.mkdir()
