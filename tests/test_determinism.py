@@ -140,6 +140,8 @@ def test_a_ddp_run_repeats_bit_for_bit(tmp_path: Path):
     second = logged(tmp_path / "second" / "mlflow.db", "digits_mlp")
     (history,) = first.values()
     assert history["test/acc"] and history["train/loss_step"]
+    assert history["baseline/test/acc/chance"] == [0.1]  # ten digits; logged once, at step 0
+    assert "baseline/test/error/majority_class" in history
     assert list(first.values()) == list(second.values())
 
 
