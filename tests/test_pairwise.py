@@ -93,8 +93,9 @@ def test_sentiment_is_at_chance_for_a_bag_of_tokens():
     data = PairSentimentDataModule(n_train=4000, n_val=20, n_test=4000, seed=1)
     data.setup()
     baselines = data.baselines()
-    assert baselines["test/acc_chance"] == 0.5
-    assert baselines["test/acc_bag_of_tokens"] == pytest.approx(0.5, abs=0.03)
+    assert baselines["test/acc/chance"] == 0.5
+    assert baselines["test/acc/bag_of_tokens"] == pytest.approx(0.5, abs=0.03)
+    assert baselines["test/acc/last_word"] == pytest.approx(0.5, abs=0.03)
 
 
 def test_the_bag_of_tokens_scorer_solves_count_and_not_order():

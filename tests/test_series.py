@@ -101,8 +101,8 @@ def test_repeat_last_baseline_of_a_ramp_is_off_by_the_steps_ahead(tmp_path: Path
     data.setup("fit")
     step = 1 / float(data.std[data.target_index])  # one row's rise, standardised
     baselines = data.baselines()
-    assert baselines["test/mae_repeat_last"] == pytest.approx((1 + 2 + 3) / 3 * step)
-    assert baselines["test/mse_repeat_last"] == pytest.approx((1 + 4 + 9) / 3 * step**2)
+    assert baselines["test/mae/repeat_last"] == pytest.approx((1 + 2 + 3) / 3 * step)
+    assert baselines["test/mse/repeat_last"] == pytest.approx((1 + 4 + 9) / 3 * step**2)
 
 
 def test_standardisation_uses_training_rows_only(tmp_path: Path):

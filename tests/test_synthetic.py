@@ -7,8 +7,9 @@ import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 
 from attnlab.contracts import TokenDims
+from attnlab.data.baselines import bag_of_tokens_accuracy
 from attnlab.data.bucketing import BucketBatchSampler, padding_fraction
-from attnlab.data.probes import A, AgreementDataModule, B, OrderCountDataModule
+from attnlab.data.probes import MARK, VERB, A, AgreementDataModule, B, OrderCountDataModule
 from attnlab.data.sampling import bucket_ranges
 from attnlab.data.sentiment import PairSentimentDataModule
 from attnlab.data.symbols import SYMBOL_TASKS, SymbolsDataModule
@@ -63,25 +64,51 @@ def test_agreement_distances_fall_in_their_buckets():
     data = AgreementDataModule(**SMALL, bucket_edges=(5, 9, 14, 21))
     data.setup()
     assert data.dims.group_names == ("1-4", "5-8", "9-13", "14-20", "21-40")
-    for ids, label, group in data.examples["train"]:
-        subject = ids.index((2, 3)[label])  # the marked subject of the label's number
+    for ids, _, group in data.examples["train"]:
+        subject = ids.index(MARK) + 1  # the subject stands right after the marker
         distance = len(ids) - 2 - subject  # tokens between the subject and the verb
         low, high = data.ranges[group]
         assert low <= distance <= high
-        assert ids[-1] == 1  # the verb position closes every sequence
+        assert ids[-1] == VERB and ids.count(MARK) == 1 and ids.count(VERB) == 1
 
 
-def test_agreement_shortcuts_sit_at_chance():
-    data = AgreementDataModule(n_train=2, n_val=2, n_test=6000, seed=3)
+def test_agreement_label_is_the_number_of_the_noun_at_the_subjects_place():
+    """A model that reads the subject's place is right on every example, in every split."""
+    data = AgreementDataModule(**SMALL)
     data.setup()
-    accuracies = data.shortcut_accuracies("test")
-    assert accuracies["last_noun"] == pytest.approx(0.5, abs=0.03)
-    assert accuracies["majority"] == pytest.approx(0.5, abs=0.03)
+    for examples in data.examples.values():
+        for ids, label, _ in examples:
+            assert data.number(data.subject(ids)) == label
+    # ... and the subject is one of the nouns the other places hold, not a token of its own
+    subjects = {data.subject(ids) for ids, _, _ in data.examples["train"]}
+    others = {t for ids, _, _ in data.examples["train"] for t in ids if data.number(t) is not None}
+    assert subjects == others == set(data.nouns[0]) | set(data.nouns[1])
+
+
+def test_agreement_is_at_chance_for_a_bag_of_tokens_and_the_heuristics():
+    """Overall and in every distance bucket: a logistic regression on token counts, the last
+    noun and the majority number sit within 0.05 of chance (0.5) on the test split."""
+    data = AgreementDataModule(n_train=4000, n_val=2, n_test=5000, seed=3)
+    data.setup()
+    train = [(ids, y) for ids, y, _ in data.examples["train"]]
+    test = data.examples["test"]
+    assert bag_of_tokens_accuracy(
+        train, [(ids, y) for ids, y, _ in test], data.dims.vocab_size
+    ) == (pytest.approx(0.5, abs=0.05))
+    for group, name in enumerate(data.group_names):
+        bucket = [(ids, y) for ids, y, g in test if g == group]
+        score = bag_of_tokens_accuracy(train, bucket, data.dims.vocab_size)
+        assert score == pytest.approx(0.5, abs=0.05), name
+    baselines = data.baselines()
+    for metric in ("test/acc", *(f"test/acc_by_group/{name}" for name in data.group_names)):
+        assert baselines[f"{metric}/chance"] == 0.5
+        for shortcut in ("bag_of_tokens", "last_noun", "majority"):
+            assert baselines[f"{metric}/{shortcut}"] == pytest.approx(0.5, abs=0.05), metric
     # and nothing after the subject depends on the label: the intervening nouns are coins
     numbers = [
         data.number(token)
-        for ids, label, _ in data.examples["test"]
-        for token in ids[ids.index((2, 3)[label]) + 1 :]
+        for ids, _, _ in test
+        for token in ids[ids.index(MARK) + 2 :]
         if data.number(token) is not None
     ]
     assert sum(numbers) / len(numbers) == pytest.approx(0.5, abs=0.02)
@@ -174,5 +201,7 @@ def test_a_tracked_run_logs_the_data_baselines(make_cfg, tracking_uri):
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("order_count")
     (record,) = client.search_runs([experiment.experiment_id], max_results=2)
-    assert record.data.metrics["baseline/test/acc_chance"] == 0.5
+    assert record.data.metrics["baseline/test/acc/chance"] == 0.5
+    assert "baseline/test/acc/bag_of_tokens" in record.data.metrics
+    assert "baseline/test/acc_by_group/8-15/bag_of_tokens" in record.data.metrics
     assert "test/acc" in record.data.metrics

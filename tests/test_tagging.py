@@ -67,11 +67,12 @@ def test_ambiguous_words_take_the_tag_their_neighbour_decides():
 
 def test_most_frequent_tag_baseline_is_at_chance_on_ambiguous_words():
     baselines = generated(n_train=2000, n_test=2000).baselines()
-    assert baselines["test/token_acc_most_frequent_tag_by_group/plain"] == 1.0
+    assert baselines["test/token_acc_by_group/plain/most_frequent_tag"] == 1.0
     for group in ("left", "right"):
-        score = baselines[f"test/token_acc_most_frequent_tag_by_group/{group}"]
+        score = baselines[f"test/token_acc_by_group/{group}/most_frequent_tag"]
         assert score == pytest.approx(0.5, abs=0.05)
-    assert 0.8 < baselines["test/token_acc_most_frequent_tag"] < 0.95
+    assert 0.8 < baselines["test/token_acc/most_frequent_tag"] < 0.95
+    assert baselines["test/token_acc/majority_tag"] < baselines["test/token_acc/most_frequent_tag"]
 
 
 def test_collate_pads_tags_with_the_ignored_tag():
@@ -112,7 +113,7 @@ def test_conllu_treebank_folder_skips_multiword_tokens_and_empty_nodes(tmp_path:
     assert data.tag_names == ["AUX", "DET", "NOUN", "PART", "VERB"]
     assert [data.tag_names[t] for t in data.sentences["test"][1][1]] == ["DET", "NOUN", "VERB"]
     assert data.dims.num_tags == 5 and data.dims.group_names == ("known", "unknown")
-    assert data.baselines()["test/token_acc_most_frequent_tag"] == 1.0
+    assert data.baselines()["test/token_acc/most_frequent_tag"] == 1.0
     xpos = ConlluDataModule(path=str(tmp_path / "tb"), tag="xpos")
     xpos.setup()
     assert "VBZ" in xpos.tag_names and "The" in xpos.itos
@@ -225,7 +226,7 @@ def test_a_tracked_treebank_run_logs_tag_metrics_and_the_baseline(
     (record,) = client.search_runs([experiment.experiment_id], max_results=2)
     metrics = record.data.metrics
     assert metrics["test/token_acc"] == pytest.approx(value)
-    assert metrics["baseline/test/token_acc_most_frequent_tag"] == 1.0
+    assert metrics["baseline/test/token_acc/most_frequent_tag"] == 1.0
     for key in ("test/sentence_acc", "test/f1", "test/f1_by_tag/NOUN", "val/token_acc"):
         assert key in metrics, key
     assert "test/token_acc_by_group/known" in metrics

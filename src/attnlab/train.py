@@ -71,6 +71,7 @@ def run(cfg: DictConfig) -> float:
 
     from attnlab.callbacks import StopOnDivergence
     from attnlab.contracts import HasBaselines
+    from attnlab.data.baselines import PREFIX as BASELINE
     from attnlab.distributed import is_global_zero, process_rank
     from attnlab.runs import fail_stale_of_experiment
     from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
@@ -115,8 +116,8 @@ def run(cfg: DictConfig) -> float:
     with mlflow_run(cfg, output_dir) as run_id:
         logger = instantiate(cfg.logger, run_id=run_id)
         if isinstance(datamodule, HasBaselines):  # chance and shortcut scores (DESIGN.md)
-            baselines = datamodule.baselines()
-            logger.log_metrics({f"baseline/{k}": v for k, v in baselines.items()}, step=0)
+            baselines = {f"{BASELINE}{k}": v for k, v in datamodule.baselines().items()}
+            logger.log_metrics(baselines, step=0)
         trainer = build_trainer(cfg, model, callbacks, logger=logger)
         logger.log_hyperparams(distributed_params(cfg, trainer, model))
         return _fit_and_test(trainer, task, datamodule, cfg)

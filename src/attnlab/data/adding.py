@@ -79,4 +79,4 @@ class AddingDataModule(RegressionDataModule):
 
     def baselines(self) -> dict[str, float]:
         """The MSE of always answering 1.0, the mean of the target."""
-        return {"test/mse_predict_1": ADDING_BASELINE_MSE}
+        return {"test/mse/predict_1": ADDING_BASELINE_MSE}

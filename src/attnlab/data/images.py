@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from attnlab.contracts import ImageDims
+from attnlab.data.baselines import classification_baselines, one_hot
 from attnlab.data.image_files import Arrays, read_cifar10, read_mnist
 from attnlab.data.loaders import SplitLoaders, check_loading
 from attnlab.errors import ConfigError
@@ -185,6 +186,17 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         return ImageDims(
             in_channels=images.size(1), image_size=images.size(-1), num_classes=self.num_classes
         )
+
+    def baselines(self) -> dict[str, float]:
+        """Test accuracy and error of ``chance`` (a uniform guess, 1 / classes) and of
+        ``majority_class`` (the most frequent training class, always)."""
+        labels = self.datasets["test"].tensors[1].numpy()
+        majority = int(self.datasets["train"].tensors[1].bincount().argmax())
+        predictions = {
+            "chance": np.full((len(labels), self.num_classes), 1 / self.num_classes),
+            "majority_class": one_hot(np.full(len(labels), majority), self.num_classes),
+        }
+        return classification_baselines(predictions, labels)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.trainer is not None and self.trainer.training:

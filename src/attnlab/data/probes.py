@@ -12,11 +12,13 @@ from functools import partial
 from typing import Literal
 
 import lightning.pytorch as L
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.contracts import TokenDims
+from attnlab.data.baselines import bag_of_tokens_predictions, classification_baselines, one_hot
 from attnlab.data.bucketing import bucketed_loader
 from attnlab.data.loaders import SplitLoaders, check_loading
 from attnlab.data.sampling import bucket_ranges, check_buckets, split_rng
@@ -105,6 +107,28 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
     def group_names(self) -> list[str]:
         return [f"{low}-{high}" for low, high in self.ranges]
 
+    def baselines(self) -> dict[str, float]:
+        """Test accuracy (and error) of chance, of a logistic regression on token counts fitted
+        on train (``bag_of_tokens``) and of the task's :meth:`heuristics`, overall and per
+        bucket: what a model must beat."""
+        train, test = self.examples["train"], self.examples["test"]
+        bag = bag_of_tokens_predictions(
+            [(ids, y) for ids, y, _ in train], [(ids, y) for ids, y, _ in test], len(self.itos)
+        )
+        predictions = {
+            "chance": np.full((len(test), self.num_classes), 1 / self.num_classes),
+            "bag_of_tokens": one_hot(bag, self.num_classes),
+            **self.heuristics(test),
+        }
+        labels = [y for _, y, _ in test]
+        groups = [group for _, _, group in test]
+        return classification_baselines(predictions, labels, groups, self.group_names)
+
+    def heuristics(self, examples: list[Example]) -> dict[str, np.ndarray]:
+        """{name: class probabilities (N, num_classes)} of rules a model might fall back on;
+        none unless the task names some."""
+        return {}
+
     @property
     def dims(self) -> TokenDims:
         every = (ids for examples in self.examples.values() for ids, _, _ in examples)
@@ -134,8 +158,7 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
         )
 
 
-VERB = 1
-SUBJECTS = (2, 3)  # singular, plural subject
+VERB, MARK = 1, 2  # the verb's slot closes a sequence; the marker stands before the subject
 
 
 def check_agreement(c: Settings) -> None:
@@ -149,19 +172,24 @@ def check_agreement(c: Settings) -> None:
 class AgreementDataModule(SequenceClassificationDataModule):
     """Long-range agreement (notes §9.1): which number must the verb at the end take?
 
-    A sequence is ``prefix, subject, d tokens, <verb>``; the subject is a marked token
-    (<subj:sg> or <subj:pl>), the label its number (0 singular, 1 plural), the group the
-    bucket of d. Shortcuts are closed by construction:
+    A sequence is ``prefix, <subj>, subject, d tokens, <verb>``; the subject is a noun drawn
+    from the same nouns as every other noun of the sequence, told apart only by its place: the
+    token right after the marker ``<subj>`` (which is the same in every sequence and carries
+    no number). The label is the subject's number (0 singular, 1 plural), the group the bucket
+    of d. Shortcuts are closed by construction:
 
+    - bag of tokens: the prefix (1..``max_prefix`` tokens) holds one noun of the subject's
+      opposite number, so every sequence holds one uniformly drawn singular and one uniformly
+      drawn plural noun besides its attractors, whatever its label: the counts of tokens, and
+      so a linear model on them, and the majority number, tell nothing;
     - the d tokens are drawn without looking at the label: each is, with probability
       ``attractor_rate``, a noun of random number (at least one is a noun), else a filler. So
-      nothing after the subject tells the label, and the last noun before the verb is a coin;
-    - the prefix (1..``max_prefix`` tokens, before the subject) holds one noun of the
-      subject's opposite number, so how many singular and plural markers a sequence holds does
-      not depend on the label: the majority number is at chance too.
+      the last noun before the verb is a coin, and so is any window of tokens after the
+      subject (the opposite noun stands before it, never among them).
 
-    A model must carry the subject d + 1 tokens to the verb: a causal CNN read at the verb
-    sees it only when its receptive field exceeds d + 1.
+    A model must find the subject by its place and carry it d + 1 tokens to the verb: a
+    causal CNN read at the verb sees it only when its receptive field exceeds d + 1. (The
+    prefix's nouns lie farther from the verb than the subject: reading them is no shorter.)
     """
 
     def __init__(
@@ -182,7 +210,7 @@ class AgreementDataModule(SequenceClassificationDataModule):
         bucketing: bool = False,
     ):
         itos = [
-            "<pad>", "<verb>", "<subj:sg>", "<subj:pl>",
+            "<pad>", "<verb>", "<subj>",
             *(f"sg{i}" for i in range(n_nouns)),
             *(f"pl{i}" for i in range(n_nouns)),
             *(f"w{i}" for i in range(n_fillers)),
@@ -192,7 +220,7 @@ class AgreementDataModule(SequenceClassificationDataModule):
             itos,
             n_train, n_val, n_test, seed, batch_size, num_workers, bucketing,
         )  # fmt: skip
-        first = len(SUBJECTS) + 2
+        first = MARK + 1
         self.nouns = (
             range(first, first + n_nouns),  # singular
             range(first + n_nouns, first + 2 * n_nouns),  # plural
@@ -215,34 +243,39 @@ class AgreementDataModule(SequenceClassificationDataModule):
             middle[rng.randrange(value)] = noun(rng.randrange(2))
         prefix = [noun_or_filler() for _ in range(rng.randint(1, self.max_prefix) - 1)]
         prefix.insert(rng.randint(0, len(prefix)), noun(1 - label))
-        return [*prefix, SUBJECTS[label], *middle, VERB]
+        return [*prefix, MARK, noun(label), *middle, VERB]
 
     def number(self, token: int) -> int | None:
-        """0 for a singular noun or subject, 1 for a plural one, None otherwise."""
+        """0 for a singular noun, 1 for a plural one, None otherwise."""
         for number, nouns in enumerate(self.nouns):
-            if token in nouns or token == SUBJECTS[number]:
+            if token in nouns:
                 return number
         return None
 
-    def baselines(self) -> dict[str, float]:
-        """Test accuracy of chance and of the shortcuts: what a model must beat."""
-        return {f"test/acc_{name}": value for name, value in self.shortcut_accuracies().items()}
+    def subject(self, ids: Sequence[int]) -> int:
+        """The subject of a sequence: the token after the marker."""
+        return ids[list(ids).index(MARK) + 1]
 
-    def shortcut_accuracies(self, split: str = "test") -> dict[str, float]:
-        """Accuracy of the heuristics a model might fall back on, next to chance.
-
-        ``last_noun``: the number of the last noun before the verb; ``majority``: the number
-        with more markers in the sequence (a tie counts as half right, a coin's expectation).
-        """
-        last = majority = 0.0
-        for ids, label, _ in self.examples[split]:
+    def heuristics(self, examples: list[Example]) -> dict[str, np.ndarray]:
+        """``last_noun``: the number of the last noun before the verb; ``majority``: the number
+        with more nouns in the sequence (a tie is a coin, (0.5, 0.5)); both at chance.
+        ``opposite_first_noun``: the other number than the first noun's, which is mostly the
+        prefix's opposite noun: far above chance, but it reads a token farther from the verb
+        than the subject, so it is no shortcut over distance."""
+        last, first, majority = [], [], []
+        for ids, _, _ in examples:
             numbers = [n for n in map(self.number, ids) if n is not None]
-            last += numbers[-1] == label
+            last.append(numbers[-1])
+            first.append(1 - numbers[0])
             plural = sum(numbers)
             singular = len(numbers) - plural
-            majority += 0.5 if plural == singular else float((plural > singular) == label)
-        size = len(self.examples[split])
-        return {"chance": 0.5, "last_noun": last / size, "majority": majority / size}
+            majority.append(0.5 if plural == singular else float(plural > singular))
+        p_plural = np.array(majority)[:, None]  # (N, 1)
+        return {
+            "last_noun": one_hot(last, self.num_classes),
+            "majority": np.hstack([1 - p_plural, p_plural]),
+            "opposite_first_noun": one_hot(first, self.num_classes),
+        }
 
 
 A, B = 1, 2
@@ -263,10 +296,6 @@ class OrderCountDataModule(SequenceClassificationDataModule):
     ``count``: m A's and n B's (m != n, both >= 1) at random places; label 1 if A is in the
     majority. Positions do not matter: a bag of tokens suffices.
     """
-
-    def baselines(self) -> dict[str, float]:
-        """Balanced labels: chance is 50% for both questions."""
-        return {"test/acc_chance": 0.5}
 
     def __init__(
         self,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from attnlab.data.baselines import bag_of_tokens_accuracy
+import numpy as np
+
+from attnlab.data.baselines import one_hot
 from attnlab.data.loaders import check_loading
-from attnlab.data.probes import SequenceClassificationDataModule
+from attnlab.data.probes import Example, SequenceClassificationDataModule
 from attnlab.data.sampling import bucket_ranges, check_buckets
 from attnlab.registry import Settings, register
 
@@ -86,8 +88,8 @@ class PairSentimentDataModule(SequenceClassificationDataModule):
         other, word = rng.choice(self.words[1 - target]), rng.choice(self.words[target])
         return [*some(), other, *some(), modifier, *fillers(value - 1), word, *some()]
 
-    def baselines(self) -> dict[str, float]:
-        """Chance, and a logistic regression on token counts (fitted on train, scored on test)."""
-        train, test = ([(ids, y) for ids, y, _ in self.examples[s]] for s in ("train", "test"))
-        bag = bag_of_tokens_accuracy(train, test, len(self.itos))
-        return {"test/acc_chance": 0.5, "test/acc_bag_of_tokens": bag}
+    def heuristics(self, examples: list[Example]) -> dict[str, np.ndarray]:
+        """``last_word``: the polarity of the last sentiment word, its modifier ignored."""
+        polarity = {word: number for number, words in enumerate(self.words) for word in words}
+        last = [[polarity[t] for t in ids if t in polarity][-1] for ids, _, _ in examples]
+        return {"last_word": one_hot(last, self.num_classes)}

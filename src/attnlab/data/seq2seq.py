@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.contracts import PairDims
+from attnlab.data.baselines import copy_source_baselines
 from attnlab.data.bucketing import bucketed_loader
 from attnlab.data.loaders import SplitLoaders
 from attnlab.data.text import CharVocab, Vocab, pad_batch
@@ -88,6 +89,11 @@ class PairsDataModule(SplitLoaders, L.LightningDataModule, ABC):
             name: PairDataset(pairs, self.src_vocab, self.tgt_vocab)
             for name, pairs in self.splits.items()
         }
+
+    def baselines(self) -> dict[str, float]:
+        """What copying each test source as its output scores (token accuracy, exact match,
+        BLEU): a model that learned nothing but to copy gets this much."""
+        return copy_source_baselines(self.splits["test"], self.tgt_vocab)
 
     @property
     def dims(self) -> PairDims:

@@ -146,8 +146,8 @@ class SeriesDataModule(RegressionDataModule, ABC):
              for inputs, target in windows]
         )  # fmt: skip
         return {
-            "test/mse_repeat_last": float(errors.pow(2).mean()),
-            "test/mae_repeat_last": float(errors.abs().mean()),
+            "test/mse/repeat_last": float(errors.pow(2).mean()),
+            "test/mae/repeat_last": float(errors.abs().mean()),
         }
 
     def unscale(self, values: Tensor) -> Tensor:

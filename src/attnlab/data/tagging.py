@@ -88,29 +88,36 @@ class TaggingDataModule(SplitLoaders, L.LightningDataModule, ABC):
         )
 
     def baselines(self) -> dict[str, float]:
-        """The most frequent training tag of each word (unseen words: the most frequent tag),
-        scored on test: token accuracy, sentence accuracy and token accuracy per group."""
+        """Scored on test as the tag task scores a model (token accuracy, sentence accuracy,
+        token accuracy per group): ``most_frequent_tag``, each word's most frequent training
+        tag (unseen words: the most frequent tag), the bag-of-tokens analogue of tagging; and
+        ``majority_tag``, the most frequent training tag for every token, its chance."""
         counts: dict[int, Counter] = {}
         for ids, tags, _ in self.sentences["train"]:
             for token, tag in zip(ids, tags, strict=True):
                 counts.setdefault(token, Counter())[tag] += 1
         overall = sum(counts.values(), Counter()).most_common(1)[0][0]
         best = {token: c.most_common(1)[0][0] for token, c in counts.items()}
-        hits, groups, sentences_right = [], [], 0
-        for ids, tags, token_groups in self.sentences["test"]:
-            right = [best.get(token, overall) == tag for token, tag in zip(ids, tags, strict=True)]
-            sentences_right += all(right)
-            hits += right
-            groups += token_groups
-        scores = {
-            "test/token_acc_most_frequent_tag": sum(hits) / len(hits),
-            "test/sentence_acc_most_frequent_tag": sentences_right / len(self.sentences["test"]),
+        rules = {
+            "most_frequent_tag": lambda token: best.get(token, overall),
+            "majority_tag": lambda token: overall,
         }
-        for index, name in enumerate(self.group_names):
-            in_group = [hit for hit, group in zip(hits, groups, strict=True) if group == index]
-            if in_group:
-                key = f"test/token_acc_most_frequent_tag_by_group/{name}"
-                scores[key] = sum(in_group) / len(in_group)
+        test = self.sentences["test"]
+        groups = [group for _, _, token_groups in test for group in token_groups]
+        scores = {}
+        for name, rule in rules.items():
+            right = [  # (sentences, tokens): is the rule's tag the token's tag?
+                [rule(token) == tag for token, tag in zip(ids, tags, strict=True)]
+                for ids, tags, _ in test
+            ]
+            hits = [hit for sentence in right for hit in sentence]
+            scores[f"test/token_acc/{name}"] = sum(hits) / len(hits)
+            scores[f"test/sentence_acc/{name}"] = sum(map(all, right)) / len(test)
+            for index, group in enumerate(self.group_names):
+                in_group = [hit for hit, g in zip(hits, groups, strict=True) if g == index]
+                if in_group:
+                    key = f"test/token_acc_by_group/{group}/{name}"
+                    scores[key] = sum(in_group) / len(in_group)
         return scores
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
