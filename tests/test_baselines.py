@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from attnlab.baseline_keys import best_baseline
 from attnlab.data.adding import AddingDataModule
 from attnlab.data.baselines import (
-    best_baseline,
     classification_baselines,
     copy_source_baselines,
     one_hot,

@@ -188,8 +188,8 @@ def fill_store(uri: str, machine: str = "x86_64 CPU, 2 cores") -> None:
             run = client.create_run(experiment, tags=tags, run_name=f"{variant}-{seed}")
             run_id = run.info.run_id
             client.log_metric(run_id, "test/acc", score)
-            client.log_metric(run_id, "test/acc_by_len/8-15", min(1.0, score + 0.01))
-            client.log_metric(run_id, "test/acc_by_len/24-32", score - 0.01)
+            client.log_metric(run_id, "test/acc_by_group/8-15", min(1.0, score + 0.01))
+            client.log_metric(run_id, "test/acc_by_group/24-32", score - 0.01)
             client.log_metric(run_id, "baseline/test/acc/chance", 0.5)
             for step in range(3):
                 client.log_metric(run_id, "val/acc", score * (step + 1) / 3, step=step)

@@ -69,9 +69,9 @@ def run(cfg: DictConfig) -> float:
     from lightning.pytorch.callbacks import LearningRateMonitor
     from optuna import TrialPruned
 
+    from attnlab.baseline_keys import PREFIX as BASELINE
     from attnlab.callbacks import StopOnDivergence
     from attnlab.contracts import HasBaselines
-    from attnlab.data.baselines import PREFIX as BASELINE
     from attnlab.distributed import is_global_zero, process_rank
     from attnlab.runs import fail_stale_of_experiment
     from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run

@@ -22,12 +22,13 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from attnlab import baseline_keys
 from attnlab.claims import verdict
 from attnlab.claims.spec import Claim, Comparison
 from attnlab.claims.verdict import Judgement, mean_interval
 
 GAP = "gap"  # test/error - train_eval/error: the same weights scored on both splits
-BASELINE = "baseline/"
+BASELINE = baseline_keys.PREFIX
 README_BEGIN, README_END = "<!-- claims:begin -->", "<!-- claims:end -->"
 
 
@@ -64,19 +65,15 @@ def find_runs(
 
 
 def best_baseline(runs: list[Run], metric: str, direction: str) -> tuple[str, float] | None:
-    """The best of the shortcut baselines logged as ``baseline/<metric>/<name>``."""
-    prefix = f"{BASELINE}{metric}/"
-    values: dict[str, list[float]] = defaultdict(list)
+    """The best shortcut baseline of ``metric`` (logged ``baseline/<metric>/<name>``), each
+    baseline's score averaged over ``runs`` (its data's seeds)."""
+    sums: dict[str, list[float]] = defaultdict(list)
     for run in runs:
         for key, value in run.data.metrics.items():
-            if key.startswith(prefix) and "/" not in key[len(prefix) :]:
-                values[key[len(prefix) :]].append(value)
-    if not values:
-        return None
-    means = {name: sum(v) / len(v) for name, v in values.items()}
-    pick = max if direction == "maximize" else min
-    name = pick(means, key=means.get)
-    return name, means[name]
+            if key.startswith(BASELINE):
+                sums[key].append(value)
+    means = {key: sum(values) / len(values) for key, values in sums.items()}
+    return baseline_keys.best_baseline(means, metric, higher_is_better=direction == "maximize")
 
 
 @dataclass
