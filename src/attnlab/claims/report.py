@@ -228,7 +228,9 @@ def command(claim: Claim, scale: str) -> str:
     return f"attnlab claim run {claim.name}{suffix}"
 
 
-def readme_rows(results: list[ClaimResult]) -> tuple[list[str], list[list[str]]]:
+def readme_rows(
+    results: list[ClaimResult], markdown: bool = True
+) -> tuple[list[str], list[list[str]]]:
     headers = ["claim", "command", "verdict", "effect [CI]", "seeds", "wall", "date", "machine"]
     rows = []
     for result in results:
@@ -239,8 +241,10 @@ def readme_rows(results: list[ClaimResult]) -> tuple[list[str], list[list[str]]]
         rows.append(
             [
                 f"{result.claim.title} (notes {result.claim.notes})",
-                f"`{command(result.claim, result.scale)}`",
-                f"**{result.verdict}**",
+                f"`{command(result.claim, result.scale)}`"
+                if markdown
+                else command(result.claim, result.scale),
+                f"**{result.verdict}**" if markdown else result.verdict,
                 effects,
                 ", ".join(map(str, result.seeds())),
                 f"{result.wall_minutes():.1f} min",
@@ -295,7 +299,7 @@ def bucket_figure(result: ClaimResult):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for variant in result.claim.variants:
+    for index, variant in enumerate(result.claim.variants):
         means, halves = [], []
         for bucket in buckets:
             values = result.scores(variant, prefix + bucket)
@@ -304,7 +308,9 @@ def bucket_figure(result: ClaimResult):
             )
             means.append(centre)
             halves.append(half)
-        ax.errorbar(buckets, means, yerr=halves, marker="o", capsize=3, label=variant)
+        ax.errorbar(
+            buckets, means, yerr=halves, marker="o", capsize=3, color=f"C{index}", label=variant
+        )
     baselines = [
         best_baseline(result.all_runs(), prefix + bucket, result.claim.comparisons[0].direction)
         for bucket in buckets
@@ -326,7 +332,8 @@ def curve_figure(client: MlflowClient, result: ClaimResult, metric: str):
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     drawn = False
-    for variant, by_seed in result.runs.items():
+    for index, variant in enumerate(result.claim.variants):  # the bucket plot's colours
+        by_seed = result.runs.get(variant, {})
         series: dict[int, list[float]] = defaultdict(list)
         for run in by_seed.values():
             for point in client.get_metric_history(run.info.run_id, metric):
@@ -459,7 +466,7 @@ def write_documents(
         "<!doctype html><html><head><meta charset='utf-8'><title>attnlab claims</title>"
         f"<style>{STYLE}</style></head><body><h1>attnlab claims</h1>"
         f"<p>Store: {html.escape(store)}; written {when}.</p>"
-        f"{html_table(*readme_rows(results))}{''.join(pages)}</body></html>"
+        f"{html_table(*readme_rows(results, markdown=False))}{''.join(pages)}</body></html>"
     )
     return md_path, html_path
 
