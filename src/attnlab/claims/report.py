@@ -340,9 +340,8 @@ def curve_figure(client: MlflowClient, result: ClaimResult, metric: str):
                 series[point.step].append(point.value)
         if series:
             steps = sorted(series)
-            ax.plot(
-                steps, [np.mean(series[s]) for s in steps], label=f"{variant} (n={len(by_seed)})"
-            )
+            means = [np.mean(series[s]) for s in steps]
+            ax.plot(steps, means, color=f"C{index}", label=f"{variant} (n={len(by_seed)})")
             drawn = True
     if not drawn:
         plt.close(fig)
