@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import ImageDims
 from attnlab.data.image_files import Arrays, read_cifar10, read_mnist
@@ -159,9 +160,9 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
             return self.augment(images), labels
         return batch
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         dataset = self.datasets[split]
-        return DataLoader(
+        return StatefulDataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,

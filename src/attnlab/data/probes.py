@@ -14,7 +14,8 @@ from typing import Literal
 import lightning.pytorch as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import TokenDims
 from attnlab.data.bucketing import bucketed_loader
@@ -116,7 +117,7 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
             group_names=tuple(self.group_names),
         )
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         collate = partial(collate_examples, pad_id=self.pad_id)
         if split == "train" and self.bucketing:
             data = self.datasets[split]
@@ -124,7 +125,7 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
             return bucketed_loader(
                 data, lengths, self.batch_size, collate, self.num_workers, self.trainer
             )
-        return DataLoader(
+        return StatefulDataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
