@@ -7,6 +7,7 @@ mid-epoch, and compares against a run that was never interrupted.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -159,3 +160,54 @@ def test_a_preempted_run_saves_its_step_ends_killed_and_resumes(tmp_path, uninte
         time.sleep(0.2)
     finish(resumed)
     assert_same_as_uninterrupted(preempted, uninterrupted)
+
+
+# A process that SIGKILLs itself in the middle of its second checkpoint save, at the last moment
+# before the checkpoint file would change: just before a rename into the checkpoint folder, or
+# halfway through a copy into it (what a move from $TMPDIR on another filesystem does).
+KILL_IN_SECOND_SAVE = """
+import os, shutil, signal, sys, torch
+from pathlib import Path
+saves = []
+real_save, real_copyfile = torch.save, shutil.copyfile
+def counting_save(*args, **kwargs):
+    saves.append(1)
+    return real_save(*args, **kwargs)
+def dying(destination):
+    return len(saves) == 2 and Path(destination).parent.name == "checkpoints"
+def die_before_rename(event, args):
+    if event == "os.rename" and dying(args[1]) and Path(args[0]).parent == Path(args[1]).parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+def copy_half_then_die(source, destination, *args, **kwargs):
+    if dying(destination):
+        data = Path(source).read_bytes()
+        with open(destination, "wb") as file:
+            file.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_copyfile(source, destination, *args, **kwargs)
+torch.save, shutil.copyfile = counting_save, copy_half_then_die
+sys.addaudithook(die_before_rename)
+from attnlab.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    """$TMPDIR on another filesystem (tmpfs) than the checkpoints, as a cluster's local /tmp
+    and its shared disk: Lightning's own save writes there and then copies into place."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test's folder")
+    tmpdir = shm / f"attnlab-test-{os.getpid()}"
+    tmpdir.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    args = ["train", "experiment=digits_mlp", "debug=limit", "logger.log_model=false"]
+    args += ["callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null"]
+    process = subprocess.run(
+        [sys.executable, "-c", KILL_IN_SECOND_SAVE, *args], env=env, capture_output=True, text=True
+    )
+    shutil.rmtree(tmpdir)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
+    (last,) = tmp_path.glob(f"logs/digits_mlp/runs/*/{LAST_CHECKPOINT}")
+    assert torch.load(last, weights_only=True)["global_step"] == 2  # the first save, whole
