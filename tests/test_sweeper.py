@@ -173,7 +173,7 @@ def _sweep_process(tiny, *extra: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny):
+def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny, tracking_uri):
     args = [
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.heartbeat_interval=1",
@@ -195,6 +195,16 @@ def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny):
     main(sweep_command(tiny, *args[:3], "trainer.max_epochs=2"))
     trials = load().trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    # the killed trial's MLflow run is not left RUNNING: the next run of the experiment ended it
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("date_transformer")
+    runs = client.search_runs([experiment.experiment_id], max_results=20)
+    status = {
+        r.data.tags["optuna.trial_number"]: r.info.status
+        for r in runs
+        if "optuna.trial_number" in r.data.tags
+    }
+    assert status == {"0": "FINISHED", "1": "FAILED", "2": "FINISHED"}
 
 
 @pytest.mark.slow
