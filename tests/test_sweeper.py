@@ -285,3 +285,28 @@ def test_the_last_worker_of_a_study_ends_its_parent_run(tracking_uri, tmp_path):
         pass
     assert last.parent_run_id == first.parent_run_id
     assert client.get_run(first.parent_run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_four_sweep_workers_share_one_sqlite_study(tiny, tracking_uri):
+    """SQLite serialises writers; four workers that ask, heartbeat and tell at once must not
+    lose a trial to "database is locked"."""
+    MlflowClient(tracking_uri).search_experiments()  # the MLflow store migrated once, first
+    args = ["hydra.sweeper.n_trials=8", "hydra.sweeper.heartbeat_interval=1"]
+    args += ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    workers = [_sweep_process(tiny, *args, f"hydra.sweeper.sampler.seed={i}") for i in range(4)]
+    errors = []
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-2000:]
+        errors.append(err)
+    assert "database is locked" not in "".join(errors)
+    study = load()
+    assert sorted(t.number for t in study.trials) == list(range(8))
+    assert all(t.state == TrialState.COMPLETE for t in study.trials), study.trials
+    client = MlflowClient(tracking_uri)  # the same for the one SQLite MLflow store
+    experiment = client.get_experiment_by_name("date_transformer")
+    runs = client.search_runs([experiment.experiment_id], max_results=20)
+    trials = [r for r in runs if "optuna.trial_number" in r.data.tags]
+    assert len(trials) == 8 and all(r.info.status == "FINISHED" for r in trials)
+    assert all("test/exact_match" in r.data.metrics for r in trials)
