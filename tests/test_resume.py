@@ -211,3 +211,18 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_loadable
     assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
     (last,) = tmp_path.glob(f"logs/digits_mlp/runs/*/{LAST_CHECKPOINT}")
     assert torch.load(last, weights_only=True)["global_step"] == 2  # the first save, whole
+
+
+def test_a_folder_reused_with_another_config_is_refused_before_its_run_changes(tracking_uri):
+    from attnlab.errors import ConfigError
+    from attnlab.tracking import check_same_config
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("reused")).info.run_id
+    client.log_param(run_id, "optim.lr", "0.001")
+    client.log_param(run_id, "resume", "None")
+    check_same_config(client, run_id, {"optim.lr": "0.001", "resume": "auto"})  # same command
+    refused = r"optim.lr='0.01' is not allowed: '0.001', the value the run in this folder"
+    with pytest.raises(ConfigError, match=refused):
+        check_same_config(client, run_id, {"optim.lr": "0.01", "resume": "auto"})
+    assert client.get_run(run_id).info.status == "RUNNING"  # untouched

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -251,6 +253,10 @@ def _check_resume(cfg: DictConfig) -> None:
     """``resume`` is null or auto; the last checkpoint is saved every N >= 1 steps."""
     if cfg.get("resume") not in (None, "auto"):
         allowed = "auto (continue the newest unfinished run of this command) or null"
+        raise ConfigError("resume", cfg.resume, allowed)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.get("resume") and multirun:
+        allowed = "null with -m: a sweep resumes through its Optuna study (rerun the command)"
         raise ConfigError("resume", cfg.resume, allowed)
     last = (cfg.get("callbacks") or {}).get("last_checkpoint")
     if last and not (

@@ -303,7 +303,7 @@ def check_same_config(client: mlflow.MlflowClient, run_id: str, params: dict[str
     changed = [k for k, v in params.items() if k != "resume" and k in logged and logged[k] != v]
     if changed:
         key = changed[0]
-        allowed = f"{logged[key]!r}, the value of the run this folder continues ({run_id})"
+        allowed = f"{logged[key]!r}, the value the run in this folder ({run_id}) started with"
         raise ConfigError(key, params[key], allowed)
 
 
