@@ -16,6 +16,7 @@ import optuna
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from attnlab.cli import main
@@ -195,6 +196,9 @@ def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny, tracking_uri)
     main(sweep_command(tiny, *args[:3], "trainer.max_epochs=2"))
     trials = load().trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    # the killed trial ran again with its parameters (hydra.sweeper.retry_killed=1)
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[2]) == 1
+    assert trials[2].params == trials[1].params
     # the killed trial's MLflow run is not left RUNNING: the next run of the experiment ended it
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("date_transformer")
