@@ -125,6 +125,7 @@ BAD_SWEEPS = {
     "range low > high": (["model.dropout=interval(0.5,0.1)"], "low <= high"),
     "empty categorical": (["model.positional=choice()"], "model.positional"),
     "zero trials": (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    "negative retries": (["hydra.sweeper.retry_killed=-1"], "hydra.sweeper.retry_killed=-1"),
     "a searched key that does not exist": (["model.colour=choice(red,blue)"], "model.colour"),
     "a test objective": (["objective.metric=test/exact_match"], "a val/ metric"),
     "unreachable storage": (
