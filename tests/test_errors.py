@@ -271,6 +271,11 @@ BAD_INPUTS = {
     "the GPU scale preset": (["scale=gpu"], "trainer.accelerator='gpu' is not allowed"),
     "DDP over GPUs": (["trainer=ddp"], "trainer.accelerator='gpu' is not allowed"),
     "float16 on CPU": (["trainer.precision=16-mixed"], "trainer.precision='16-mixed'"),
+    "resume from an unknown mode": (["resume=latest"], "resume='latest' is not allowed: auto"),
+    "a last checkpoint every 0 steps": (
+        ["callbacks.last_checkpoint.every_n_train_steps=0"],
+        "callbacks.last_checkpoint.every_n_train_steps=0",
+    ),
 }
 
 

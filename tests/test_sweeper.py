@@ -16,6 +16,7 @@ import optuna
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from attnlab.cli import main
@@ -124,6 +125,7 @@ BAD_SWEEPS = {
     "range low > high": (["model.dropout=interval(0.5,0.1)"], "low <= high"),
     "empty categorical": (["model.positional=choice()"], "model.positional"),
     "zero trials": (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    "negative retries": (["hydra.sweeper.retry_killed=-1"], "hydra.sweeper.retry_killed=-1"),
     "a searched key that does not exist": (["model.colour=choice(red,blue)"], "model.colour"),
     "a test objective": (["objective.metric=test/exact_match"], "a val/ metric"),
     "unreachable storage": (
@@ -173,7 +175,7 @@ def _sweep_process(tiny, *extra: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny):
+def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny, tracking_uri):
     args = [
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.heartbeat_interval=1",
@@ -195,6 +197,19 @@ def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny):
     main(sweep_command(tiny, *args[:3], "trainer.max_epochs=2"))
     trials = load().trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    # the killed trial ran again with its parameters (hydra.sweeper.retry_killed=1)
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[2]) == 1
+    assert trials[2].params == trials[1].params
+    # the killed trial's MLflow run is not left RUNNING: the next run of the experiment ended it
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("date_transformer")
+    runs = client.search_runs([experiment.experiment_id], max_results=20)
+    status = {
+        r.data.tags["optuna.trial_number"]: r.info.status
+        for r in runs
+        if "optuna.trial_number" in r.data.tags
+    }
+    assert status == {"0": "FINISHED", "1": "FAILED", "2": "FINISHED"}
 
 
 @pytest.mark.slow
@@ -275,3 +290,28 @@ def test_the_last_worker_of_a_study_ends_its_parent_run(tracking_uri, tmp_path):
         pass
     assert last.parent_run_id == first.parent_run_id
     assert client.get_run(first.parent_run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_four_sweep_workers_share_one_sqlite_study(tiny, tracking_uri):
+    """SQLite serialises writers; four workers that ask, heartbeat and tell at once must not
+    lose a trial to "database is locked"."""
+    MlflowClient(tracking_uri).search_experiments()  # the MLflow store migrated once, first
+    args = ["hydra.sweeper.n_trials=8", "hydra.sweeper.heartbeat_interval=1"]
+    args += ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    workers = [_sweep_process(tiny, *args, f"hydra.sweeper.sampler.seed={i}") for i in range(4)]
+    errors = []
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-2000:]
+        errors.append(err)
+    assert "database is locked" not in "".join(errors)
+    study = load()
+    assert sorted(t.number for t in study.trials) == list(range(8))
+    assert all(t.state == TrialState.COMPLETE for t in study.trials), study.trials
+    client = MlflowClient(tracking_uri)  # the same for the one SQLite MLflow store
+    experiment = client.get_experiment_by_name("date_transformer")
+    runs = client.search_runs([experiment.experiment_id], max_results=20)
+    trials = [r for r in runs if "optuna.trial_number" in r.data.tags]
+    assert len(trials) == 8 and all(r.info.status == "FINISHED" for r in trials)
+    assert all("test/exact_match" in r.data.metrics for r in trials)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -48,6 +50,7 @@ class Run:
     seed: int = 0
     objective: Objective = field(default_factory=Objective)
     tags: dict[str, str] = field(default_factory=dict)
+    resume: str | None = None  # auto: continue the newest unfinished run of this command
     data: Any = None
     model: Any = None
     task: Any = None
@@ -84,9 +87,11 @@ def register_schemas() -> None:
     top-level sweeps/ folder become the options of the ``sweep`` group.
     """
     from attnlab.distributed import job_log_name, launch_token
+    from attnlab.resume import resume_folder
 
     OmegaConf.register_new_resolver("lr_for_batch", lr_for_batch, replace=True)
     OmegaConf.register_new_resolver("job_log_name", job_log_name, replace=True)
+    OmegaConf.register_new_resolver("resume_folder", resume_folder, replace=True)
     # cached in the config, so jobs a launcher pickles (joblib, submitit) keep the launch's token
     OmegaConf.register_new_resolver("launch_token", launch_token, replace=True, use_cache=True)
     store = ConfigStore.instance()
@@ -126,6 +131,7 @@ def validate(cfg: DictConfig, dims: Any = None) -> None:
             raise ConfigError(f"callbacks.{name}.monitor", monitor, f"one of {', '.join(allowed)}")
     _check_bucketing_sampler(cfg)
     _check_checkpointing(cfg)
+    _check_resume(cfg)
 
 
 def check_read_keys(cfg: DictConfig) -> None:
@@ -241,3 +247,20 @@ def _check_checkpointing(cfg: DictConfig) -> None:
         if isinstance(target, type) and issubclass(target, ModelCheckpoint):
             allowed = f"true while callbacks.{name} saves checkpoints (or callbacks.{name}=null)"
             raise ConfigError("trainer.enable_checkpointing", False, allowed)
+
+
+def _check_resume(cfg: DictConfig) -> None:
+    """``resume`` is null or auto; the last checkpoint is saved every N >= 1 steps."""
+    if cfg.get("resume") not in (None, "auto"):
+        allowed = "auto (continue the newest unfinished run of this command) or null"
+        raise ConfigError("resume", cfg.resume, allowed)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.get("resume") and multirun:
+        allowed = "null with -m: a sweep resumes through its Optuna study (rerun the command)"
+        raise ConfigError("resume", cfg.resume, allowed)
+    last = (cfg.get("callbacks") or {}).get("last_checkpoint")
+    if last and not (
+        isinstance(last.get("every_n_train_steps"), int) and last.every_n_train_steps >= 1
+    ):
+        key = "callbacks.last_checkpoint.every_n_train_steps"
+        raise ConfigError(key, last.get("every_n_train_steps"), "an integer >= 1")

@@ -297,14 +297,30 @@ def fail_rank_zero_run(tracking_uri: str) -> None:
         mlflow.MlflowClient(tracking_uri).set_terminated(run_id, "FAILED")
 
 
-@contextmanager
-def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
-    """Open an MLflow run with params, tags and config; yield its id.
+def check_same_config(client: mlflow.MlflowClient, run_id: str, params: dict[str, str]) -> None:
+    """Before resuming run ``run_id``: the config is the one it was started with."""
+    logged = client.get_run(run_id).data.params
+    changed = [k for k, v in params.items() if k != "resume" and k in logged and logged[k] != v]
+    if changed:
+        key = changed[0]
+        allowed = f"{logged[key]!r}, the value the run in this folder ({run_id}) started with"
+        raise ConfigError(key, params[key], allowed)
 
-    The run ends FINISHED, KILLED when Optuna prunes it (a stopped trial, not a failure), and
-    FAILED on any other exception, Ctrl-C and SIGTERM included.
+
+@contextmanager
+def mlflow_run(
+    cfg: DictConfig, output_dir: str | None, resume_run_id: str | None = None
+) -> Iterator[str]:
+    """Open an MLflow run with params, tags and config, or reopen ``resume_run_id`` (RUNNING
+    again, its tags updated); yield its id.
+
+    The run ends FINISHED, KILLED when Optuna prunes it (a stopped trial, not a failure) or a
+    signal preempts it (attnlab.resume: it can be resumed), and FAILED on any other exception,
+    Ctrl-C and SIGTERM outside fitting included.
     """
     from optuna import TrialPruned
+
+    from attnlab.resume import Preempted
 
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
     pairs = distinguishing(cfg)
@@ -321,17 +337,24 @@ def mlflow_run(cfg: DictConfig, output_dir: str | None) -> Iterator[str]:
     tags = run_tags(cfg)
     if output_dir:
         tags["output_dir"] = output_dir
+    params = {**config_params(cfg, output_dir), **choice_params()}
+    if resume_run_id:
+        check_same_config(mlflow.MlflowClient(), resume_run_id, params)
     with _sigterm_raises():
-        run = mlflow.start_run(run_name=run_name(cfg, pairs), tags=tags)
+        if resume_run_id:
+            run = mlflow.start_run(run_id=resume_run_id, tags=tags)
+        else:
+            run = mlflow.start_run(run_name=run_name(cfg, pairs), tags=tags)
         try:
-            mlflow.log_params({**config_params(cfg, output_dir), **choice_params()})
-            mlflow.log_text(mask_secrets(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
-            hydra_dir = Path(output_dir or "", ".hydra")
-            if output_dir and hydra_dir.is_dir():
-                log_masked_folder(hydra_dir, "hydra")
+            if not resume_run_id:
+                mlflow.log_params(params)
+                mlflow.log_text(mask_secrets(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
+                hydra_dir = Path(output_dir or "", ".hydra")
+                if output_dir and hydra_dir.is_dir():
+                    log_masked_folder(hydra_dir, "hydra")
             os.environ[RUN_ID_ENV] = run.info.run_id
             yield run.info.run_id
-        except TrialPruned:
+        except (TrialPruned, Preempted):
             mlflow.end_run("KILLED")
             raise
         except BaseException:

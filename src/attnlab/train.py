@@ -73,6 +73,7 @@ def run(cfg: DictConfig) -> float:
     from attnlab.callbacks import StopOnDivergence
     from attnlab.contracts import HasBaselines
     from attnlab.distributed import is_global_zero, process_rank
+    from attnlab.resume import unfinished_resume_point, write_run_id
     from attnlab.runs import fail_stale_of_experiment
     from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
     from attnlab.trainer import build_trainer, distributed_params
@@ -113,25 +114,33 @@ def run(cfg: DictConfig) -> float:
     stale = fail_stale_of_experiment(cfg.logger.tracking_uri, cfg.logger.experiment_name)
     if stale:
         log.info("%d run(s) whose process no longer exists marked FAILED", stale)
-    with mlflow_run(cfg, output_dir) as run_id:
-        logger = instantiate(cfg.logger, run_id=run_id)
+    resume = unfinished_resume_point(cfg.logger.tracking_uri, output_dir)
+    if resume:
+        log.info("resuming MLflow run %s from %s", resume.run_id, resume.checkpoint)
+    with mlflow_run(cfg, output_dir, resume.run_id if resume else None) as run_id:
+        if output_dir:
+            write_run_id(output_dir, run_id)
+        # a resumed run's logger skips the steps its history already holds
+        target = {"_target_": "attnlab.resume.SkipLoggedSteps"} if resume else {}
+        logger = instantiate(cfg.logger, run_id=run_id, **target)
         if isinstance(datamodule, HasBaselines):  # chance and shortcut scores (DESIGN.md)
             baselines = {f"{BASELINE}{k}": v for k, v in datamodule.baselines().items()}
             logger.log_metrics(baselines, step=0)
         trainer = build_trainer(cfg, model, callbacks, logger=logger)
         logger.log_hyperparams(distributed_params(cfg, trainer, model))
-        return _fit_and_test(trainer, task, datamodule, cfg)
+        return _fit_and_test(trainer, task, datamodule, cfg, resume.checkpoint if resume else None)
 
 
-def _fit_and_test(trainer, task, datamodule, cfg: DictConfig) -> float:
-    """Fit, then score the best checkpoint on the split the objective names."""
+def _fit_and_test(trainer, task, datamodule, cfg: DictConfig, resume_from=None) -> float:
+    """Fit (from ``resume_from``, a checkpoint, if given), then score the best checkpoint on
+    the split the objective names."""
     from attnlab.distributed import is_global_zero, launching_job
     from attnlab.sweeper.trial import FitPruning
 
     launches = trainer.world_size > 1 and HydraConfig.initialized() and is_global_zero()
     output_dir = HydraConfig.get().runtime.output_dir if launches else None
     with launching_job(output_dir) if launches else nullcontext():
-        trainer.fit(task, datamodule=datamodule)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         for callback in trainer.callbacks:
             if isinstance(callback, FitPruning):  # under DDP the pruning decision is read here
                 callback.check_pruned()

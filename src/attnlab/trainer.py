@@ -113,15 +113,18 @@ def build_trainer(cfg: DictConfig, model, callbacks: list, logger) -> L.Trainer:
     """``cfg.trainer`` as a Lightning Trainer, attnlab's own keys resolved.
 
     ``compile`` compiles the model in place (state-dict keys unchanged, so checkpoints load
-    into an uncompiled model).
+    into an uncompiled model). Checkpoints are written atomically (attnlab.resume).
     """
     from hydra.utils import instantiate
+
+    from attnlab.resume import AtomicCheckpointIO
 
     node = OmegaConf.to_container(cfg.trainer, resolve=True)
     if node.pop("compile"):
         model.compile()
     node["sync_batchnorm"] = sync_batchnorm(cfg, model)
-    return instantiate(node, callbacks=callbacks, logger=logger)
+    plugins = [AtomicCheckpointIO()]  # a kill during a save leaves the previous checkpoint
+    return instantiate(node, callbacks=callbacks, logger=logger, plugins=plugins)
 
 
 def distributed_params(cfg: DictConfig, trainer: L.Trainer, model) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -100,7 +101,7 @@ def bucketed_loader(
     collate_fn: Callable,
     num_workers: int,
     trainer=None,
-) -> DataLoader:
+) -> StatefulDataLoader:
     """A training loader over length buckets, sharded over the trainer's processes if any.
 
     The seed is Lightning's global seed, the same on every rank (as Lightning's own
@@ -110,7 +111,7 @@ def bucketed_loader(
     sampler = BucketBatchSampler(
         lengths, batch_size, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), **replicas
     )
-    return DataLoader(
+    return StatefulDataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=num_workers,

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import Sampler, TensorDataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import ImageDims
 from attnlab.data.baselines import classification_baselines, one_hot
@@ -77,7 +78,8 @@ class ClassBatchSampler(Sampler[list[int]]):
     average over all classes at test time: Ioffe 2017 (Batch Renormalization, §4.3) trains on
     such non-i.i.d. minibatches to show that this mismatch hurts batch norm. Lightning's
     ``set_epoch`` reaches only a batch sampler's inner sampler, so the epochs are counted here
-    by drawing on from the same generator. One process only (no distributed sampler).
+    by drawing on from the same generator. One process only (no distributed sampler); a resumed
+    run starts this generator afresh (its state is not in the checkpoint).
     """
 
     def __init__(self, labels: Tensor, batch_size: int, seed: int):
@@ -204,17 +206,17 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
             return self.augment(images), labels
         return batch
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         dataset = self.datasets[split]
         if split == "train" and self.batches == "by_class":
             labels = dataset.tensors[1]
-            return DataLoader(
+            return StatefulDataLoader(
                 dataset,
                 batch_sampler=ClassBatchSampler(labels, self.batch_size, self.seed),
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
             )
-        return DataLoader(
+        return StatefulDataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,

@@ -15,7 +15,8 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import TokenDims
 from attnlab.data.baselines import bag_of_tokens_predictions, classification_baselines, one_hot
@@ -140,7 +141,7 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
             group_names=tuple(self.group_names),
         )
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         collate = partial(collate_examples, pad_id=self.pad_id)
         if split == "train" and self.bucketing:
             data = self.datasets[split]
@@ -148,7 +149,7 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
             return bucketed_loader(
                 data, lengths, self.batch_size, collate, self.num_workers, self.trainer
             )
-        return DataLoader(
+        return StatefulDataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,

@@ -9,7 +9,8 @@ from functools import partial
 
 import lightning.pytorch as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import PairDims
 from attnlab.data.baselines import copy_source_baselines
@@ -108,7 +109,7 @@ class PairsDataModule(SplitLoaders, L.LightningDataModule, ABC):
             max_tgt_len=max(len(tgt) for data in datasets for tgt in data.tgt) - 1,  # less BOS
         )
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         collate_fn = partial(collate, pad_id=self.src_vocab.pad_id)
         data = self.datasets[split]
         if split == "train" and self.bucketing:  # batches of like source length (notes §3.3)
@@ -116,7 +117,7 @@ class PairsDataModule(SplitLoaders, L.LightningDataModule, ABC):
             return bucketed_loader(
                 data, lengths, self.batch_size, collate_fn, self.num_workers, self.trainer
             )
-        return DataLoader(
+        return StatefulDataLoader(
             data,
             batch_size=self.batch_size,
             shuffle=shuffle,

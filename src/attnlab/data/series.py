@@ -20,7 +20,8 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import SeriesDims
 from attnlab.data.loaders import SplitLoaders, check_loading
@@ -84,8 +85,8 @@ class RegressionDataModule(SplitLoaders, L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.datasets: dict[str, Dataset] = {}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
+        return StatefulDataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,

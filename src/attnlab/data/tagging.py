@@ -14,7 +14,8 @@ from typing import Literal
 import conllu
 import lightning.pytorch as L
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import IGNORE_TAG, TaggingDims
 from attnlab.data.loaders import SplitLoaders, check_loading, check_split_fractions
@@ -120,8 +121,8 @@ class TaggingDataModule(SplitLoaders, L.LightningDataModule, ABC):
                     scores[key] = sum(in_group) / len(in_group)
         return scores
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
+        return StatefulDataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,

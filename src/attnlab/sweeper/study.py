@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from attnlab.errors import ConfigError
@@ -69,8 +69,12 @@ def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
         raise ConfigError("hydra.sweeper.pruner", spec, str(error).splitlines()[0]) from None
 
 
-def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
-    """An RDB storage whose trials send heartbeats, so a killed sweep's trials can be failed.
+def make_storage(
+    url: str, heartbeat_interval: int, grace_period: int, retry_killed: int = 0
+) -> RDBStorage:
+    """An RDB storage whose trials send heartbeats, so a killed sweep's trials can be failed;
+    each such trial is queued again with its parameters up to ``retry_killed`` times (Optuna's
+    RetryHeartbeatStaleTrialCallback), and the next sweep on the study runs it first.
 
     Workers that start together on a new database race to create Optuna's tables; the loser
     gets an IntegrityError and simply connects again to the tables the winner made.
@@ -79,8 +83,12 @@ def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
         try:
             with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = RetryHeartbeatStaleTrialCallback(retry_killed) if retry_killed else None
                 return RDBStorage(
-                    url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+                    url,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=retry,
                 )
         except IntegrityError as error:
             failure = error

@@ -46,6 +46,7 @@ class OptunaSweeperConf:
     params: dict[str, str] = field(default_factory=dict)
     heartbeat_interval: int = 10
     grace_period: int = 30
+    retry_killed: int = 1  # a trial of a killed sweep runs again with its parameters, this often
 
 
 ConfigStore.instance().store(
@@ -67,11 +68,14 @@ class OptunaSweeper(Sweeper):
         params: dict,
         heartbeat_interval: int,
         grace_period: int,
+        retry_killed: int,
     ):
         if n_trials <= 0:
             raise ConfigError("hydra.sweeper.n_trials", n_trials, "must be > 0")
         if n_jobs <= 0:
             raise ConfigError("hydra.sweeper.n_jobs", n_jobs, "must be > 0")
+        if retry_killed < 0:
+            raise ConfigError("hydra.sweeper.retry_killed", retry_killed, "must be >= 0")
         if not metric.startswith("val/"):  # choosing on the test split would leak it
             allowed = "a val/ metric: a sweep selects on validation, the test split stays unseen"
             raise ConfigError("objective.metric", metric, allowed)
@@ -87,6 +91,7 @@ class OptunaSweeper(Sweeper):
         )
         self.params = dict(params or {})
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.retry_killed = retry_killed
         self.job_idx = 0
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
@@ -98,7 +103,9 @@ class OptunaSweeper(Sweeper):
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
     def _open_study(self, space: dict) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
-        storage = make_storage(self.storage_url, self.heartbeat_interval, self.grace_period)
+        storage = make_storage(
+            self.storage_url, self.heartbeat_interval, self.grace_period, self.retry_killed
+        )
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,

@@ -1,0 +1,228 @@
+"""Resume after a kill or a preemption, into the same MLflow run (README, "Reliability").
+
+Each test runs real ``attnlab train`` processes on the digits MLP, paced so a signal lands
+mid-epoch, and compares against a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from attnlab.resume import LAST_CHECKPOINT, RUN_ID_FILE
+
+STEPS_PER_EPOCH = 10
+# Every step logged, a checkpoint every 4 steps and at epoch ends, deterministic kernels.
+COMMAND = [
+    "experiment=digits_mlp",
+    "trainer.max_epochs=3",
+    f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=4",
+    "trainer.log_every_n_steps=1",
+    "trainer.deterministic=true",
+    "callbacks.early_stopping=null",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.last_checkpoint.every_n_train_steps=4",
+    "logger.log_model=false",
+    "+callbacks.pace._target_=helpers.pace.Pace",
+    "+callbacks.pace.seconds=0.25",
+]
+LOSS = "train/loss_step"
+
+
+def train(folder: Path, *extra: str) -> subprocess.Popen:
+    """``attnlab train COMMAND extra`` in ``folder``, with its own MLflow store."""
+    folder.mkdir(exist_ok=True)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}
+    command = [sys.executable, "-m", "attnlab.cli", "train", *COMMAND, *extra]
+    return subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen) -> None:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+
+
+def steps_logged(db: Path) -> int:
+    """How many training steps have logged their loss, read while another process writes the
+    store (Lightning logs the loss of global step g, counted from 1, as MLflow step g - 1)."""
+    query = "SELECT MAX(step) FROM metrics WHERE key = ?"
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            last = connection.execute(query, (LOSS,)).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        return 0
+    return 0 if last is None else last + 1
+
+
+def signal_at_step(folder: Path, process: subprocess.Popen, step: int, signum: int) -> None:
+    deadline = time.time() + 240
+    while steps_logged(folder / "mlflow.db") < step:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.time() < deadline, "the run never reached the step"
+        time.sleep(0.1)
+    process.send_signal(signum)
+    process.wait(timeout=120)
+
+
+def the_run(folder: Path):
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("digits_mlp")
+    (run,) = client.search_runs([experiment.experiment_id], max_results=10)
+    return client, run
+
+
+def history(folder: Path) -> list[tuple[int, float]]:
+    client, run = the_run(folder)
+    return sorted((p.step, p.value) for p in client.get_metric_history(run.info.run_id, LOSS))
+
+
+def run_folder(folder: Path) -> Path:
+    (found,) = folder.glob("logs/digits_mlp/runs/*")
+    return found
+
+
+def checkpoint_step(folder: Path) -> int:
+    checkpoint = torch.load(run_folder(folder) / LAST_CHECKPOINT, weights_only=True)
+    return checkpoint["global_step"]
+
+
+def assert_same_as_uninterrupted(resumed: Path, whole: Path) -> None:
+    """One run, FINISHED, the loss of every step logged once and equal to the uninterrupted
+    run's, the same test metrics."""
+    client, run = the_run(resumed)
+    _, reference = the_run(whole)
+    assert run.info.status == "FINISHED"
+    steps = [step for step, _ in history(resumed)]
+    assert len(steps) == len(set(steps)), "a step was logged twice"
+    assert steps == [step for step, _ in history(whole)]
+    values = [value for _, value in history(resumed)]
+    assert values == pytest.approx([value for _, value in history(whole)], abs=1e-6)
+    for key in ("test/acc", "test/loss", "val/acc"):
+        assert run.data.metrics[key] == pytest.approx(reference.data.metrics[key], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    finish(train(folder))
+    return folder
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_resumes_into_its_mlflow_run_with_the_same_result(tmp_path, uninterrupted):
+    killed = tmp_path / "killed"
+    process = train(killed)
+    # after step 14 of 30, before the checkpoint at 16: mid-epoch 2, steps 13-14 not saved
+    signal_at_step(killed, process, STEPS_PER_EPOCH + 4, signal.SIGKILL)
+    _, run = the_run(killed)
+    assert run.info.status == "RUNNING"  # nothing could end it
+    assert (run_folder(killed) / RUN_ID_FILE).read_text() == run.info.run_id
+    # steps after the last checkpoint were logged: the resumed run trains them again
+    assert checkpoint_step(killed) < steps_logged(killed / "mlflow.db")
+
+    finish(train(killed, "resume=auto"))
+    assert len(list(killed.glob("logs/digits_mlp/runs/*"))) == 1  # continued in its folder
+    assert_same_as_uninterrupted(killed, uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_preempted_run_saves_its_step_ends_killed_and_resumes(tmp_path, uninterrupted, signum):
+    preempted = tmp_path / "preempted"
+    process = train(preempted)
+    signal_at_step(preempted, process, STEPS_PER_EPOCH + 5, signum)
+    assert process.returncode == 128 + signum
+    _, run = the_run(preempted)
+    assert run.info.status == "KILLED"  # waiting to be resumed, not failed
+    # the checkpoint holds the step the signal arrived in: nothing trained is lost
+    assert checkpoint_step(preempted) == steps_logged(preempted / "mlflow.db")
+
+    resumed = train(preempted, "resume=auto")
+    deadline = time.time() + 240
+    while the_run(preempted)[1].info.status != "RUNNING":  # RUNNING again while it trains
+        assert resumed.poll() is None and time.time() < deadline, resumed.communicate()[1]
+        time.sleep(0.2)
+    finish(resumed)
+    assert_same_as_uninterrupted(preempted, uninterrupted)
+
+
+# A process that SIGKILLs itself in the middle of its second checkpoint save, at the last moment
+# before the checkpoint file would change: just before a rename into the checkpoint folder, or
+# halfway through a copy into it (what a move from $TMPDIR on another filesystem does).
+KILL_IN_SECOND_SAVE = """
+import os, shutil, signal, sys, torch
+from pathlib import Path
+saves = []
+real_save, real_copyfile = torch.save, shutil.copyfile
+def counting_save(*args, **kwargs):
+    saves.append(1)
+    return real_save(*args, **kwargs)
+def dying(destination):
+    return len(saves) == 2 and Path(destination).parent.name == "checkpoints"
+def die_before_rename(event, args):
+    if event == "os.rename" and dying(args[1]) and Path(args[0]).parent == Path(args[1]).parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+def copy_half_then_die(source, destination, *args, **kwargs):
+    if dying(destination):
+        data = Path(source).read_bytes()
+        with open(destination, "wb") as file:
+            file.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_copyfile(source, destination, *args, **kwargs)
+torch.save, shutil.copyfile = counting_save, copy_half_then_die
+sys.addaudithook(die_before_rename)
+from attnlab.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    """$TMPDIR on another filesystem (tmpfs) than the checkpoints, as a cluster's local /tmp
+    and its shared disk: Lightning's own save writes there and then copies into place."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test's folder")
+    tmpdir = shm / f"attnlab-test-{os.getpid()}"
+    tmpdir.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    args = ["train", "experiment=digits_mlp", "debug=limit", "logger.log_model=false"]
+    args += ["callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null"]
+    process = subprocess.run(
+        [sys.executable, "-c", KILL_IN_SECOND_SAVE, *args], env=env, capture_output=True, text=True
+    )
+    shutil.rmtree(tmpdir)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
+    (last,) = tmp_path.glob(f"logs/digits_mlp/runs/*/{LAST_CHECKPOINT}")
+    assert torch.load(last, weights_only=True)["global_step"] == 2  # the first save, whole
+
+
+def test_a_folder_reused_with_another_config_is_refused_before_its_run_changes(tracking_uri):
+    from attnlab.errors import ConfigError
+    from attnlab.tracking import check_same_config
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("reused")).info.run_id
+    client.log_param(run_id, "optim.lr", "0.001")
+    client.log_param(run_id, "resume", "None")
+    check_same_config(client, run_id, {"optim.lr": "0.001", "resume": "auto"})  # same command
+    refused = r"optim.lr='0.01' is not allowed: '0.001', the value the run in this folder"
+    with pytest.raises(ConfigError, match=refused):
+        check_same_config(client, run_id, {"optim.lr": "0.01", "resume": "auto"})
+    assert client.get_run(run_id).info.status == "RUNNING"  # untouched
