@@ -60,8 +60,7 @@ class MultiHeadAttention(nn.Module):
         Returns the output (B, T, D) and, if ``need_weights``, the weights (B, H, T, S).
         """
         q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
-        k = self._split_heads(self.k_proj(key))  # (B, H, S, Dh)
-        v = self._split_heads(self.v_proj(value))  # (B, H, S, Dh)
+        k, v = self.keys_values(key, value)  # (B, H, S, Dh) each
         dropout = self.dropout if self.training else 0.0
         weights = None
         if need_weights:
@@ -75,9 +74,23 @@ class MultiHeadAttention(nn.Module):
             heads_out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
             )  # (B, H, T, Dh)
+        return self._merge_heads(heads_out), weights
+
+    def keys_values(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """key/value (B, S, D) -> projected keys and values per head (B, H, S, Dh): what an
+        incremental decoder caches."""
+        return self._split_heads(self.k_proj(key)), self._split_heads(self.v_proj(value))
+
+    def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """query (B, T, D) over already projected k, v (B, H, S, Dh) -> (B, T, D); no dropout
+        and no causal mask: for decoding, where k and v hold only positions up to the query."""
+        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        return self._merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+    def _merge_heads(self, heads_out: Tensor) -> Tensor:
+        """(B, H, T, Dh) -> out_proj of the concatenated heads (B, T, D)."""
         batch, _, length, _ = heads_out.shape
-        merged = heads_out.transpose(1, 2).reshape(batch, length, -1)  # (B, T, D)
-        return self.out_proj(merged), weights
+        return self.out_proj(heads_out.transpose(1, 2).reshape(batch, length, -1))  # (B, T, D)
 
 
 class AdditiveScore(nn.Module):
