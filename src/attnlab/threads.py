@@ -59,3 +59,15 @@ def processes_sharing_cores(trainer_cfg, launcher_cfg=None) -> int:
     if jobs < 0:  # joblib: -1 = every core, -2 = all but one, ...
         jobs = max(1, available_cores() + 1 + jobs)
     return max(1, ranks) * jobs
+
+
+def set_run_thread_budget(trainer_cfg) -> int:
+    """At the start of a run: this process's share of the cores, counting the run's own DDP
+    ranks and, under ``-m``, the jobs the Hydra launcher runs at once; returns the budget."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    launcher = None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        launcher = HydraConfig.get().launcher
+    return set_thread_budget(processes_sharing_cores(trainer_cfg, launcher))

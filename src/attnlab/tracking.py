@@ -44,6 +44,9 @@ class MLflowLoggerSettings:
     tracking_uri: str = "sqlite:///mlflow.db"
     log_model: bool = True
     run_name: str | None = None
+    # false: metrics are written by MLflow's background thread, not in the training loop (a
+    # SQLite commit costs ~10-50 ms, several per epoch); ending the run waits for the queue.
+    synchronous: bool = False
 
 
 def check_logger(c: Settings) -> None:
@@ -54,7 +57,10 @@ def check_logger(c: Settings) -> None:
     if scheme == "sqlite":
         ok = c.tracking_uri.startswith("sqlite:///") and len(c.tracking_uri) > 10
     if not ok:
-        c.fail("tracking_uri", f"a URI with scheme {', '.join(TRACKING_SCHEMES)} (e.g. sqlite:///mlflow.db)")
+        c.fail(
+            "tracking_uri",
+            f"a URI with scheme {', '.join(TRACKING_SCHEMES)} (e.g. sqlite:///mlflow.db)",
+        )
     if not c.experiment_name.strip():
         c.fail("experiment_name", "a non-empty name")
 

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from sklearn.linear_model import LogisticRegression
 
 Labelled = Sequence[tuple[Sequence[int], int]]  # (token ids, label) per example
 
@@ -25,6 +24,8 @@ def bag_of_tokens_accuracy(train: Labelled, test: Labelled, vocab_size: int) -> 
     What order-blind features with a linear read-out reach: if this is far above chance, one
     token's identity carries the label and the task tests no interaction between positions.
     """
+    from sklearn.linear_model import LogisticRegression  # ~0.4 s to import: when used
+
     model = LogisticRegression(max_iter=1000)
     model.fit(token_counts([ids for ids, _ in train], vocab_size), [y for _, y in train])
     predicted = model.predict(token_counts([ids for ids, _ in test], vocab_size))
