@@ -496,6 +496,101 @@ def thread_rows(sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
     ]
 
 
+def accelerator_rows(device: torch.device, quick: bool, log: Callable[[str], None]) -> list[Row]:
+    """The d_model 512 Transformer (2 + 2 layers, 8 heads) trained under bf16 autocast with SDPA
+    limited to the flash and memory-efficient kernels, eager and ``torch.compile``d (what
+    ``trainer.compile=true`` does: ``model.compile()``), attnlab's against torch.nn.Transformer;
+    the share of the bf16 GEMM peak measured here."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from attnlab.models.transformer import Seq2SeqTransformer
+
+    d, heads, layers = 512, 8, 2
+    sizes = replace_batch(QUICK if quick else DEFAULT, 4 if quick else 64)
+    sizes = Sizes(**{**asdict(sizes), "length": 16 if quick else 256, "vocab": 8000})
+    n = 512 if quick else 8192
+    a, b = (
+        torch.randn(n, n, device=device, dtype=torch.bfloat16),
+        torch.randn_like(torch.empty(n, n, device=device, dtype=torch.bfloat16)),
+    )
+    torch.mm(a, b)
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(10):
+        torch.mm(a, b)
+    torch.cuda.synchronize(device)
+    peak = 10 * 2 * n**3 / (time.perf_counter() - start)
+    log(f"  bf16 GEMM ({n}^3): {peak / 1e12:.0f} TFLOP/s")
+    src, tgt_in, tgt_out = (t.to(device) for t in token_batch(sizes))
+    tokens = sizes.batch * sizes.length
+    one = Seq2SeqTransformer(
+        sizes.vocab, sizes.vocab, width=d, heads=heads, depth=layers, ff_width=4 * d
+    )
+    flops = sizes.batch * transformer_flops(one, src[:1].cpu(), tgt_in[:1].cpu(), layers, d)
+    rows = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        ours = Seq2SeqTransformer(
+            sizes.vocab, sizes.vocab, width=d, heads=heads, depth=layers, ff_width=4 * d
+        ).to(device)
+        theirs = ref.TorchTransformer(sizes.vocab, d, heads, layers, 4 * d).to(device)
+        if compiled:
+            ours.compile()
+            theirs.compile()
+
+        def timed(model: nn.Module) -> Callable[[], None]:
+            step = train_step(model, (src, tgt_in), tgt_out)
+
+            def run() -> None:
+                with (
+                    torch.autocast("cuda", dtype=torch.bfloat16),
+                    sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]),
+                ):
+                    step()
+                torch.cuda.synchronize(device)
+
+            return run
+
+        t = alternate({"attnlab": timed(ours), "torch": timed(theirs)}, 5, repeats=10)
+        label = "compiled" if compiled else "eager"
+        rows.append(
+            Row(
+                "gpu",
+                f"Transformer d=512 bf16-mixed {label} train step",
+                tokens / t["attnlab"],
+                tokens / t["torch"],
+                "tok/s",
+                t["torch"] / t["attnlab"],
+                ">= 1.0",
+                f"{torch.cuda.get_device_name(device)}; batch {sizes.batch} x "
+                f"{sizes.length} tokens; SDPA flash / memory-efficient",
+            )
+        )
+        rows.append(
+            Row(
+                "gpu",
+                f"Transformer d=512 bf16-mixed {label} share of bf16 peak",
+                flops / t["attnlab"] / peak,
+                flops / t["torch"] / peak,
+                "of peak",
+                flops / t["attnlab"] / peak,
+                "",
+                f"{flops / t['attnlab'] / 1e12:.0f} of {peak / 1e12:.0f} TFLOP/s",
+            )
+        )
+        log(f"  {label}: {t['attnlab'] * 1e3:.1f} vs {t['torch'] * 1e3:.1f} ms/step")
+    gpus = torch.cuda.device_count()
+    log(
+        f"  {gpus} GPU(s): "
+        + (
+            "a 2-process DDP run is not part of this script yet"
+            if gpus > 1
+            else "no 2-process DDP run (it needs 2 GPUs)"
+        )
+    )
+    return rows
+
+
 SECTIONS = ("models", "decoding", "platform", "threads")
 
 
@@ -573,8 +668,14 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for perf.md and perf.json (default: %(default)s)",
     )
     parser.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="cuda: the bf16 / SDPA / compile rows of the GPU section instead of the CPU sections",
+    )  # fmt: skip
     argv = sys.argv[1:] if argv is None else argv
     opts = parser.parse_args(argv)
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
     sizes = QUICK if opts.quick else DEFAULT
     from attnlab.threads import set_thread_budget
 
@@ -592,9 +693,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     log(header)
     start = time.perf_counter()
+    rows: list[Row] = []
+    if opts.device == "cuda":
+        opts.only = ["gpu"]
+        rows = accelerator_rows(torch.device("cuda"), opts.quick, log)
     peak = gemm_peak(sizes.gemm, sizes.rounds)
     log(f"fp32 GEMM peak ({sizes.gemm}^3 matmul): {peak / 1e9:.1f} GFLOP/s")
-    rows: list[Row] = []
     builders = {
         "models": lambda: model_rows(sizes, peak, log),
         "decoding": lambda: decoding_rows(sizes, log),

@@ -162,6 +162,7 @@ class EncodedSource:
     states: Tensor  # (B, S, K) keys and values
     mask: Tensor  # (B, S) True on real source tokens
     state: State  # the decoder's initial state, (B, L, H)
+    prepared: Tensor | None = None  # the score's key part, kept between decode steps
 
 
 class AttentionDecoder(nn.Module):
@@ -205,10 +206,13 @@ class AttentionDecoder(nn.Module):
         """tgt_in: (B, T) -> logits (B, T, V), weights (B, T, S) and the final state (L, B, H)."""
         y = self.dropout(self.embed(tgt_in))  # (B, T, E)
         state = layer_first(memory.state)  # (L, B, H)
+        prepared = memory.prepared
+        if prepared is None:  # the keys' part of the score: once, not at every step
+            prepared = self.attention.prepare(memory.states)
         outputs, weights = [], []
         for t in range(tgt_in.size(1)):
             # s_{t-1} attends: context (B, K), alpha (B, S)
-            context, alpha = self.attention(top_hidden(state), memory.states, memory.mask)
+            context, alpha = self.attention(top_hidden(state), memory.states, memory.mask, prepared)
             step_in = torch.cat([y[:, t], context], dim=-1)[:, None]  # (B, 1, E+K)
             out, state = self.rnn(step_in, state)  # (B, 1, H)
             outputs.append(torch.cat([out[:, 0], context], dim=-1))  # (B, H+K)
@@ -235,6 +239,8 @@ class AttendingSeq2Seq(nn.Module, ABC):
 
         Lets greedy decoding run in O(T) decoder steps instead of re-reading the prefix.
         """
+        if memory.prepared is None:
+            memory = replace(memory, prepared=self.decoder.attention.prepare(memory.states))
         logits, _, state = self.decoder.run(token[:, None], memory)  # (B, 1, V)
         return logits[:, 0], replace(memory, state=layer_first(state))  # back to (B, L, H)
 
