@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             scheduler.step()
         val_loss, val_acc = evaluate(model, val)
-        print(f"epoch {epoch}: val/loss {val_loss:.4f} val/acc {val_acc:.4f}")
+        # the end of the epoch's validation, as attnlab's run records it (its val/loss time)
+        print(f"epoch {epoch}: val/loss {val_loss:.4f} val/acc {val_acc:.4f} at {time.time():.3f}")
     print(f"test/acc = {evaluate(model, test)[1]:.4f} ({time.perf_counter() - start:.2f} s)")
     return 0
 
