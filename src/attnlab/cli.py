@@ -19,9 +19,9 @@ commands:
                       compare MLflow runs: varying params, metrics, train-test gap
   bench complexity [--quick] [--out DIR] [--device cpu|cuda] [--no-mlflow]
                       time and memory of attention, GRU and conv layers vs n and d (notes §9.4)
-  bench perf [--quick] [--only SECTION ...] [--no-mlflow]
+  bench perf [--quick] [--only SECTION ...] [--out DIR] [--device cpu|cuda] [--no-mlflow]
                       attnlab vs plain PyTorch as ratios: models, decoding, `attnlab train`
-                      overhead, parallel sweep threads (README "Performance")
+                      overhead, parallel sweep threads; cuda: bf16/compile (README "Performance")
   runs [--fix-stale] [--experiment NAME]
                       list runs shown RUNNING; end FAILED those whose process is gone
   ui [--experiment NAME] [--port N] [--print-url]

@@ -12,6 +12,8 @@ Sections, each a few rows of one table:
   :mod:`attnlab.bench.bare_loop` (same model, data, optimizer, validation), and the fixed cost of
   a short run beyond importing Lightning and MLflow.
 - ``threads``: a 2-worker joblib sweep's wall time against the same trials one after the other.
+- with ``--device cuda`` instead: the d_model 512 Transformer under bf16 autocast with the flash
+  and memory-efficient SDPA kernels, eager and compiled (``benchmarks/perf_gpu.sh``).
 
 The machine is shared and noisy, so the two sides of a ratio are measured alternately
 (A, B, B, A, ...) and each side keeps its median: load that comes and goes hits both.

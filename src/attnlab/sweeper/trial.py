@@ -40,7 +40,9 @@ class FitPruning(PyTorchLightningPruningCallback):
     """
 
     @classmethod
-    def for_trial(cls, study_name: str, storage: str, trial_id: int, objective: str) -> FitPruning:
+    def for_trial(
+        cls, study_name: str, storage: str, trial_id: int, objective: str
+    ) -> FitPruning:
         """Report the objective's validation twin each epoch; raise TrialPruned when told to."""
         return cls(load_trial(study_name, storage, trial_id), pruning_monitor(objective))
 
