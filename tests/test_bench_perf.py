@@ -185,3 +185,20 @@ def test_steady_state_epoch_time_leaves_the_first_epoch_out():
     assert perf.seconds_per_epoch([10.0, 13.0, 12.0, 11.0]) == pytest.approx(1.0)
     output = "epoch 0: val/loss 1.0 val/acc 0.5 at 100.500\nepoch 1: val/loss 0.9 at 101.250\n"
     assert perf.bare_epoch_ends(output) == [100.5, 101.25]
+
+
+def test_a_job_of_a_parallel_sweep_gets_its_share_of_the_cores(make_cfg, monkeypatch):
+    """What ``train.run`` calls first: under ``-m`` with 2 joblib jobs, half the cores each."""
+    from attnlab.threads import available_cores, set_run_thread_budget
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    cfg = make_cfg(
+        "experiment=digits_mlp", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "hydra.mode=MULTIRUN",
+    )  # fmt: skip
+    try:
+        assert set_run_thread_budget(cfg.trainer) == max(1, available_cores() // 2)
+        assert os.environ["OMP_NUM_THREADS"] == str(max(1, available_cores() // 2))
+    finally:
+        torch.set_num_threads(before)
