@@ -202,3 +202,16 @@ def test_a_job_of_a_parallel_sweep_gets_its_share_of_the_cores(make_cfg, monkeyp
         assert os.environ["OMP_NUM_THREADS"] == str(max(1, available_cores() // 2))
     finally:
         torch.set_num_threads(before)
+
+
+def test_starting_a_run_imports_neither_scikit_learn_nor_the_sweep_s_pruning():
+    """What a run needs only sometimes is imported when used (README "Performance")."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, attnlab.train, attnlab.callbacks, attnlab.tracking; "
+        "print(sorted({'sklearn', 'optuna_integration'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
