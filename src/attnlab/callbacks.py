@@ -10,7 +10,7 @@ import lightning.pytorch as L
 import matplotlib.pyplot as plt
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
-from lightning.pytorch.utilities import grad_norm, rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.utils.data import default_collate
 
 from attnlab.contracts import (
@@ -159,6 +159,8 @@ class GradientNorms(L.Callback):
 
     def __init__(self) -> None:
         self.active = False
+        self.sums: dict[str, torch.Tensor] = {}  # layer -> sum of the epoch's step norms
+        self.steps = 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
@@ -176,16 +178,22 @@ class GradientNorms(L.Callback):
             logger.log_hyperparams(params)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        """Add this step's norms up on the device: no host sync and no ``log`` call per step
+        (each costs ~0.5 ms in Lightning's logger connector); the mean is logged per epoch."""
         if not self.active:
             return
         model = pl_module.model
         for name, layer in (("first", model.first_layer), ("last", model.last_layer)):
-            total = grad_norm(layer, 2).get("grad_2.0_norm_total")
-            if total is not None:
-                # Lightning averages the step values over the epoch (one weight per step).
-                pl_module.log(
-                    f"train/grad_norm_{name}", total, on_step=False, on_epoch=True, batch_size=1
-                )
+            grads = [p.grad.detach() for p in layer.parameters() if p.grad is not None]
+            if grads:
+                total = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+                self.sums[name] = self.sums.get(name, 0) + total
+        self.steps += 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for name, total in self.sums.items():
+            pl_module.log(f"train/grad_norm_{name}", total / self.steps, batch_size=1)
+        self.sums, self.steps = {}, 0
 
 
 class ForecastPlot(L.Callback):

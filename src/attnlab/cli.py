@@ -23,6 +23,9 @@ commands:
                       run a claim's variants over its seeds (claims/NAME.yaml)
   bench complexity [--quick] [--out DIR] [--device cpu|cuda] [--no-mlflow]
                       time and memory of attention, GRU and conv layers vs n and d (notes §9.4)
+  bench perf [--quick] [--only SECTION ...] [--out DIR] [--device cpu|cuda] [--no-mlflow]
+                      attnlab vs plain PyTorch as ratios: models, decoding, `attnlab train`
+                      overhead, parallel sweep threads; cuda: bf16/compile (README "Performance")
   runs [--fix-stale] [--experiment NAME]
                       list runs shown RUNNING; end FAILED those whose process is gone
   ui [--experiment NAME] [--port N] [--print-url]
@@ -35,7 +38,10 @@ commands:
 """
 
 
-BENCHES = {"complexity": "attnlab.bench.complexity"}  # name -> module with main(argv) -> int
+BENCHES = {
+    "complexity": "attnlab.bench.complexity",
+    "perf": "attnlab.bench.perf",
+}  # name -> module with main(argv) -> int
 
 
 def bench(args: list[str]) -> None:

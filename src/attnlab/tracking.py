@@ -44,6 +44,9 @@ class MLflowLoggerSettings:
     tracking_uri: str = "sqlite:///mlflow.db"
     log_model: bool = True
     run_name: str | None = None
+    # false: metrics are written by MLflow's background thread, not in the training loop (a
+    # SQLite commit costs ~10-50 ms, several per epoch); ending the run waits for the queue.
+    synchronous: bool = False
 
 
 def check_logger(c: Settings) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.sparse import csr_matrix
-from sklearn.linear_model import LogisticRegression
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_exact_match
 from torchmetrics.functional.text import bleu_score
 
@@ -34,6 +33,8 @@ def bag_of_tokens_predictions(train: Labelled, test: Labelled, vocab_size: int) 
     What order-blind features with a linear read-out reach: if this is far above chance, one
     token's identity carries the label and the task tests no interaction between positions.
     """
+    from sklearn.linear_model import LogisticRegression  # ~0.4 s to import: when used
+
     model = LogisticRegression(max_iter=1000)
     model.fit(token_counts([ids for ids, _ in train], vocab_size), [y for _, y in train])
     return model.predict(token_counts([ids for ids, _ in test], vocab_size))

@@ -15,7 +15,6 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from torch.utils.data import Sampler, TensorDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -166,6 +165,8 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
 
         ``name`` is the attribute whose value set ``held_out``, named if the split cannot be made.
         """
+        from sklearn.model_selection import train_test_split  # ~0.4 s to import: when used
+
         indices = np.arange(len(labels))
         try:
             kept, held = train_test_split(

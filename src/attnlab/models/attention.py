@@ -60,8 +60,7 @@ class MultiHeadAttention(nn.Module):
         Returns the output (B, T, D) and, if ``need_weights``, the weights (B, H, T, S).
         """
         q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
-        k = self._split_heads(self.k_proj(key))  # (B, H, S, Dh)
-        v = self._split_heads(self.v_proj(value))  # (B, H, S, Dh)
+        k, v = self.keys_values(key, value)  # (B, H, S, Dh) each
         dropout = self.dropout if self.training else 0.0
         weights = None
         if need_weights:
@@ -75,13 +74,31 @@ class MultiHeadAttention(nn.Module):
             heads_out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
             )  # (B, H, T, Dh)
+        return self._merge_heads(heads_out), weights
+
+    def keys_values(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """key/value (B, S, D) -> projected keys and values per head (B, H, S, Dh): what an
+        incremental decoder caches."""
+        return self._split_heads(self.k_proj(key)), self._split_heads(self.v_proj(value))
+
+    def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """query (B, T, D) over already projected k, v (B, H, S, Dh) -> (B, T, D); no dropout
+        and no causal mask: for decoding, where k and v hold only positions up to the query."""
+        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        return self._merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+    def _merge_heads(self, heads_out: Tensor) -> Tensor:
+        """(B, H, T, Dh) -> out_proj of the concatenated heads (B, T, D)."""
         batch, _, length, _ = heads_out.shape
-        merged = heads_out.transpose(1, 2).reshape(batch, length, -1)  # (B, T, D)
-        return self.out_proj(merged), weights
+        return self.out_proj(heads_out.transpose(1, 2).reshape(batch, length, -1))  # (B, T, D)
 
 
 class AdditiveScore(nn.Module):
-    """Bahdanau (concat) score: v^T tanh(W_q q + W_k k) (notes §3.2.1, e_ij = a(s_{i-1}, h_j))."""
+    """Bahdanau (concat) score: v^T tanh(W_q q + W_k k) (notes §3.2.1, e_ij = a(s_{i-1}, h_j)).
+
+    Every score has ``prepare(keys)``, the part that does not depend on the query (here
+    W_k k + b), which a decoder computes once per source sequence and passes as ``prepared``.
+    """
 
     def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
         super().__init__()
@@ -89,9 +106,14 @@ class AdditiveScore(nn.Module):
         self.key = nn.Linear(key_dim, attn_dim)
         self.v = nn.Linear(attn_dim, 1, bias=False)
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query: (B, Dq), keys: (B, S, Dk) -> scores (B, S)."""
-        hidden = torch.tanh(self.query(query)[:, None] + self.key(keys))  # (B, S, A)
+    def prepare(self, keys: Tensor) -> Tensor:
+        """keys: (B, S, Dk) -> W_k k + b (B, S, A)."""
+        return self.key(keys)
+
+    def forward(self, query: Tensor, keys: Tensor, prepared: Tensor | None = None) -> Tensor:
+        """query: (B, Dq), keys: (B, S, Dk), prepared: prepare(keys) or None -> scores (B, S)."""
+        prepared = self.prepare(keys) if prepared is None else prepared  # (B, S, A)
+        hidden = torch.tanh(self.query(query)[:, None] + prepared)  # (B, S, A)
         return self.v(hidden).squeeze(-1)  # (B, S)
 
 
@@ -103,15 +125,18 @@ class DotScore(nn.Module):
         if query_dim != key_dim:
             raise ValueError(f"dot score needs query_dim == key_dim, got {query_dim} != {key_dim}")
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query: (B, D), keys: (B, S, D) -> scores (B, S)."""
+    def prepare(self, keys: Tensor) -> Tensor:
+        return keys  # (B, S, D): nothing to precompute
+
+    def forward(self, query: Tensor, keys: Tensor, prepared: Tensor | None = None) -> Tensor:
+        """query: (B, D), keys: (B, S, D) -> scores (B, S); ``prepared`` is ``keys`` itself."""
         return (keys @ query[:, :, None]).squeeze(-1)  # (B, S)
 
 
 class ScaledDotScore(DotScore):
     """Scaled dot score: q . k / sqrt(d) (notes §4.5), the Transformer's choice."""
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+    def forward(self, query: Tensor, keys: Tensor, prepared: Tensor | None = None) -> Tensor:
         """query: (B, D), keys: (B, S, D) -> scores (B, S)."""
         return super().forward(query, keys) / math.sqrt(query.size(-1))  # (B, S)
 
@@ -123,9 +148,14 @@ class GeneralScore(nn.Module):
         super().__init__()
         self.key = nn.Linear(key_dim, query_dim, bias=False)
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query: (B, Dq), keys: (B, S, Dk) -> scores (B, S)."""
-        return (self.key(keys) @ query[:, :, None]).squeeze(-1)  # (B, S)
+    def prepare(self, keys: Tensor) -> Tensor:
+        """keys: (B, S, Dk) -> W k (B, S, Dq)."""
+        return self.key(keys)
+
+    def forward(self, query: Tensor, keys: Tensor, prepared: Tensor | None = None) -> Tensor:
+        """query: (B, Dq), keys: (B, S, Dk), prepared: prepare(keys) or None -> scores (B, S)."""
+        prepared = self.prepare(keys) if prepared is None else prepared  # (B, S, Dq)
+        return (prepared @ query[:, :, None]).squeeze(-1)  # (B, S)
 
 
 Score = Literal["additive", "dot", "general", "scaled_dot"]
@@ -138,7 +168,8 @@ SCORES: dict[str, type[nn.Module]] = {
 
 
 def make_score(name: str, query_dim: int, key_dim: int, attn_dim: int) -> nn.Module:
-    """Build a score function by name; every one maps (query (B, Dq), keys (B, S, Dk)) -> (B, S)."""
+    """Build a score function by name; every one maps (query (B, Dq), keys (B, S, Dk)) -> (B, S),
+    optionally given ``prepared=score.prepare(keys)`` computed once per sequence."""
     if name not in SCORES:
         raise ValueError(f"score={name!r}; allowed: {', '.join(SCORES)}")
     return SCORES[name](query_dim, key_dim, attn_dim)
@@ -151,12 +182,19 @@ class Attention(nn.Module):
         super().__init__()
         self.score = make_score(score, query_dim, key_dim, attn_dim)
 
-    def forward(self, query: Tensor, keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """query: (B, Dq), keys: (B, S, Dk), mask: (B, S) True for real positions.
+    def prepare(self, keys: Tensor) -> Tensor:
+        """The query-independent part of the score of keys (B, S, Dk): once per sequence."""
+        return self.score.prepare(keys)
+
+    def forward(
+        self, query: Tensor, keys: Tensor, mask: Tensor, prepared: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """query: (B, Dq), keys: (B, S, Dk), mask: (B, S) True for real positions; ``prepared``
+        is ``prepare(keys)`` when the caller kept it (a decoder attends once per step).
 
         Returns the context (B, Dk) and the weights (B, S), exactly 0 on padded positions.
         """
-        scores = self.score(query, keys).masked_fill(~mask, float("-inf"))  # (B, S)
+        scores = self.score(query, keys, prepared).masked_fill(~mask, float("-inf"))  # (B, S)
         weights = scores.softmax(dim=-1)  # (B, S)
         context = (weights[:, None] @ keys).squeeze(1)  # (B, Dk)
         return context, weights

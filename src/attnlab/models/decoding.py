@@ -81,8 +81,13 @@ def beam_search(
     scores[:, 1:] = float("-inf")  # all beams start equal: keep one copy alive at first
     finished = torch.zeros(batch * width, dtype=torch.bool, device=device)  # (Bk,)
     lengths = torch.zeros(batch * width, device=device)  # (Bk,) tokens up to and with EOS
+    stepwise = isinstance(model, DecodesStepwise)  # a decoder state: O(T) steps, not O(T^2)
     for _ in range(max_len):
-        log_probs = model.decode(tokens, memory)[:, -1].log_softmax(dim=-1)  # (Bk, V)
+        if stepwise:
+            logits, memory = model.decode_step(tokens[:, -1], memory)  # (Bk, V)
+        else:
+            logits = model.decode(tokens, memory)[:, -1]  # (Bk, V), the prefix read again
+        log_probs = logits.log_softmax(dim=-1)  # (Bk, V)
         vocab = log_probs.size(-1)
         log_probs[finished] = float("-inf")
         log_probs[finished, pad_id] = 0.0  # a finished hypothesis only extends with padding
@@ -90,8 +95,9 @@ def beam_search(
         scores, flat = candidates.view(batch, width * vocab).topk(width, dim=-1)  # (B, k)
         origin = (rows[:, None] * width + flat // vocab).view(-1)  # (Bk,) source beam rows
         next_token = (flat % vocab).view(-1)  # (Bk,)
-        # origin stays inside each example's block of k identical memories: no memory reorder.
         tokens = torch.cat([tokens[origin], next_token[:, None]], dim=1)  # (Bk, t + 1)
+        if stepwise:  # each hypothesis continues from the decoder state of the beam it extends
+            memory = batch_select(memory, origin)
         lengths = lengths[origin] + (~finished[origin]).float()
         finished = finished[origin] | (next_token == eos_id)
         if finished.all():

@@ -24,9 +24,9 @@ class SinusoidalPositionalEncoding(nn.Module):
         table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])
         self.register_buffer("table", table, persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, T, D) -> (B, T, D)."""
-        return x + self.table[: x.size(1)]
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x: (B, T, D) at positions offset..offset+T-1 -> (B, T, D)."""
+        return x + self.table[offset : offset + x.size(1)]
 
 
 class LearnedPositionalEncoding(nn.Module):
@@ -36,9 +36,9 @@ class LearnedPositionalEncoding(nn.Module):
         super().__init__()
         self.table = nn.Embedding(max_len, d_model)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, T, D) -> (B, T, D)."""
-        return x + self.table.weight[: x.size(1)]
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x: (B, T, D) at positions offset..offset+T-1 -> (B, T, D)."""
+        return x + self.table.weight[offset : offset + x.size(1)]
 
 
 def positional_encoding(kind: str, d_model: int, max_len: int) -> nn.Module:

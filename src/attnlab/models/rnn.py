@@ -87,6 +87,14 @@ class RNNEncoder(nn.Module):
         return final.permute(2, 0, 1, 3).reshape(batch, -1, self.directions * width)  # (B, L, H)
 
 
+@dataclass
+class FixedContext:
+    """What the fixed-context decoder reads: c = h_T, and the recurrent state it continues from."""
+
+    context: Tensor  # (B, H), the encoder's top-layer final state
+    state: State  # (B, L, H): the encoder's final state, then the decoder's after each step
+
+
 @register("model", "rnn_seq2seq", check=check_rnn, data=(PairDims,))
 class RNNEncoderDecoder(nn.Module):
     """Encoder-decoder with a fixed context (notes §2.3; Cho et al. 2014).
@@ -119,18 +127,28 @@ class RNNEncoderDecoder(nn.Module):
         self.generator = nn.Linear(hidden, tgt_vocab_size)
         init_weights(self)
 
-    def encode(self, src: Tensor) -> State:
-        """src: (B, S) -> the fixed context: the encoder's final state (B, L, H) (LSTM: (h, c))."""
-        return self.encoder(src)[2]
+    def encode(self, src: Tensor) -> FixedContext:
+        """src: (B, S) -> the context c = h_T and the decoder's initial state, the encoder's
+        final state (B, L, H) (LSTM: (h, c))."""
+        final = self.encoder(src)[2]
+        return FixedContext(top_hidden(layer_first(final)), final)
 
-    def decode(self, tgt_in: Tensor, memory: State) -> Tensor:
+    def decode(self, tgt_in: Tensor, memory: FixedContext) -> Tensor:
         """tgt_in: (B, T) ids starting with BOS -> logits (B, T, V_tgt)."""
-        state = layer_first(memory)  # (L, B, H)
-        context = top_hidden(state)  # (B, H), c = h_T
+        return self._run(tgt_in, memory)[0]
+
+    def decode_step(self, token: Tensor, memory: FixedContext) -> tuple[Tensor, FixedContext]:
+        """token: (B,) -> logits (B, V) and the memory with the decoder one step further, so
+        decoding runs in O(T) recurrent steps instead of re-reading the prefix."""
+        logits, state = self._run(token[:, None], memory)  # (B, 1, V)
+        return logits[:, 0], replace(memory, state=layer_first(state))  # back to (B, L, H)
+
+    def _run(self, tgt_in: Tensor, memory: FixedContext) -> tuple[Tensor, State]:
+        """tgt_in: (B, T) -> logits (B, T, V) and the decoder's last state (L, B, H)."""
         y = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
-        inputs = torch.cat([y, context[:, None].expand(-1, y.size(1), -1)], dim=-1)  # (B, T, E+H)
-        out, _ = self.decoder(inputs, state)  # (B, T, H)
-        return self.generator(self.dropout(out))  # (B, T, V)
+        context = memory.context[:, None].expand(-1, y.size(1), -1)  # (B, T, H)
+        out, state = self.decoder(torch.cat([y, context], dim=-1), layer_first(memory.state))
+        return self.generator(self.dropout(out)), state  # (B, T, V), (L, B, H)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
@@ -144,6 +162,7 @@ class EncodedSource:
     states: Tensor  # (B, S, K) keys and values
     mask: Tensor  # (B, S) True on real source tokens
     state: State  # the decoder's initial state, (B, L, H)
+    prepared: Tensor | None = None  # the score's key part, kept between decode steps
 
 
 class AttentionDecoder(nn.Module):
@@ -187,10 +206,13 @@ class AttentionDecoder(nn.Module):
         """tgt_in: (B, T) -> logits (B, T, V), weights (B, T, S) and the final state (L, B, H)."""
         y = self.dropout(self.embed(tgt_in))  # (B, T, E)
         state = layer_first(memory.state)  # (L, B, H)
+        prepared = memory.prepared
+        if prepared is None:  # the keys' part of the score: once, not at every step
+            prepared = self.attention.prepare(memory.states)
         outputs, weights = [], []
         for t in range(tgt_in.size(1)):
             # s_{t-1} attends: context (B, K), alpha (B, S)
-            context, alpha = self.attention(top_hidden(state), memory.states, memory.mask)
+            context, alpha = self.attention(top_hidden(state), memory.states, memory.mask, prepared)
             step_in = torch.cat([y[:, t], context], dim=-1)[:, None]  # (B, 1, E+K)
             out, state = self.rnn(step_in, state)  # (B, 1, H)
             outputs.append(torch.cat([out[:, 0], context], dim=-1))  # (B, H+K)
@@ -217,6 +239,8 @@ class AttendingSeq2Seq(nn.Module, ABC):
 
         Lets greedy decoding run in O(T) decoder steps instead of re-reading the prefix.
         """
+        if memory.prepared is None:
+            memory = replace(memory, prepared=self.decoder.attention.prepare(memory.states))
         logits, _, state = self.decoder.run(token[:, None], memory)  # (B, 1, V)
         return logits[:, 0], replace(memory, state=layer_first(state))  # back to (B, L, H)
 

@@ -4,7 +4,7 @@ classifier and tagger."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -120,6 +120,35 @@ class DecoderLayer(nn.Module):
         y = self.cross_block(y, cross, mask)
         return self.ffn_block(y, self.ffn, mask)
 
+    def step(
+        self, y: Tensor, memory: Memory, cache: LayerCache | None
+    ) -> tuple[Tensor, LayerCache]:
+        """One new target position y: (B, 1, D) -> (B, 1, D) and the cache that includes it.
+
+        The same computation as ``forward`` at the last position of the prefix: the causal mask
+        is implicit, since the cache holds only earlier positions. The cross-attention keys and
+        values are projected once, at the first step. (BatchNorm sees no padding mask here:
+        in eval mode it uses its running statistics, the same for every position.)
+        """
+        if cache is None:
+            cross_k, cross_v = self.cross_attn.keys_values(memory.states, memory.states)
+        else:
+            cross_k, cross_v = cache.cross_k, cache.cross_v  # (B, H, S, Dh)
+        keys: list[Tensor] = []
+
+        def self_attn(h: Tensor) -> Tensor:
+            k, v = self.self_attn.keys_values(h, h)  # (B, H, 1, Dh)
+            if cache is not None:
+                k, v = torch.cat([cache.self_k, k], 2), torch.cat([cache.self_v, v], 2)
+            keys.extend((k, v))  # (B, H, t + 1, Dh)
+            return self.self_attn.attend(h, k, v)
+
+        y = self.self_block(y, self_attn)
+        y = self.cross_block(
+            y, lambda h: self.cross_attn.attend(h, cross_k, cross_v, memory.key_mask)
+        )
+        return self.ffn_block(y, self.ffn), LayerCache(*keys, cross_k, cross_v)
+
 
 def init_weights(model: nn.Module, embeddings: tuple[nn.Embedding, ...], pad_id: int) -> None:
     """The Transformers' one init: Xavier matrices, zero biases, N(0, 1/d) token embeddings."""
@@ -135,11 +164,23 @@ def init_weights(model: nn.Module, embeddings: tuple[nn.Embedding, ...], pad_id:
 
 
 @dataclass
+class LayerCache:
+    """One decoder layer's projected keys and values during incremental decoding."""
+
+    self_k: Tensor  # (B, H, t, Dh): the target positions decoded so far
+    self_v: Tensor
+    cross_k: Tensor  # (B, H, S, Dh): the source, projected once
+    cross_v: Tensor
+
+
+@dataclass
 class Memory:
-    """What the encoder hands to the decoder: states (B, S, D) and the source key mask."""
+    """What the encoder hands to the decoder: states (B, S, D) and the source key mask; during
+    incremental decoding (``decode_step``) also each decoder layer's key/value cache."""
 
     states: Tensor
     key_mask: Tensor  # (B, 1, 1, S), True where the source token is real
+    cache: list[LayerCache] | None = None
 
 
 def check_transformer(c: Settings) -> None:
@@ -221,9 +262,12 @@ class Seq2SeqTransformer(nn.Module):
         if tie_embeddings:
             self.generator.weight = self.tgt_embed.weight
 
-    def _embed(self, tokens: Tensor, embed: nn.Embedding, pos: nn.Module) -> Tensor:
+    def _embed(
+        self, tokens: Tensor, embed: nn.Embedding, pos: nn.Module, offset: int = 0
+    ) -> Tensor:
+        """tokens (B, L) at positions offset.. -> (B, L, D)."""
         x = embed(tokens) * math.sqrt(self.d_model)  # (B, L, D), scaled as in §3.4 of the paper
-        return self.embed_dropout(pos(x))
+        return self.embed_dropout(x if isinstance(pos, nn.Identity) else pos(x, offset))
 
     def encode(self, src: Tensor) -> Memory:
         """src: (B, S) token ids -> Memory with states (B, S, D)."""
@@ -240,6 +284,20 @@ class Seq2SeqTransformer(nn.Module):
         for layer in self.decoder:
             y = layer(y, memory.states, memory.key_mask, need_weights, mask)
         return self.generator(normalize(self.dec_norm, y, mask))  # (B, T, V)
+
+    def decode_step(self, token: Tensor, memory: Memory) -> tuple[Tensor, Memory]:
+        """token: (B,) -> logits (B, V_tgt) of the next position, and the memory with every
+        decoder layer's keys and values so far (a key/value cache): decoding costs O(T) per
+        token instead of re-reading the prefix. The first call starts the cache."""
+        position = 0 if memory.cache is None else memory.cache[0].self_k.size(2)
+        y = self._embed(token[:, None], self.tgt_embed, self.tgt_pos, position)  # (B, 1, D)
+        caches = memory.cache or [None] * len(self.decoder)
+        new_caches = []
+        for layer, cache in zip(self.decoder, caches, strict=True):
+            y, cache = layer.step(y, memory, cache)  # (B, 1, D)
+            new_caches.append(cache)
+        logits = self.generator(normalize(self.dec_norm, y))[:, 0]  # (B, V)
+        return logits, replace(memory, cache=new_caches)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
