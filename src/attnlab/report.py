@@ -114,7 +114,11 @@ def print_table(frame: pd.DataFrame, title: str) -> None:
 
 
 def main(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="attnlab report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="attnlab report",
+        usage="attnlab report (--experiment NAME | --claim NAME | --claims) [options]",
+        description=__doc__.splitlines()[0],
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--experiment", help="MLflow experiment (task_name)")
     what.add_argument("--claim", help="the verdict of one claim (claims/NAME.yaml)")
