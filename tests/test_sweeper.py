@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -16,6 +17,7 @@ import optuna
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -273,6 +275,28 @@ def test_workers_that_each_created_a_parent_run_all_keep_the_oldest(tracking_uri
     assert client.get_run(second.info.run_id).info.lifecycle_stage == "deleted"
     assert _settle(client, experiment_id, "study", first) == first.info.run_id
     assert client.get_run(first.info.run_id).info.lifecycle_stage == "active"
+
+
+def test_a_worker_that_joins_a_new_study_keeps_its_creators_parent_run(tracking_uri, tmp_path):
+    """Start times are stamped before the database commits: a joining worker that created a
+    parent run of its own could see only its own while the creator saw both, and both would
+    keep theirs. The joining worker waits for the creator's run instead."""
+    from attnlab.sweeper.parent_run import SweepTracker
+
+    study = optuna.create_study(study_name="study", storage=f"sqlite:///{tmp_path}/study.db")
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("sweeps")
+    created = []
+    creator = threading.Timer(
+        1.0, lambda: created.append(SweepTracker(client, experiment_id, study))
+    )
+    start = time.time()
+    creator.start()  # the worker that created the study opens its parent run a moment later
+    joiner = SweepTracker(client, experiment_id, study, created_study=False)
+    creator.join()
+    assert joiner.parent_run_id == created[0].parent_run_id
+    (run,) = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
+    assert run.info.start_time / 1000 >= start + 0.9  # the creator's: the joiner made none
 
 
 def test_the_last_worker_of_a_study_ends_its_parent_run(tracking_uri, tmp_path):

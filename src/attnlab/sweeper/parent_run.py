@@ -8,6 +8,7 @@ their own (child) runs with ``mlflow.start_run`` while the parent stays open.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from omegaconf import DictConfig  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 PARENT_TAG = "attnlab.sweep_parent"
+PARENT_WAIT_S = 60  # how long a worker waits for the study creator's parent run
 PLOTS = {
     "optimization_history": optuna_plots.plot_optimization_history,
     "param_importances": optuna_plots.plot_param_importances,
@@ -55,12 +57,22 @@ def _parents(client: MlflowClient, experiment_id: str, study_name: str) -> list[
     return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
 
 
+def _wait_for_parent(client: MlflowClient, experiment_id: str, study_name: str) -> list[Run]:
+    """The parent runs of a study that another worker has just created, once its parent run
+    shows; [] if none does within PARENT_WAIT_S (that worker died before making one)."""
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while not (found := _parents(client, experiment_id, study_name)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return found
+
+
 def _settle(client: MlflowClient, experiment_id: str, study_name: str, own: Run) -> str:
-    """The parent run every worker of a study keeps: the oldest. Workers that start one study
-    together (``--scale worker=N``) may each have created one; a worker whose own run is not
-    the oldest deletes it. A worker that saw only its own run created it before the others
-    searched, so they all see it and keep it too (clocks assumed in step to the millisecond
-    gap between the creations)."""
+    """The parent run a worker keeps when it had to create one: the oldest of those it sees,
+    deleting its own if another is older. Only a fallback: a worker that did not create the
+    study waits for its creator's parent run instead, because start times are stamped before
+    the database commits, so two workers creating at once could each see only their own."""
     first = _parents(client, experiment_id, study_name)[0]
     if first.info.run_id != own.info.run_id:
         client.delete_run(own.info.run_id)
@@ -70,12 +82,22 @@ def _settle(client: MlflowClient, experiment_id: str, study_name: str, own: Run)
 class SweepTracker:
     """Parent MLflow run of a study; a no-op when the sweep's config has no MLflow logger."""
 
-    def __init__(self, client: MlflowClient | None, experiment_id: str | None, study: optuna.Study):
+    def __init__(
+        self,
+        client: MlflowClient | None,
+        experiment_id: str | None,
+        study: optuna.Study,
+        created_study: bool = True,
+    ):
+        """``created_study``: this worker created the study, so no other worker makes its
+        parent run; a worker that found a new study (no trials yet) waits for the creator's."""
         self.client, self.study = client, study
         self.parent_run_id = None
         if client is None:
             return
         found = _parents(client, experiment_id, study.study_name)
+        if not found and not created_study and not study.get_trials(deepcopy=False):
+            found = _wait_for_parent(client, experiment_id, study.study_name)
         if found:  # a resumed study, or another worker's: continue under the first parent
             self.parent_run_id = found[0].info.run_id
             client.update_run(self.parent_run_id, RunStatus.to_string(RunStatus.RUNNING))
@@ -88,10 +110,12 @@ class SweepTracker:
             self.parent_run_id = _settle(client, experiment_id, study.study_name, run)
 
     @classmethod
-    def for_config(cls, config: DictConfig, study: optuna.Study) -> SweepTracker:
+    def for_config(
+        cls, config: DictConfig, study: optuna.Study, created_study: bool = True
+    ) -> SweepTracker:
         logger = config.get("logger") or {}
         if not logger.get("_target_"):
-            return cls(None, None, study)
+            return cls(None, None, study, created_study)
         client = MlflowClient(logger.tracking_uri)
         experiment = client.get_experiment_by_name(logger.experiment_name)
         experiment_id = (
@@ -99,7 +123,7 @@ class SweepTracker:
             if experiment
             else client.create_experiment(logger.experiment_name)
         )
-        return cls(client, experiment_id, study)
+        return cls(client, experiment_id, study, created_study)
 
     def __enter__(self) -> SweepTracker:
         return self

@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from attnlab.errors import ConfigError
 
@@ -77,7 +77,8 @@ def make_storage(
     RetryHeartbeatStaleTrialCallback), and the next sweep on the study runs it first.
 
     Workers that start together on a new database race to create Optuna's tables; the loser
-    gets an IntegrityError and simply connects again to the tables the winner made.
+    gets an IntegrityError (PostgreSQL) or "table ... already exists" (SQLite) and simply
+    connects again to the tables the winner made.
     """
     for attempt in range(3):
         try:
@@ -90,8 +91,10 @@ def make_storage(
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=retry,
                 )
-        except IntegrityError as error:
+        except (IntegrityError, OperationalError) as error:
             failure = error
+            if isinstance(error, OperationalError) and "already exists" not in str(error):
+                break
             time.sleep(0.5 * (attempt + 1))
         except (SQLAlchemyError, ValueError, ImportError) as error:
             failure = error

@@ -102,23 +102,30 @@ class OptunaSweeper(Sweeper):
         )
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
-    def _open_study(self, space: dict) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    def _open_study(self, space: dict) -> tuple[optuna.Study, optuna.storages.RDBStorage, bool]:
+        """The study, its storage, and whether this worker created the study (the storage's
+        unique study name decides which of the workers starting together did)."""
         storage = make_storage(
             self.storage_url, self.heartbeat_interval, self.grace_period, self.retry_killed
         )
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=storage,
-            sampler=make_sampler(self.sampler_spec, space),
-            pruner=make_pruner(self.pruner_spec),
-            direction=self.direction,
-            load_if_exists=True,
-        )
+        name = self.study_name
+        sampler, pruner = make_sampler(self.sampler_spec, space), make_pruner(self.pruner_spec)
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                direction=self.direction,
+            )  # fmt: skip
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:  # resumed, or another worker's
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner
+            )
+            created = False
         study.set_user_attr(PRUNER_ATTR, self.pruner_spec)
         with warnings.catch_warnings():  # experimental since Optuna 2.9, still the way
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # trials of a killed sweep: RUNNING -> FAIL
-        return study, storage
+        return study, storage, created
 
     def sweep(self, arguments: list[str]) -> list[float | None]:
         fixed, space = search_space(self.params, arguments)
@@ -126,8 +133,8 @@ class OptunaSweeper(Sweeper):
         first = [f"{key}={_override_value(v)}" for key, v in _first_point(space).items()]
         self.validate_batch_is_legal([fixed + first])
         check_read_keys(self._job_config(fixed + first))  # e.g. a +key=value nothing reads
-        study, storage = self._open_study(space)
-        tracker = SweepTracker.for_config(self.config, study)
+        study, storage, created = self._open_study(space)
+        tracker = SweepTracker.for_config(self.config, study, created)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         values: list[float | None] = []
         with tracker:
