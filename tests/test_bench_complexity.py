@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import mlflow
@@ -67,9 +68,11 @@ def test_bench_rejects_an_unknown_name(capsys):
 
 def test_quick_run_writes_table_plots_and_an_mlflow_run(tmp_path: Path, tracking_uri: str, capsys):
     out = tmp_path / "out"
+    started = time.time()
     with pytest.raises(SystemExit) as stop:
         main(["bench", "complexity", "--quick", "--threads", "1", "--out", str(out)])
     assert stop.value.code == 0
+    measured = time.time() - started
     printed = capsys.readouterr().out
     assert "torch threads 1" in printed
     assert "| time | self-attention (fused) | n (d=64) |" in printed
@@ -79,6 +82,8 @@ def test_quick_run_writes_table_plots_and_an_mlflow_run(tmp_path: Path, tracking
     client = mlflow.MlflowClient(tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["quick"] == "True"
+    duration = (run.info.end_time - run.info.start_time) / 1000
+    assert measured / 2 < duration <= measured + 1  # the run spans the measurement, not ~0 s
     assert {"time_slope_n/attention", "saved_slope_n/attention_explicit"} <= set(run.data.metrics)
     assert "speedup/sdpa_all_vs_per_query" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -266,6 +266,13 @@ def test_a_report_of_a_claim_without_runs_or_store_is_one_line(tmp_path, report)
         f"claim degradation: no finished runs of scale cpu in {uri} "
         "(run `attnlab claim run degradation`)"
     ]
+    other_seeds = report(
+        "--claim", "position", "--seeds", "7", "8", "--tracking-uri", uri, cwd=tmp_path
+    )
+    assert other_seeds.stdout.strip().splitlines() == [
+        f"claim position: no finished runs of scale cpu at seeds 7 8 in {uri} "
+        "(run `attnlab claim run position --seeds 7 8`)"
+    ]
     unknown = report("--claim", "nope", "--tracking-uri", uri, cwd=tmp_path)
     assert unknown.returncode == 2 and "claim='nope'" in unknown.stderr
 

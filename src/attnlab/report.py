@@ -169,9 +169,12 @@ def claims_main(opts: argparse.Namespace) -> int:
         for claim in claims:
             result = report.evaluate(client, claim, opts.scale, opts.seeds)
             if not result.runs:
+                seeds = " ".join(map(str, opts.seeds or ()))
+                where = f" at seeds {seeds}" if seeds else ""
+                run = f"attnlab claim run {claim.name}" + (f" --seeds {seeds}" if seeds else "")
                 print(
-                    f"claim {claim.name}: no finished runs of scale {opts.scale} in "
-                    f"{opts.tracking_uri} (run `attnlab claim run {claim.name}`)"
+                    f"claim {claim.name}: no finished runs of scale {opts.scale}{where} in "
+                    f"{opts.tracking_uri} (run `{run}`)"
                 )
                 continue
             results.append(result)

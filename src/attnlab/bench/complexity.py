@@ -24,6 +24,7 @@ import shlex
 import socket
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -542,27 +543,45 @@ def log_to_mlflow(
     out: Path,
     argv: list[str],
     extra_tags: dict[str, str],
+    started_ms: int,
 ) -> str:
-    """One run in experiment ``bench`` with the params, metrics and every file of ``out``."""
-    import mlflow
+    """One run in experiment ``bench`` with the params, metrics and every file of ``out``,
+    spanning the measurement: MlflowClient, because the fluent ``start_run`` stamps the start
+    time when the run is opened, after the benchmark, and the run's duration would be ~0."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunStatus
 
     from attnlab.tracking import git_commit, sqlite_store_lock
 
     uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
     with sqlite_store_lock(uri):
-        mlflow.set_experiment("bench")
+        experiment = client.get_experiment_by_name("bench")
+        experiment_id = (
+            experiment.experiment_id if experiment else client.create_experiment("bench")
+        )
     tags = {
         "git_commit": git_commit(Path(__file__).parent),
         "command": shlex.join(["attnlab", "bench", "complexity", *argv]),
         "host": socket.gethostname(),
         **extra_tags,
     }
-    with mlflow.start_run(run_name="complexity", tags=tags) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        mlflow.log_artifacts(str(out))
-    return run.info.run_id
+    run_id = client.create_run(
+        experiment_id, start_time=started_ms, tags=tags, run_name="complexity"
+    ).info.run_id
+    status = RunStatus.FAILED
+    try:
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
+            params=[Param(key, value) for key, value in params.items()],
+        )
+        client.log_artifacts(run_id, str(out))
+        status = RunStatus.FINISHED
+    finally:
+        client.set_terminated(run_id, RunStatus.to_string(status))
+    return run_id
 
 
 DESCRIPTION = """\
@@ -620,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         f"grid: {grid.describe()}\nmemory: {memory}"
     )
     print(header, flush=True)
-    load = os.getloadavg()[0]
+    started_ms, load = int(time.time() * 1000), os.getloadavg()[0]
     points = measure(grid, device, opts.threads, log=lambda line: print(line, flush=True))
     fits = fit_all(points, grid.sweeps())
     speed = speedups(grid, device, opts.threads)
@@ -640,6 +659,6 @@ def main(argv: list[str] | None = None) -> int:
             "device": opts.device, "threads": str(opts.threads), "quick": str(opts.quick),
             "torch": torch.__version__, **{k: str(v) for k, v in asdict(grid).items()},
         }  # fmt: skip
-        run_id = log_to_mlflow(params, metrics, opts.out, argv, tags)
+        run_id = log_to_mlflow(params, metrics, opts.out, argv, tags, started_ms)
         print(f"MLflow run {run_id} in experiment 'bench'")
     return 0

@@ -228,6 +228,13 @@ def command(claim: Claim, scale: str) -> str:
     return f"attnlab claim run {claim.name}{suffix}"
 
 
+def compared(comparison: Comparison) -> str:
+    """What a comparison sets against what: two variants on a metric, or two metrics of one."""
+    if comparison.than_metric:
+        return f"{comparison.metric} vs {comparison.than_metric}"
+    return f"{comparison.better} vs {comparison.than}, {comparison.metric}"
+
+
 def readme_rows(
     results: list[ClaimResult], markdown: bool = True
 ) -> tuple[list[str], list[list[str]]]:
@@ -235,7 +242,7 @@ def readme_rows(
     rows = []
     for result in results:
         effects = "; ".join(
-            f"{c.better} vs {c.than}, {c.metric}: {effect_text(j)}"
+            f"{compared(c)}: {effect_text(j)}"
             for c, j in zip(result.claim.comparisons, result.judgements, strict=True)
         )
         rows.append(
