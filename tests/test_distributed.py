@@ -18,6 +18,7 @@ from helpers.stand_ins import LogitsOnly
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
+from torchmetrics import Metric
 
 from attnlab.data.images import DigitsDataModule
 from attnlab.data.seq2seq import Seq2SeqBatch
@@ -301,6 +302,14 @@ class _PerRankData(Seq2SeqTask):
     def predict_ids(self, src):
         return self._targets[: src.size(0)]
 
+    def test_step(self, batch, batch_idx):
+        super().test_step(batch, batch_idx)
+        states = [
+            s for m in self.modules() if isinstance(m, Metric) for s in m.metric_state.values()
+        ]
+        shared = sum(s.is_shared() for s in states if isinstance(s, torch.Tensor))
+        self.log("shared_metric_states", float(shared), reduce_fx="sum", sync_dist=True)
+
     def test_dataloader(self):
         lengths = [2, 3] if self.global_rank == 0 else [2, 6]
         src = torch.tensor([[5] * n + [0] * (6 - n) for n in lengths])
@@ -322,6 +331,9 @@ def test_a_length_bucket_that_one_rank_never_sees_is_still_scored_over_all_ranks
         enable_model_summary=False,
     )  # fmt: skip
     (logged,) = trainer.test(task, verbose=False)
+    # ddp_spawn pickles the module to the ranks through shared memory: counters the ranks
+    # shared would mix their updates (this test once read 1.5 here)
+    assert logged["shared_metric_states"] == 0
     assert logged["test/exact_match_by_len/lt4"] == 1.0  # 3 rows: 2 on rank 0, 1 on rank 1
     assert logged["test/exact_match_by_len/ge4"] == 1.0  # 1 row, on rank 1 only
     assert logged["test/bleu_by_len/ge4"] == pytest.approx(1.0)

@@ -41,6 +41,15 @@ class BaseTask(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
 
+    def setup(self, stage: str) -> None:
+        """Fresh metric states in this process. Under ``ddp_spawn`` on CPU each rank gets the
+        module pickled by torch.multiprocessing, which moves its tensors to shared memory;
+        Lightning copies parameters and buffers out of it, not torchmetrics' states, so the
+        ranks would add into the same counters in place (an update lost or counted twice)."""
+        for module in self.modules():
+            if isinstance(module, Metric):
+                module.reset()
+
     def regularized(self, loss: Tensor) -> Tensor:
         """``loss`` plus the L1/L2 weight penalty of the model (notes §10.3), if any.
 
