@@ -37,13 +37,17 @@ def machine() -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
+def check_scale(claim: Claim, scale: str) -> None:
+    """``scale`` is the CPU default or one of the claim's presets."""
+    if scale != DEFAULT_SCALE and scale not in claim.scales:
+        raise ConfigError("--scale", scale, f"one of {', '.join([DEFAULT_SCALE, *claim.scales])}")
+
+
 def train_command(
     claim: Claim, variant: str, seeds: list[int], scale: str, extra: list[str]
 ) -> list[str]:
     """The ``attnlab train -m`` command line of one variant over ``seeds``."""
-    if scale != DEFAULT_SCALE and scale not in claim.scales:
-        allowed = f"one of {', '.join([DEFAULT_SCALE, *claim.scales])}"
-        raise ConfigError("--scale", scale, allowed)
+    check_scale(claim, scale)
     return [
         sys.executable, "-m", "attnlab.cli", "train", "-m",
         *claim.overrides,
@@ -66,8 +70,7 @@ def command_runs(
 ) -> list[list[str]]:
     """A claim on another attnlab command (a benchmark): one run per seed, tagged likewise.
     The seed only numbers the repeat: a timing benchmark draws no random numbers."""
-    if scale != DEFAULT_SCALE and scale not in claim.scales:
-        raise ConfigError("--scale", scale, f"one of {', '.join([DEFAULT_SCALE, *claim.scales])}")
+    check_scale(claim, scale)
     tags = {"claim": claim.name, "variant": variant, "claim_scale": scale, "machine": machine()}
     base = [sys.executable, "-m", "attnlab.cli", *claim.command, *claim.variants[variant]]
     base += [*claim.scales.get(scale, []), *extra]

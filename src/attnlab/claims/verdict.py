@@ -50,7 +50,7 @@ class Judgement:
 
 
 def mean_interval(values: list[float], confidence: float) -> tuple[float, float]:
-    """Mean and the half-width of its t interval over seeds (0 for fewer than 2 values)."""
+    """Mean and the half-width of its t interval over seeds (nan for fewer than 2 values)."""
     centre = mean(values)
     if len(values) < 2:
         return centre, math.nan
