@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import optuna
+import psutil
 import pytest
 import torch
 from helpers.stand_ins import LogitsOnly
@@ -42,17 +43,35 @@ DIGITS = [
 DDP = ["trainer=ddp_cpu"]
 
 
-def attnlab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """``attnlab train ...`` as its own process (DDP re-runs the command line for rank 1)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "attnlab.cli", "train", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def attnlab(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``attnlab train ...`` as its own process (DDP re-runs the command line for rank 1).
+
+    It runs in a session of its own, so that on a timeout every process it started (a rank
+    left waiting included: ranks share its stderr, which would keep the pipe open) is killed
+    and what they wrote until then is shown, not lost."""
+    command = [sys.executable, "-m", "attnlab.cli", "train", *args]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"attnlab train timed out after {timeout} s; its stderr ends:\n{err[-6000:]}")
+    assert process.returncode == 0, err[-6000:]
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """The command lines of the processes still running that mention ``text``."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if text in line and process.pid != os.getpid():
+            found.append(line)
+    return found
 
 
 def runs(tracking_uri: str, experiment: str):
@@ -132,6 +151,42 @@ def test_an_optuna_sweep_with_ddp_trains_each_trial_with_its_values_on_every_ran
     _, found = runs(tracking_uri, "overfitting")
     children = [r for r in found if "optuna.trial_number" in r.data.tags]
     assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_a_rank_killed_in_a_sweep_trial_fails_that_trial_and_the_sweep_goes_on(
+    tmp_path, tracking_uri, monkeypatch
+):
+    """Rank 1 of trial 0 dies by SIGKILL (no Python code of its own runs) while rank 0 stalls
+    as in an NCCL collective: trial 0 ends FAIL with its MLflow run FAILED, trial 1 completes,
+    and no process of the sweep is left."""
+    helpers = Path(__file__).parent / "helpers"
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(helpers), os.environ.get("PYTHONPATH", "")])
+    )
+    crash = [
+        "+callbacks.crash._target_=crash_callback.CrashOnRank",
+        "+callbacks.crash.rank=1",
+        "+callbacks.crash.batch=0",  # a 10% training fraction gives a rank one batch
+        "+callbacks.crash.how=SIGKILL",
+        "+callbacks.crash.stall=300",  # longer than the sweep: only the watcher ends it
+        f"+callbacks.crash.once={tmp_path / 'crashed'}",
+    ]
+    sweep = ["+sweep=overfitting", "hydra.sweeper.n_trials=2", "debug=limit"]
+    attnlab(tmp_path, "-m", *DIGITS, *DDP, *sweep, *crash, timeout=400)
+    study = optuna.load_study(study_name="overfitting", storage="sqlite:///optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert "RankFailed" in study.trials[0].user_attrs["error"]
+    first_job = next(tmp_path.glob("logs/overfitting/multiruns/*/0"))
+    assert "died with signal SIGKILL" in (first_job / "train.log").read_text()
+    _, found = runs(tracking_uri, "overfitting")
+    status = {
+        r.data.tags["optuna.trial_number"]: r.info.status
+        for r in found
+        if r.info.run_name != "sweep:overfitting"
+    }
+    assert status == {"0": "FAILED", "1": "FINISHED"}
+    assert processes_mentioning(str(tmp_path)) == []
 
 
 @pytest.mark.slow
@@ -337,3 +392,63 @@ def test_a_length_bucket_that_one_rank_never_sees_is_still_scored_over_all_ranks
     assert logged["test/exact_match_by_len/lt4"] == 1.0  # 3 rows: 2 on rank 0, 1 on rank 1
     assert logged["test/exact_match_by_len/ge4"] == 1.0  # 1 row, on rank 1 only
     assert logged["test/bleu_by_len/ge4"] == pytest.approx(1.0)
+
+
+def _python(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_a_rank_that_dies_interrupts_its_job_and_the_other_ranks_are_killed():
+    from attnlab.launcher import RankFailed, RankWatcher
+
+    dying, waiting = (
+        _python("import os, time; time.sleep(0.5); os.abort()"),
+        _python("import time; time.sleep(120)"),
+    )
+    watcher = RankWatcher([dying, waiting], interval=0.1)
+    watcher.start()
+    failure = rf"rank 1 \(pid {dying.pid}\) died with signal SIGABRT"
+    with pytest.raises(RankFailed, match=failure), watcher.raising():
+        time.sleep(60)  # as rank 0 stalls in a collective whose peer is gone
+    assert waiting.poll() == -signal.SIGKILL
+    watcher.close(grace_s=0)
+    assert not watcher.is_alive()
+
+
+def test_a_finished_job_gives_its_ranks_time_to_exit_then_kills_the_rest():
+    from attnlab.launcher import RankWatcher
+
+    exiting, hanging = (
+        _python("import time; time.sleep(0.5)"),
+        _python("import time; time.sleep(120)"),
+    )
+    watcher = RankWatcher([exiting, hanging], interval=0.1)
+    watcher.start()
+    watcher.close(grace_s=5)
+    assert exiting.returncode == 0 and hanging.returncode == -signal.SIGKILL
+    assert not watcher.is_alive()  # no watcher outlives its job to act on a later exit
+
+
+@pytest.mark.parametrize(
+    "name, processes, launcher_kind",
+    [
+        ("ddp", 2, "popen"),
+        ("ddp_find_unused_parameters_true", 2, "popen"),
+        ("auto", 2, "popen"),  # what Lightning makes of auto over several processes
+        ("ddp_spawn", 2, "spawn"),
+        ("auto", 1, None),
+        ("fsdp", 2, None),
+    ],
+)
+def test_ddp_strategies_are_watched_and_time_out(name, processes, launcher_kind):
+    from datetime import timedelta
+
+    from attnlab.launcher import WatchedDDPStrategy, ddp_strategy
+
+    strategy = ddp_strategy(name, processes, timeout_s=42)
+    if launcher_kind is None:
+        assert strategy == name
+        return
+    assert isinstance(strategy, WatchedDDPStrategy)
+    assert strategy._start_method == launcher_kind
+    assert strategy._timeout == timedelta(seconds=42)

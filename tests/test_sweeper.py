@@ -262,6 +262,63 @@ def test_two_sweep_processes_share_one_postgresql_study(
     assert {run.data.tags["mlflow.parentRunId"] for run in trials} == {parent.info.run_id}
 
 
+def _open_sweep_side(barrier, tracking_uri: str, storage_url: str, parent_ids) -> None:
+    """One sweep worker's start, from the study to its MLflow parent run, begun at the barrier."""
+    from omegaconf import OmegaConf
+
+    from attnlab.sweeper.parent_run import SweepTracker
+    from attnlab.sweeper.study import make_storage
+
+    logger = {"_target_": "MLFlowLogger", "tracking_uri": tracking_uri, "experiment_name": "e"}
+    barrier.wait()
+    storage = make_storage(storage_url, heartbeat_interval=10, grace_period=30)
+    try:
+        study, created = optuna.create_study(study_name="s", storage=storage), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.load_study(study_name="s", storage=storage), False
+    tracker = SweepTracker.for_config(OmegaConf.create({"logger": logger}), study, created)
+    parent_ids.put(tracker.parent_run_id)
+
+
+def test_workers_starting_at_one_instant_on_empty_stores_share_one_experiment_and_parent(
+    tmp_path, tracking_uri
+):
+    """Four workers leave a barrier together onto an empty MLflow store and an empty Optuna
+    database: they race to create the store's schema, the experiment, the study and the parent
+    run, and every one of them must come out with the same experiment and parent run."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # no re-import: the workers start at once
+    barrier, parent_ids = context.Barrier(4), context.Queue()
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    workers = [
+        context.Process(target=_open_sweep_side, args=(barrier, tracking_uri, storage, parent_ids))
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0] * 4
+    found = {parent_ids.get(timeout=5) for _ in workers}
+    client = MlflowClient(tracking_uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "e"]
+    (parent,) = client.search_runs([experiment.experiment_id])  # one run: the shared parent
+    assert found == {parent.info.run_id}
+
+
+def test_a_lost_get_or_create_reads_back_the_experiment_the_other_creator_made(tracking_uri):
+    """The lookup finds nothing, another process creates the experiment, the create fails."""
+    from attnlab.tracking import get_or_create_experiment
+
+    client = MlflowClient(tracking_uri)
+    made_by_the_other = client.create_experiment("e")
+    lookups = iter([None])
+    real_lookup = client.get_experiment_by_name
+    client.get_experiment_by_name = lambda name: next(lookups, None) or real_lookup(name)
+    assert get_or_create_experiment(client, "e") == made_by_the_other
+
+
 def test_workers_that_each_created_a_parent_run_all_keep_the_oldest(tracking_uri):
     """Two workers of one study passed the "no parent yet" search together: both settle."""
     from attnlab.sweeper.parent_run import PARENT_TAG, _settle

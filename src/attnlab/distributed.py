@@ -7,6 +7,9 @@ the next job of a multirun would think its processes were started externally and
 group. :func:`launching_job` hands the children this job's own overrides and output directory and
 cleans up afterwards; :func:`is_global_zero` tells a process started by any launcher (Lightning,
 torchrun, SLURM) whether it is the one that talks to MLflow.
+
+A rank that dies ends its job, not the sweep around it (:mod:`attnlab.launcher`), and
+:func:`launching_job` leaves no rank of its job behind.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from omegaconf import DictConfig, ListConfig, read_write
 LAUNCHER_ENV = (
     "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS",
 )  # fmt: skip
+EXIT_GRACE_S = 60  # how long the ranks of a finished job may take to exit before they are killed
 
 
 def is_global_zero() -> bool:
@@ -103,11 +107,12 @@ def _child_argv(overrides: list[str]) -> list[str]:
 
 
 @contextmanager
-def launching_job(output_dir: str) -> Iterator[None]:
+def launching_job(output_dir: str, trainer) -> Iterator[None]:
     """Around one Hydra job in the launching process (rank 0).
 
     Children started inside re-run this job's overrides into ``output_dir`` (Lightning passes
-    ``hydra.run.dir``, ``hydra.output_subdir=null``); afterwards the launcher's environment,
+    ``hydra.run.dir``, ``hydra.output_subdir=null``); afterwards they are given
+    EXIT_GRACE_S to exit (none after a failure) and killed, and the launcher's environment,
     thread count and process group are reset, so the next job launches its own children.
     """
     from hydra.core.hydra_config import HydraConfig
@@ -118,9 +123,14 @@ def launching_job(output_dir: str) -> Iterator[None]:
     sys.argv = _child_argv(list(hydra_cfg.overrides.task))
     with read_write(hydra_cfg):
         hydra_cfg.run.dir = output_dir
+    succeeded = False
     try:
         yield
+        succeeded = True
     finally:
+        watcher = getattr(trainer.strategy.launcher, "watcher", None)  # attnlab.launcher's
+        if watcher:
+            watcher.close(EXIT_GRACE_S if succeeded else 0)
         sys.argv = saved[0]
         with read_write(hydra_cfg):
             hydra_cfg.run.dir = saved[1]

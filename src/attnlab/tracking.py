@@ -268,6 +268,26 @@ def sqlite_store_lock(tracking_uri: str) -> AbstractContextManager:
     return FileLock(tracking_uri.removeprefix("sqlite:///") + ".lock")
 
 
+def get_or_create_experiment(client: mlflow.MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created when the store has none.
+
+    Get-or-create on a shared store: another process (a second sweep worker, a parallel
+    launcher's job) may create it between the lookup and the create, which then fails with
+    RESOURCE_ALREADY_EXISTS; the experiment the other one made is read back instead.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
 @contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Inside: SIGTERM (torchrun or SLURM stopping a job, ``docker stop``) raises SystemExit, so

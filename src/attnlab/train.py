@@ -143,7 +143,7 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig, resume_from=None) 
 
     launches = trainer.world_size > 1 and HydraConfig.initialized() and is_global_zero()
     output_dir = HydraConfig.get().runtime.output_dir if launches else None
-    with launching_job(output_dir) if launches else nullcontext():
+    with launching_job(output_dir, trainer) if launches else nullcontext():
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         for callback in trainer.callbacks:
             if trial and isinstance(callback, trial.FitPruning):  # under DDP: read here

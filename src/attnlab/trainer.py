@@ -1,7 +1,7 @@
 """The ``trainer`` group: the Lightning Trainer keys attnlab exposes, their rules, and the build.
 
 Lightning's Trainer takes some fifty arguments; :class:`TrainerSettings` lists those a config
-may set, with attnlab's defaults, plus two keys of attnlab's own (``compile`` and
+may set, with attnlab's defaults, plus three keys of attnlab's own (``compile``, ``ddp_timeout`` and
 ``sync_batchnorm: auto``) that :func:`build_trainer` resolves.
 """
 
@@ -55,6 +55,8 @@ class TrainerSettings:
     default_root_dir: Any = None
     use_distributed_sampler: bool = True
     sync_batchnorm: Any = "auto"  # auto: SyncBatchNorm when BatchNorm meets several processes
+    # Seconds a DDP process waits for its peers (rendezvous, each collective) before failing.
+    ddp_timeout: int = 300
     compile: bool = False  # torch.compile the model in place (attnlab's key, not Lightning's)
 
 
@@ -74,7 +76,7 @@ def check_trainer(c: Settings) -> None:
             c.fail(name, f"one of {', '.join(map(str, values))}")
     if c.gradient_clip_algorithm not in (None, "value", "norm"):
         c.fail("gradient_clip_algorithm", "one of value, norm, null")
-    c.positive("num_nodes", "accumulate_grad_batches")
+    c.positive("num_nodes", "accumulate_grad_batches", "ddp_timeout")
     if c.max_epochs < -1 or c.max_epochs == 0:
         c.fail("max_epochs", "> 0, or -1 for no limit")
     if c.max_epochs != -1 and c.min_epochs > c.max_epochs:
@@ -117,12 +119,17 @@ def build_trainer(cfg: DictConfig, model, callbacks: list, logger) -> L.Trainer:
     """
     from hydra.utils import instantiate
 
+    from attnlab.distributed import world_size
+    from attnlab.launcher import ddp_strategy
     from attnlab.resume import AtomicCheckpointIO
 
     node = OmegaConf.to_container(cfg.trainer, resolve=True)
     if node.pop("compile"):
         model.compile()
     node["sync_batchnorm"] = sync_batchnorm(cfg, model)
+    node["strategy"] = ddp_strategy(
+        node["strategy"], world_size(cfg.trainer), node.pop("ddp_timeout")
+    )
     plugins = [AtomicCheckpointIO()]  # a kill during a save leaves the previous checkpoint
     return instantiate(node, callbacks=callbacks, logger=logger, plugins=plugins)
 

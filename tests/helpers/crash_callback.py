@@ -3,21 +3,39 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import lightning.pytorch as L
 
 
 class CrashOnRank(L.Callback):
-    """Rank ``rank`` raises at batch ``batch``; the other ranks stall there for ``stall`` seconds,
-    as NCCL ranks wait in a collective whose peer has died (gloo's would raise at once)."""
+    """Rank ``rank`` fails at batch ``batch``: it raises, or with ``how=SIGKILL`` (any signal
+    name) dies by that signal, leaving no Python code to run. The other ranks stall there for
+    ``stall`` seconds, as NCCL ranks wait in a collective whose peer has died (gloo's would
+    raise at once). With ``once`` (a file path), only the first run to get there fails."""
 
-    def __init__(self, rank: int = 1, batch: int = 2, stall: float = 0.0):
-        self.rank, self.batch, self.stall = rank, batch, stall
+    def __init__(
+        self,
+        rank: int = 1,
+        batch: int = 2,
+        stall: float = 0.0,
+        how: str = "raise",
+        once: str | None = None,
+    ):
+        self.rank, self.batch, self.stall, self.how = rank, batch, stall, how
+        self.once = Path(once) if once else None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
-        if batch_idx != self.batch:
+        if batch_idx != self.batch or (self.once and self.once.exists()):
             return
-        if trainer.global_rank == self.rank:
-            raise RuntimeError(f"rank {self.rank} fails at batch {batch_idx}, as the test asks")
-        time.sleep(self.stall)
+        if trainer.global_rank != self.rank:
+            time.sleep(self.stall)
+            return
+        if self.once:
+            self.once.touch()
+        if self.how != "raise":
+            os.kill(os.getpid(), signal.Signals[self.how])
+        raise RuntimeError(f"rank {self.rank} fails at batch {batch_idx}, as the test asks")

@@ -551,15 +551,12 @@ def log_to_mlflow(
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunStatus
 
-    from attnlab.tracking import git_commit, sqlite_store_lock
+    from attnlab.tracking import get_or_create_experiment, git_commit, sqlite_store_lock
 
     uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     client = MlflowClient(uri)
     with sqlite_store_lock(uri):
-        experiment = client.get_experiment_by_name("bench")
-        experiment_id = (
-            experiment.experiment_id if experiment else client.create_experiment("bench")
-        )
+        experiment_id = get_or_create_experiment(client, "bench")
     tags = {
         "git_commit": git_commit(Path(__file__).parent),
         "command": shlex.join(["attnlab", "bench", "complexity", *argv]),

@@ -23,6 +23,8 @@ from mlflow.entities import Run, RunStatus  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
+from attnlab.tracking import get_or_create_experiment, sqlite_store_lock  # noqa: E402
+
 PARENT_TAG = "attnlab.sweep_parent"
 PARENT_WAIT_S = 60  # how long a worker waits for the study creator's parent run
 PLOTS = {
@@ -116,14 +118,12 @@ class SweepTracker:
         logger = config.get("logger") or {}
         if not logger.get("_target_"):
             return cls(None, None, study, created_study)
-        client = MlflowClient(logger.tracking_uri)
-        experiment = client.get_experiment_by_name(logger.experiment_name)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else client.create_experiment(logger.experiment_name)
-        )
-        return cls(client, experiment_id, study, created_study)
+        # The lock: workers starting together on a new SQLite store would each create and
+        # migrate its schema (MlflowClient does on construction) at once.
+        with sqlite_store_lock(logger.tracking_uri):
+            client = MlflowClient(logger.tracking_uri)
+            found = get_or_create_experiment(client, logger.experiment_name)
+        return cls(client, found, study, created_study)
 
     def __enter__(self) -> SweepTracker:
         return self
