@@ -452,3 +452,14 @@ def test_ddp_strategies_are_watched_and_time_out(name, processes, launcher_kind)
     assert isinstance(strategy, WatchedDDPStrategy)
     assert strategy._start_method == launcher_kind
     assert strategy._timeout == timedelta(seconds=42)
+
+
+def test_a_rank_leaves_its_process_group_before_it_exits(tmp_path):
+    """Not left to the interpreter's exit, where gloo aborts the process now and then."""
+    from attnlab.distributed import leaving_process_group
+
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    with leaving_process_group():
+        assert torch.distributed.is_initialized()
+    assert not torch.distributed.is_initialized()

@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -136,14 +135,14 @@ def run(cfg: DictConfig) -> float:
 def _fit_and_test(trainer, task, datamodule, cfg: DictConfig, resume_from=None) -> float:
     """Fit (from ``resume_from``, a checkpoint, if given), then score the best checkpoint on
     the split the objective names."""
-    from attnlab.distributed import is_global_zero, launching_job
+    from attnlab.distributed import is_global_zero, launching_job, leaving_process_group
 
     # Loaded (optuna_integration, ~0.3 s) only by a sweep, which then adds FitPruning.
     trial = sys.modules.get("attnlab.sweeper.trial")
 
     launches = trainer.world_size > 1 and HydraConfig.initialized() and is_global_zero()
     output_dir = HydraConfig.get().runtime.output_dir if launches else None
-    with launching_job(output_dir, trainer) if launches else nullcontext():
+    with launching_job(output_dir, trainer) if launches else leaving_process_group():
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         for callback in trainer.callbacks:
             if trial and isinstance(callback, trial.FitPruning):  # under DDP: read here

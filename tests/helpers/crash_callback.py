@@ -15,7 +15,8 @@ class CrashOnRank(L.Callback):
     """Rank ``rank`` fails at batch ``batch``: it raises, or with ``how=SIGKILL`` (any signal
     name) dies by that signal, leaving no Python code to run. The other ranks stall there for
     ``stall`` seconds, as NCCL ranks wait in a collective whose peer has died (gloo's would
-    raise at once). With ``once`` (a file path), only the first run to get there fails."""
+    raise at once). With ``once`` (a file path), only the first run fails: every rank reads
+    the file at setup, which ends in a barrier, before rank 1 writes it."""
 
     def __init__(
         self,
@@ -27,9 +28,13 @@ class CrashOnRank(L.Callback):
     ):
         self.rank, self.batch, self.stall, self.how = rank, batch, stall, how
         self.once = Path(once) if once else None
+        self.armed = True
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        self.armed = not (self.once and self.once.exists())
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
-        if batch_idx != self.batch or (self.once and self.once.exists()):
+        if batch_idx != self.batch or not self.armed:
             return
         if trainer.global_rank != self.rank:
             time.sleep(self.stall)
