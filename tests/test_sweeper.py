@@ -98,6 +98,24 @@ def test_rerunning_the_command_resumes_the_study(tiny):
     assert trials[1].params != first[0]
 
 
+def test_a_grid_sweep_runs_each_point_once_and_a_rerun_adds_nothing(tiny, capsys):
+    """Optuna's GridSampler stops its study after the last point, which raises outside
+    study.optimize: the sweep crashed there. n_trials exceeds the grid's two points."""
+    grid = ["hydra/sweeper=optuna", "hydra.sweeper.sampler.name=grid", "model.dropout=0.0,0.1"]
+    grid += ["objective.metric=val/exact_match"]
+    command = ["train", "-m", *grid, "hydra.sweeper.n_trials=5", *tiny, *FAST]
+    main(command)
+    study = load(name="date_transformer")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert sorted(t.params["model.dropout"] for t in study.trials) == [0.0, 0.1]
+    (summary,) = Path.cwd().glob("logs/date_transformer/multiruns/*/optimization_results.yaml")
+    assert "COMPLETE: 2" in summary.read_text()
+    capsys.readouterr()
+    main(command)
+    assert len(load(name="date_transformer").trials) == 2
+    assert "every point of the grid has a trial; nothing to run" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), None])
 def test_a_non_finite_objective_is_a_failed_trial(value, tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from typing import Any
@@ -13,12 +14,45 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from attnlab.errors import ConfigError
 
 PRUNER_ATTR = "attnlab.pruner"  # study attribute: the pruner spec, read by each job
+
+
+class SweepGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler for a sweep that asks and tells: once the last point is told,
+    GridSampler calls ``study.stop()``, which works only inside ``study.optimize`` and raises
+    here; the sweeper stops by itself when no point is left (:func:`grid_points_left`)."""
+
+    def __init__(self, search_space: dict[str, list], seed: int | None = None):
+        super().__init__(search_space, seed)
+        self.size = math.prod(len(values) for values in search_space.values())
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 SAMPLERS = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
-    "grid": optuna.samplers.GridSampler,
+    "grid": SweepGridSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
 }
+
+
+def grid_points_left(study: optuna.Study) -> int | None:
+    """The points of a grid sweep's grid that no trial has started; None for other samplers.
+
+    A point's trial keeps its ``grid_id`` (a system attribute GridSampler sets); a killed trial
+    that is run again was enqueued with its parameters and has none, so it takes no new point.
+    """
+    if not isinstance(study.sampler, SweepGridSampler):
+        return None
+    started = {
+        trial.system_attrs["grid_id"]
+        for trial in study.get_trials(deepcopy=False)
+        if "grid_id" in trial.system_attrs
+    }
+    return study.sampler.size - len(started)
+
+
 PRUNERS = {
     "median": optuna.pruners.MedianPruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
@@ -42,7 +76,7 @@ def _options(key: str, spec: dict[str, Any], registry: dict[str, type]) -> tuple
 def make_sampler(spec: dict[str, Any], space: dict) -> optuna.samplers.BaseSampler:
     """{"name": "tpe", "seed": 0, ...} -> sampler; grid enumerates every categorical/stepped key."""
     sampler_class, options = _options("hydra.sweeper.sampler", spec, SAMPLERS)
-    if sampler_class is optuna.samplers.GridSampler:
+    if sampler_class is SweepGridSampler:
         grid = {}
         for key, dist in space.items():
             if isinstance(dist, optuna.distributions.CategoricalDistribution):

@@ -27,7 +27,13 @@ from attnlab.config import check_read_keys
 from attnlab.errors import ConfigError
 from attnlab.sweeper.parent_run import SweepTracker
 from attnlab.sweeper.search_space import search_space
-from attnlab.sweeper.study import PRUNER_ATTR, make_pruner, make_sampler, make_storage
+from attnlab.sweeper.study import (
+    PRUNER_ATTR,
+    grid_points_left,
+    make_pruner,
+    make_sampler,
+    make_storage,
+)
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -137,6 +143,8 @@ class OptunaSweeper(Sweeper):
         tracker = SweepTracker.for_config(self.config, study, created)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         values: list[float | None] = []
+        if self._remaining(study) == 0 and grid_points_left(study) == 0:
+            print(f"sweep {self.study_name}: every point of the grid has a trial; nothing to run")
         with tracker:
             while (remaining := self._remaining(study)) > 0:
                 trials = [self._ask(study, space) for _ in range(min(self.n_jobs, remaining))]
@@ -168,9 +176,11 @@ class OptunaSweeper(Sweeper):
 
         A resumed sweep (or another worker) would otherwise restart the sampler's random
         stream and propose the points already tried; samplers read the rest from storage.
+        Not the grid's: its seed shuffles the points that the trials' grid ids number, so a
+        new seed would renumber them and repeat a point already run.
         """
         spec = dict(self.sampler_spec)
-        if spec.get("seed") is not None:
+        if spec.get("seed") is not None and spec["name"] != "grid":
             spec["seed"] += len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(spec, space)
         with warnings.catch_warnings():  # heartbeats are sent by _Heartbeat, not Study.optimize
@@ -178,9 +188,12 @@ class OptunaSweeper(Sweeper):
             return study.ask(space)
 
     def _remaining(self, study: optuna.Study) -> int:
-        """Trials still to start; finished and running ones of every worker count."""
+        """Trials still to start; finished and running ones of every worker count. A grid
+        sweep also ends when every point of its grid has a trial."""
         started = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
-        return self.n_trials - len(started)
+        grid_left = grid_points_left(study)
+        remaining = self.n_trials - len(started)
+        return remaining if grid_left is None else min(remaining, grid_left)
 
     def _trial_overrides(self, trial: optuna.Trial, tracker: SweepTracker) -> list[str]:
         """The sampled values, then what makes the job a trial: its pruning callback and tags."""
