@@ -226,3 +226,57 @@ def test_a_folder_reused_with_another_config_is_refused_before_its_run_changes(t
     with pytest.raises(ConfigError, match=refused):
         check_same_config(client, run_id, {"optim.lr": "0.01", "resume": "auto"})
     assert client.get_run(run_id).info.status == "RUNNING"  # untouched
+
+
+def test_a_folder_is_owned_by_one_living_process_at_a_time(tmp_path):
+    from attnlab.errors import ConfigError
+    from attnlab.resume import in_use, owning
+
+    hold = "import sys, time; from attnlab.resume import owning; held = owning(sys.argv[1], 'k')"
+    hold += "; held.__enter__(); print('held', flush=True); time.sleep(120)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, tmp_path],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    assert in_use(tmp_path)
+    refused = "k=.* another process is training in it now"
+    with pytest.raises(ConfigError, match=refused), owning(tmp_path, "k"):
+        pass
+    holder.kill()  # SIGKILL: nothing of the holder's runs; the kernel frees its lock
+    holder.wait()
+    assert not in_use(tmp_path)
+    with owning(tmp_path, "k"):
+        pass
+
+
+@pytest.mark.slow
+def test_a_second_run_in_a_folder_in_training_is_refused_and_takes_over_once_the_first_died(
+    tmp_path,
+):
+    """Two processes training side by side on one folder, checkpoints and MLflow run: the
+    second is refused in one line (exit 2) while the first lives, and resumes once it is dead."""
+    longer = "trainer.max_epochs=20"  # 50 s of paced steps: the first outlives the refusals
+    first = train(tmp_path, longer)
+    deadline = time.time() + 240
+    while not (
+        steps_logged(tmp_path / "mlflow.db") >= 6
+        and list(tmp_path.glob(f"logs/*/runs/*/{LAST_CHECKPOINT}"))
+    ):
+        assert first.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    folder = run_folder(tmp_path)
+    for extra, key in ((["resume=auto"], "resume"), ([f"hydra.run.dir={folder}"], "hydra.run.dir")):
+        second = train(tmp_path, longer, *extra)
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 2, err[-3000:]
+        assert err.strip().splitlines()[-1].startswith(f"attnlab: config error: {key}="), err
+        assert "Traceback" not in err
+        assert first.poll() is None  # the first trains on, alone
+    _, run = the_run(tmp_path)  # one run, still the first's
+    assert run.info.status == "RUNNING"
+    first.kill()
+    first.wait()
+    finish(train(tmp_path, longer, "resume=auto"))
+    _, resumed = the_run(tmp_path)
+    assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"

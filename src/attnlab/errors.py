@@ -62,10 +62,10 @@ def one_line(exc: BaseException) -> str | None:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     cause: BaseException | None = exc
-    while cause is not None:  # e.g. a ConfigError raised while Hydra instantiated a plugin
-        if isinstance(cause, ConfigError):
-            return str(cause)
-        cause = cause.__cause__
+    while cause is not None:  # e.g. a ConfigError raised while Hydra instantiated a plugin,
+        if isinstance(cause, ConfigError):  # or inside a resolver (OmegaConf keeps it as the
+            return str(cause)  # context of the error it raises, not as the cause)
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = exc.missing_cfg_file.rpartition("/")
         options = ", ".join(sorted(exc.options or [])) or "no options in that group"

@@ -20,6 +20,8 @@ import os
 import random
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
+
+from attnlab.errors import ConfigError
 
 RUN_ID_FILE = "mlflow_run_id"
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
@@ -61,6 +65,55 @@ def resume_point(output_dir: str | Path | None) -> ResumePoint | None:
     if not (run_id_file.is_file() and checkpoint.is_file()):
         return None
     return ResumePoint(run_id_file.read_text().strip(), checkpoint)
+
+
+OWNER_LOCK = ".attnlab.lock"  # held by the process training in the folder, while it lives
+
+
+def _owner_lock(folder: Path):
+    from filelock import FileLock
+
+    return FileLock(folder / OWNER_LOCK, timeout=0, is_singleton=False)
+
+
+@contextmanager
+def owning(folder: str | Path, key: str) -> Iterator[None]:
+    """Train in ``folder`` only while no other living process does.
+
+    The lock is an OS file lock, so the kernel frees it when its process dies, SIGKILL
+    included: a run started in a folder whose trainer is alive is refused in one line
+    naming ``key`` (``resume`` or ``hydra.run.dir``), and one whose trainer is dead takes over.
+    """
+    from filelock import Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = _owner_lock(folder)
+    try:
+        lock.acquire()
+    except Timeout:
+        allowed = "a folder no running process trains in; another process is training in it now"
+        raise ConfigError(key, str(folder), allowed) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def in_use(folder: str | Path) -> bool:
+    """Whether a living process holds ``folder``'s lock (trains in it) now."""
+    from filelock import Timeout
+
+    folder = Path(folder)
+    if not (folder / OWNER_LOCK).exists():
+        return False
+    lock = _owner_lock(folder)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 def unfinished_resume_point(tracking_uri: str, output_dir: str | Path | None) -> ResumePoint | None:
@@ -285,8 +338,13 @@ def resume_folder(resume: str | None, tracking_uri: str | None, new_folder: str)
         if point is None or command(OmegaConf.load(overrides)) != wanted or client is None:
             continue
         try:
-            if client.get_run(point.run_id).info.status != "FINISHED":
-                return str(folder)
+            finished = client.get_run(point.run_id).info.status == "FINISHED"
         except MlflowException:
             continue
+        if finished:
+            continue
+        if in_use(folder):  # refused here, before Hydra writes its records into the folder
+            allowed = f"no living process training in {folder}, the run it would resume"
+            raise ConfigError("resume", resume, allowed)
+        return str(folder)
     return new_folder

@@ -60,9 +60,24 @@ def build_task(cfg: DictConfig, model, dims: Any):
 
 
 def run(cfg: DictConfig) -> float:
-    """Train and test one configuration; return ``cfg.objective.metric`` as a float."""
-    validate(cfg)
+    """Train and test one configuration; return ``cfg.objective.metric`` as a float.
 
+    The process that trains (global rank 0) owns its output folder while it runs: another
+    run started in the same folder (``resume=auto``, ``hydra.run.dir``) is refused meanwhile.
+    """
+    validate(cfg)
+    from attnlab.distributed import is_global_zero
+    from attnlab.resume import owning
+
+    output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    if not (output_dir and is_global_zero()):
+        return _run(cfg, output_dir)
+    with owning(output_dir, "resume" if cfg.get("resume") == "auto" else "hydra.run.dir"):
+        return _run(cfg, output_dir)
+
+
+def _run(cfg: DictConfig, output_dir: str | None) -> float:
+    """Build, fit and test in ``output_dir`` (None outside Hydra)."""
     import lightning.pytorch as L
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
@@ -96,7 +111,6 @@ def run(cfg: DictConfig) -> float:
     task = build_task(cfg, model, datamodule.dims)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
     callbacks.append(StopOnDivergence())  # not a config option: a NaN loss always ends the run
-    output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
     if not tracked:
         # LearningRateMonitor raises without a logger; there is nothing to log to here.
@@ -176,8 +190,13 @@ def remove_unstarted_output_dir(output_dir: Path) -> None:
     """After a config error: remove the folder Hydra made for the run when it holds nothing
     but Hydra's records (``.hydra/``, the job's log), so a run that never started leaves no
     folder behind. A folder with anything else in it (a reused ``hydra.run.dir``) stays."""
+    from attnlab.resume import OWNER_LOCK, in_use
+
+    if in_use(output_dir):  # refused because another living process trains in it
+        return
     hydra_dir = output_dir / ".hydra"
     records = [hydra_dir / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    records.append(output_dir / OWNER_LOCK)
     logs = list(output_dir.glob("*.log"))
     if not output_dir.is_dir() or set(output_dir.rglob("*")) - {hydra_dir, *records, *logs}:
         return
