@@ -280,3 +280,40 @@ def test_a_second_run_in_a_folder_in_training_is_refused_and_takes_over_once_the
     finish(train(tmp_path, longer, "resume=auto"))
     _, resumed = the_run(tmp_path)
     assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+
+
+def _resumable_folder(tmp_path: Path, client: MlflowClient) -> tuple[Path, str]:
+    """A folder as a killed run leaves it: its run id and checkpoints, the run unfinished."""
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    run_id = client.create_run(client.create_experiment("resumable")).info.run_id
+    (folder / RUN_ID_FILE).write_text(run_id)
+    torch.save({"global_step": 10}, folder / "checkpoints" / "epoch000.ckpt")
+    torch.save({"global_step": 14}, folder / LAST_CHECKPOINT)
+    return folder, run_id
+
+
+def test_a_truncated_last_checkpoint_resumes_from_the_newest_that_can_be_read(
+    tracking_uri, tmp_path
+):
+    from attnlab.errors import ConfigError
+    from attnlab.resume import unfinished_resume_point
+
+    folder, run_id = _resumable_folder(tmp_path, MlflowClient(tracking_uri))
+    whole = (folder / LAST_CHECKPOINT).read_bytes()
+    (folder / LAST_CHECKPOINT).write_bytes(whole[: len(whole) // 2])
+    point = unfinished_resume_point(tracking_uri, folder, "resume")
+    assert point.run_id == run_id and point.checkpoint.name == "epoch000.ckpt"
+    (folder / "checkpoints" / "epoch000.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=r"resume='.*last.ckpt' is not allowed: a checkpoint"):
+        unfinished_resume_point(tracking_uri, folder, "resume")
+
+
+def test_a_folder_whose_mlflow_run_was_deleted_starts_a_new_run(tracking_uri, tmp_path):
+    from attnlab.resume import unfinished_resume_point
+
+    client = MlflowClient(tracking_uri)
+    folder, run_id = _resumable_folder(tmp_path, client)
+    assert unfinished_resume_point(tracking_uri, folder, "resume").run_id == run_id
+    client.delete_run(run_id)
+    assert unfinished_resume_point(tracking_uri, folder, "resume") is None

@@ -116,8 +116,11 @@ def in_use(folder: str | Path) -> bool:
     return False
 
 
-def unfinished_resume_point(tracking_uri: str, output_dir: str | Path | None) -> ResumePoint | None:
-    """The resume point of ``output_dir`` if its MLflow run exists and did not finish."""
+def unfinished_resume_point(
+    tracking_uri: str, output_dir: str | Path | None, key: str
+) -> ResumePoint | None:
+    """The resume point of ``output_dir`` if its MLflow run exists and did not finish, with a
+    checkpoint that can be read (:func:`readable_checkpoint`); a deleted run starts anew."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -125,10 +128,40 @@ def unfinished_resume_point(tracking_uri: str, output_dir: str | Path | None) ->
     if point is None:
         return None
     try:
-        status = MlflowClient(tracking_uri).get_run(point.run_id).info.status
-    except MlflowException:  # another store, or a deleted run: start a new run here
+        run = MlflowClient(tracking_uri).get_run(point.run_id)
+    except MlflowException:  # another store, or a run deleted for good: start a new run here
+        run = None
+    if run is None or run.info.lifecycle_stage == "deleted":
+        rank_zero_info(f"the MLflow run {point.run_id} of {output_dir} was deleted: a new run")
         return None
-    return point if status != "FINISHED" else None
+    if run.info.status == "FINISHED":
+        return None
+    return ResumePoint(point.run_id, readable_checkpoint(Path(output_dir), key))
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be loaded as a checkpoint (truncated, corrupted), or None."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return None
+
+
+def readable_checkpoint(folder: Path, key: str) -> Path:
+    """``checkpoints/last.ckpt``, or if it cannot be read the newest checkpoint of the folder
+    that can (an epoch's: the steps after it are trained again); ConfigError naming
+    ``last.ckpt`` when none can."""
+    last = folder / LAST_CHECKPOINT
+    why = _unreadable(last)
+    if why is None:
+        return last
+    others = [path for path in last.parent.glob("*.ckpt") if path != last]
+    for other in sorted(others, key=lambda path: path.stat().st_mtime, reverse=True):
+        if _unreadable(other) is None:
+            rank_zero_info(f"{last} cannot be read ({why}): resuming from {other}")
+            return other
+    raise ConfigError(key, str(last), f"a checkpoint that can be read ({why}), or another one")
 
 
 def write_atomically(path: Path, data: bytes) -> None:

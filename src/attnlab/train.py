@@ -72,8 +72,13 @@ def run(cfg: DictConfig) -> float:
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
     if not (output_dir and is_global_zero()):
         return _run(cfg, output_dir)
-    with owning(output_dir, "resume" if cfg.get("resume") == "auto" else "hydra.run.dir"):
+    with owning(output_dir, folder_key(cfg)):
         return _run(cfg, output_dir)
+
+
+def folder_key(cfg: DictConfig) -> str:
+    """The key that chose the run's folder, named when the folder cannot be trained in."""
+    return "resume" if cfg.get("resume") == "auto" else "hydra.run.dir"
 
 
 def _run(cfg: DictConfig, output_dir: str | None) -> float:
@@ -129,7 +134,7 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     stale = fail_stale_of_experiment(cfg.logger.tracking_uri, cfg.logger.experiment_name)
     if stale:
         log.info("%d run(s) whose process no longer exists marked FAILED", stale)
-    resume = unfinished_resume_point(cfg.logger.tracking_uri, output_dir)
+    resume = unfinished_resume_point(cfg.logger.tracking_uri, output_dir, folder_key(cfg))
     if resume:
         log.info("resuming MLflow run %s from %s", resume.run_id, resume.checkpoint)
     with mlflow_run(cfg, output_dir, resume.run_id if resume else None) as run_id:
