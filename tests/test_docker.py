@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,30 @@ def test_dockerignore_lets_the_copied_files_through(dockerfile: Path):
         if keyword == "COPY" and "--from" not in args:
             for source in args.split()[:-1]:
                 assert f"!{source.rstrip('/')}" in patterns, source
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_files_an_image_copies_build_the_wheel_with_its_configs(
+    dockerfile: Path, tmp_path: Path
+):
+    """What ``pip install ./`` in the image builds: the wheel, from exactly the COPYed files
+    (pyproject.toml force-includes conf/, sweeps/ and claims/: one left out fails the build)."""
+    for keyword, args in instructions(dockerfile):
+        if keyword == "COPY" and "--from" not in args:
+            for source in args.split()[:-1]:
+                copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copy
+                copy(ROOT / source, tmp_path / source.rstrip("/"))
+    built = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", "dist"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("attnlab-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for shipped in ("attnlab/conf/train.yaml", "attnlab/sweeps/overfitting.yaml"):
+        assert shipped in names
+    assert any(name.startswith("attnlab/claims/") for name in names)
 
 
 def test_published_ports_are_bound_to_localhost():
