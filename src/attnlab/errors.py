@@ -74,12 +74,15 @@ def one_line(exc: BaseException) -> str | None:
         reason = str(exc).strip().splitlines()[0]
         return f"cannot parse the override {exc.override!r}: {reason}"
     if isinstance(exc, ConfigCompositionException):
-        cause = exc.__cause__
+        cause = exc.__cause__ or exc.__context__  # Hydra raises it while handling the cause
         head = str(exc).strip().splitlines()[0].rstrip(".")
         unknown_key = isinstance(cause, ConfigKeyError | ConfigAttributeError)
         if unknown_key and is_dataclass(cause.object_type):
             allowed = [f.name for f in fields(cause.object_type) if not f.name.startswith("_")]
-            return f"{cause.full_key} is not a config key; the keys there are: {', '.join(allowed)}"
+            where = re.match(r"In '([^']+)'", head)  # the config file that sets the key
+            origin = f" (set in {where.group(1)})" if where else ""
+            keys = ", ".join(allowed)
+            return f"{cause.full_key} is not a config key{origin}; the keys there are: {keys}"
         if isinstance(cause, OmegaConfBaseException):
             detail = str(cause).strip().splitlines()[0]
             return f"{head}: {detail}"
