@@ -258,10 +258,9 @@ def test_joblib_launcher_prunes_jobs_in_other_processes(tiny):
 def test_two_sweep_processes_share_one_postgresql_study(
     tiny, fresh_postgres_database, tracking_uri
 ):
-    """Both start at once on an empty database: they race to create Optuna's tables too."""
+    """Both start at once on an empty database and an empty MLflow store: they race to create
+    Optuna's tables, the MLflow store's schema, its experiment and the sweep's parent run."""
     storage = fresh_postgres_database
-    # MLflow migrates a new SQLite store on first use, which two processes must not do at once.
-    MlflowClient(tracking_uri).search_experiments()
     args = [f"hydra.sweeper.storage='{storage}'", "hydra.sweeper.n_trials=6"]
     workers = [_sweep_process(tiny, *args, f"hydra.sweeper.sampler.seed={i}") for i in (0, 1)]
     for worker in workers:
@@ -323,6 +322,38 @@ def test_workers_starting_at_one_instant_on_empty_stores_share_one_experiment_an
     (experiment,) = [e for e in client.search_experiments() if e.name == "e"]
     (parent,) = client.search_runs([experiment.experiment_id])  # one run: the shared parent
     assert found == {parent.info.run_id}
+
+
+def test_a_worker_that_loses_the_race_to_tag_the_parent_run_tags_it_again(tracking_uri, tmp_path):
+    """Workers that finish one study together set the same new tags of its parent run at once,
+    and the second insert fails (seen in the slow suite: UNIQUE constraint failed: tags.key,
+    tags.run_uuid). Here the other worker's insert wins the first time this one writes."""
+    from mlflow.exceptions import MlflowException
+
+    from attnlab.sweeper.parent_run import SweepTracker
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+    space = {"lr": optuna.distributions.FloatDistribution(0, 1)}
+    for value in (0.3, 0.1):
+        study.tell(study.ask(space), value)
+    client = MlflowClient(tracking_uri)
+    tracker = SweepTracker(client, client.create_experiment("sweeps"), study)
+    lost = []
+
+    def losing_once(write):
+        def first_loses(run_id, *args, **kwargs):
+            if not lost:
+                lost.append(run_id)
+                raise MlflowException("UNIQUE constraint failed: tags.key, tags.run_uuid")
+            return write(run_id, *args, **kwargs)
+
+        return first_loses
+
+    client.set_tag, client.log_batch = losing_once(client.set_tag), losing_once(client.log_batch)
+    tracker.finish(study, tmp_path)
+    assert lost == [tracker.parent_run_id]
+    tags = client.get_run(tracker.parent_run_id).data.tags
+    assert tags["best.lr"] == str(study.best_params["lr"])
 
 
 def test_a_lost_get_or_create_reads_back_the_experiment_the_other_creator_made(tracking_uri):
@@ -394,8 +425,7 @@ def test_the_last_worker_of_a_study_ends_its_parent_run(tracking_uri, tmp_path):
 @pytest.mark.slow
 def test_four_sweep_workers_share_one_sqlite_study(tiny, tracking_uri):
     """SQLite serialises writers; four workers that ask, heartbeat and tell at once must not
-    lose a trial to "database is locked"."""
-    MlflowClient(tracking_uri).search_experiments()  # the MLflow store migrated once, first
+    lose a trial to "database is locked"; the MLflow store is created by the workers too."""
     args = ["hydra.sweeper.n_trials=8", "hydra.sweeper.heartbeat_interval=1"]
     args += ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
     workers = [_sweep_process(tiny, *args, f"hydra.sweeper.sampler.seed={i}") for i in range(4)]

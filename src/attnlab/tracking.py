@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +289,25 @@ def get_or_create_experiment(client: mlflow.MlflowClient, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
+def retry_on_conflict(write: Callable[[], Any], attempts: int = 3) -> Any:
+    """``write()``, done again when the store refuses it.
+
+    MLflow sets a tag by reading it, then inserting or updating it: two processes that set the
+    same new tag at once (two sweep workers finishing together, two jobs tagging their
+    experiment) both insert, and the second insert fails on the unique key. The writes here
+    are idempotent, so the loser simply writes again and updates what the winner inserted.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            return write()
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 @contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Inside: SIGTERM (torchrun or SLURM stopping a job, ``docker stop``) raises SystemExit, so
@@ -350,12 +370,15 @@ def mlflow_run(
     with sqlite_store_lock(cfg.logger.tracking_uri):
         experiment = mlflow.set_experiment(cfg.logger.experiment_name)
         minimize = cfg.objective.direction == "minimize"
-        prepare_experiment(
-            mlflow.MlflowClient(),
-            experiment.experiment_id,
-            compare_columns(pairs),
-            cfg.objective.metric,
-            minimize,
+        columns = compare_columns(pairs)
+        retry_on_conflict(
+            lambda: prepare_experiment(
+                mlflow.MlflowClient(),
+                experiment.experiment_id,
+                columns,
+                cfg.objective.metric,
+                minimize,
+            )
         )
     tags = run_tags(cfg)
     if output_dir:

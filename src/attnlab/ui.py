@@ -72,22 +72,7 @@ def prepare_experiment(
 
     Read-modify-write: two jobs that start at the same moment may each miss the other's new
     columns (a SQLite store is locked around this by the caller); the next run adds them back.
-    Both may also insert the same new tag at once, and the second insert fails: it is read
-    again and redone (the write is idempotent).
     """
-    from mlflow.exceptions import MlflowException
-
-    params = list(params)
-    for attempt in range(3):
-        try:
-            return _prepare_once(client, experiment_id, params, metric, minimize)
-        except MlflowException:
-            if attempt == 2:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
-def _prepare_once(client, experiment_id: str, params: Iterable[str], metric: str, minimize: bool):
     tags = client.get_experiment(experiment_id).tags
     if tags.get(KIND_TAG) != KIND:
         client.set_experiment_tag(experiment_id, KIND_TAG, KIND)

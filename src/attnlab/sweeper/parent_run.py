@@ -19,11 +19,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Run, RunStatus  # noqa: E402
+from mlflow.entities import Run, RunStatus, RunTag  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from attnlab.tracking import get_or_create_experiment, sqlite_store_lock  # noqa: E402
+from attnlab.tracking import (  # noqa: E402
+    get_or_create_experiment,
+    retry_on_conflict,
+    sqlite_store_lock,
+)
 
 PARENT_TAG = "attnlab.sweep_parent"
 PARENT_WAIT_S = 60  # how long a worker waits for the study creator's parent run
@@ -174,8 +178,11 @@ class SweepTracker:
             self.client.log_metric(self.parent_run_id, f"trials_{state.lower()}", count)
         if "best_value" in result:
             self.client.log_metric(self.parent_run_id, "best_value", result["best_value"])
-            for key, value in result["best_params"].items():
-                self.client.set_tag(self.parent_run_id, f"best.{key}", str(value))
+            best = [
+                RunTag(f"best.{key}", str(value)) for key, value in result["best_params"].items()
+            ]
+            # workers of one study that finish together set the same new tags at once
+            retry_on_conflict(lambda: self.client.log_batch(self.parent_run_id, tags=best))
         for name, plot in PLOTS.items():
             try:
                 with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
