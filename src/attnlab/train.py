@@ -143,7 +143,7 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
         # a resumed run's logger skips the steps its history already holds
         target = {"_target_": "attnlab.resume.SkipLoggedSteps"} if resume else {}
         logger = instantiate(cfg.logger, run_id=run_id, **target)
-        if isinstance(datamodule, HasBaselines):  # chance and shortcut scores (DESIGN.md)
+        if isinstance(datamodule, HasBaselines):  # chance and shortcut scores beside the model's
             baselines = {f"{BASELINE}{k}": v for k, v in datamodule.baselines().items()}
             logger.log_metrics(baselines, step=0)
         trainer = build_trainer(cfg, model, callbacks, logger=logger)

@@ -1,5 +1,6 @@
-"""Shortcut baselines that data modules log beside a model's score (DESIGN.md); their keys
-follow attnlab.baseline_keys."""
+"""Shortcut baselines that data modules log beside a model's score (chance, majority, bag of
+tokens: a task one of them solves cannot compare architectures); their keys follow
+attnlab.baseline_keys."""
 
 from __future__ import annotations
 
