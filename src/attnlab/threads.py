@@ -4,9 +4,9 @@ Two processes that each spin up one OpenMP thread per core on the same cores fal
 OpenMP's spin-waits: a small GRU step went from 0.07 s to 4.8 s with another job beside it
 (measured on this project's 2-core machine). So DDP ranks, joblib workers and parallel sweep
 processes each get ``cores // processes`` threads, set in one place (:func:`set_thread_budget`,
-called at the start of every run) rather than by each launcher in its own way. Lightning's DDP launcher and
-joblib's loky workers also export ``OMP_NUM_THREADS`` when it is unset; a smaller value that a
-user or launcher already put there is kept.
+called at the start of every run) rather than by each launcher in its own way. Lightning's DDP
+launcher and joblib's loky workers also export ``OMP_NUM_THREADS`` when it is unset; a smaller
+value that a user or launcher already put there is kept.
 """
 
 from __future__ import annotations
