@@ -2,7 +2,7 @@
 
     python benchmarks/sweep_pruning.py [--trials 20] [--sweep pruning_bench] [extra overrides...]
 
-Runs ``attnlab train -m +sweep=<sweep>`` twice in a scratch directory (same sampler seed, same
+Runs ``attnlab train -m sweep=<sweep>`` twice in a scratch directory (same sampler seed, same
 trial budget): once with the sweep's own pruner, once with ``none``. Prints the wall time and
 the best objective of each, and their ratios. Timing is measured here, not asserted in tests.
 """
@@ -22,7 +22,7 @@ import optuna
 def run_sweep(workdir: Path, sweep: str, trials: int, pruner: list[str], extra: list[str]):
     study_name = f"bench-{'pruned' if not pruner else 'unpruned'}"
     command = [
-        sys.executable, "-m", "attnlab.cli", "train", "-m", f"+sweep={sweep}",
+        sys.executable, "-m", "attnlab.cli", "train", "-m", f"sweep={sweep}",
         f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.study_name={study_name}",
         "logger=none", "callbacks.progress_bar=null", "callbacks.model_summary=null",
         *pruner, *extra,

@@ -38,7 +38,7 @@ TINY_AGREEMENT = [
     "callbacks.progress_bar=null", "callbacks.model_summary=null",
 ]  # fmt: skip
 TINY_SWEEP = [
-    "+sweep=transformer", "hydra.sweeper.n_trials=3", "objective.metric=val/loss",
+    "sweep=transformer", "hydra.sweeper.n_trials=3", "objective.metric=val/loss",
     "objective.direction=minimize", "data.n_train=256", "data.n_val=32", "data.n_test=32",
     "data.batch_size=32", "model.width=32", "model.ff_width=64", "model.heads=choice(1,2)",
     "scheduler.warmup_steps=2", "debug=limit", "logger.log_model=false",

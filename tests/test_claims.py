@@ -13,9 +13,9 @@ from mlflow import MlflowClient
 from scipy import stats
 
 from attnlab.claims import spec, verdict
+from attnlab.claims.cli import main as claim_main
 from attnlab.claims.report import README_BEGIN, README_END
 from attnlab.claims.run import machine, train_command
-from attnlab.claims.run import main as claim_main
 from attnlab.claims.spec import Comparison
 from attnlab.config import validate
 from attnlab.errors import ConfigError

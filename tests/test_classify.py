@@ -85,7 +85,7 @@ def test_the_grids_are_found():
 
 @pytest.mark.parametrize("sweep, key, value", SWEPT, ids=["-".join(s) for s in SWEPT])
 def test_every_grid_value_is_a_valid_config(sweep: str, key: str, value: str, make_cfg):
-    cfg = make_cfg(f"+sweep={sweep}", f"{key}={value}")
+    cfg = make_cfg(f"sweep={sweep}", f"{key}={value}")
     validate(cfg)
     assert str(cfg[key.split(".")[0]][key.split(".")[1]]) == value
 

@@ -90,7 +90,7 @@ def test_config_composes_and_instantiates(group: str, option: str, make_cfg):
 def test_sweep_file_composes_with_its_search_space(name: str):
     """Optuna sweeps build their sampler, pruner and space; grids name values to run."""
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", [f"+sweep={name}"], return_hydra_config=True)
+        cfg = compose("train", [f"sweep={name}"], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     sweeper = cfg.hydra.sweeper
     assert sweeper.params
@@ -108,3 +108,18 @@ def _without_hydra(cfg):
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def test_a_sweep_appended_with_plus_is_refused_with_what_to_type(capsys):
+    """``sweep`` has a default (null), so Hydra refuses ``+sweep=NAME`` with a message that does
+    not say what to type; attnlab names the override that works."""
+    from attnlab.train import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["-m", "+sweep=transformer"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "attnlab: config error: +sweep=transformer: sweep is a config group with a default "
+        "now; write sweep=transformer"
+    ]

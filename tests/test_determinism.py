@@ -155,7 +155,7 @@ def trials(folder: Path) -> list[tuple]:
 @pytest.mark.slow
 def test_a_sweep_repeats_its_trials_bit_for_bit(tmp_path: Path, tiny: list[str]):
     """The seeded sampler proposes the same values; each trial then trains the same way."""
-    command = ["-m", "+sweep=transformer", "hydra.sweeper.n_trials=3", *tiny, "debug=limit",
+    command = ["-m", "sweep=transformer", "hydra.sweeper.n_trials=3", *tiny, "debug=limit",
                "logger.log_model=false", "callbacks.attention_maps=null"]  # fmt: skip
     for name in ("first", "second"):
         attnlab(tmp_path / name, *command)

@@ -137,7 +137,7 @@ def test_a_ddp_multirun_gives_each_job_its_own_directory_run_and_values(tmp_path
 def test_an_optuna_sweep_with_ddp_trains_each_trial_with_its_values_on_every_rank(
     tmp_path, tracking_uri
 ):
-    sweep = ["+sweep=overfitting", "hydra.sweeper.n_trials=2", "debug=limit"]
+    sweep = ["sweep=overfitting", "hydra.sweeper.n_trials=2", "debug=limit"]
     attnlab(tmp_path, "-m", *DIGITS, *DDP, *sweep)
     study = optuna.load_study(study_name="overfitting", storage="sqlite:///optuna.db")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
@@ -172,7 +172,7 @@ def test_a_rank_killed_in_a_sweep_trial_fails_that_trial_and_the_sweep_goes_on(
         "+callbacks.crash.stall=300",  # longer than the sweep: only the watcher ends it
         f"+callbacks.crash.once={tmp_path / 'crashed'}",
     ]
-    sweep = ["+sweep=overfitting", "hydra.sweeper.n_trials=2", "debug=limit"]
+    sweep = ["sweep=overfitting", "hydra.sweeper.n_trials=2", "debug=limit"]
     attnlab(tmp_path, "-m", *DIGITS, *DDP, *sweep, *crash, timeout=400)
     study = optuna.load_study(study_name="overfitting", storage="sqlite:///optuna.db")
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -141,7 +141,7 @@ def test_worker_command_composes_a_shared_sweep():
     services = compose_file()["services"]
     train, multirun, *overrides = services["worker"]["command"]
     assert (train, multirun) == ("train", "-m")
-    sweep = next(o.removeprefix("+sweep=") for o in overrides if o.startswith("+sweep="))
+    sweep = next(o.removeprefix("sweep=") for o in overrides if o.startswith("sweep="))
     assert (sweeps_dir() / f"{sweep}.yaml").is_file(), sweep
 
     register_schemas()

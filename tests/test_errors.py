@@ -320,7 +320,7 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
 BAD_COMMANDS = {
     "unknown command": (
         ["trian"],
-        "unknown command 'trian'; one of train, report, claim, bench, runs, ui",
+        "unknown command 'trian'; one of train, eval, predict, report, claim, bench, runs, ui",
     ),
     "-m with --cfg hydra": (["train", "-m", "--cfg", "hydra"], "Only one of --run, --multirun"),
     "-m with --cfg job": (["train", "-m", "--cfg", "job"], "Only one of --run, --multirun"),
@@ -330,6 +330,22 @@ BAD_COMMANDS = {
     "report on an unreachable server": (
         ["report", "--experiment", "x", "--tracking-uri", "http://127.0.0.1:1"],
         "--tracking-uri='http://127.0.0.1:1' is not allowed: a reachable MLflow tracking server",
+    ),
+    "predict with texts and a file": (
+        ["predict", "x", "--file", "inputs.txt"],
+        "give the inputs as TEXT arguments or as --file, one of the two",
+    ),
+    "predict from a run of no store": (
+        ["predict", "--run", "abc", "x"],
+        "mlflow.db' is not allowed: an existing MLflow store; no such SQLite file",
+    ),
+    "eval of a folder that is not there": (
+        ["eval", "--run", "./nofolder/"],
+        "--run='./nofolder/' is not allowed: an existing run folder or an MLflow run id",
+    ),
+    "eval of a run of no store": (
+        ["eval", "--run", "abc"],
+        "mlflow.db' is not allowed: an existing MLflow store; no such SQLite file",
     ),
     "ui --port without a number": (["ui", "--port"], "argument --port: expected one argument"),
     "ui --port not a number": (["ui", "--port", "abc"], "invalid int value: 'abc'"),
@@ -343,18 +359,18 @@ BAD_COMMANDS = {
         "--tracking-uri='postgresql://user:***@127.0.0.1:1/x' is not allowed",
     ),
     "a sweep with a +key nothing reads": (
-        ["train", "-m", "+sweep=transformer", "+model.colour=red"],
+        ["train", "-m", "sweep=transformer", "+model.colour=red"],
         "model.colour='red' is not allowed",
     ),
     "a malformed sweep storage": (
-        ["train", "-m", "+sweep=transformer", "hydra.sweeper.storage=optuna.db"],
+        ["train", "-m", "sweep=transformer", "hydra.sweeper.storage=optuna.db"],
         "hydra.sweeper.storage='optuna.db' is not allowed: a reachable database URL",
     ),
     "an unreachable sweep storage with a password": (
         [
             "train",
             "-m",
-            "+sweep=transformer",
+            "sweep=transformer",
             "hydra.sweeper.storage=postgresql://user:pw-9@127.0.0.1:1/optuna",
         ],
         "hydra.sweeper.storage='postgresql://user:***@127.0.0.1:1/optuna' is not allowed",

@@ -106,7 +106,8 @@ def tiny_experiment(name: str, corpus: Path) -> TinyExperiment:
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny models gain nothing from a second thread, and two OpenMP threads beside another busy
-    process spin-wait (DESIGN.md): this module took 275 s that way instead of 33 s."""
+    process spin-wait (see the docstring of ``attnlab.threads``): this module took 275 s that way
+    instead of 33 s."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -73,12 +73,12 @@ def test_installed_wheel_composes_from_its_own_configs(wheel: Path, tmp_path: Pa
 
 @pytest.mark.slow
 def test_installed_wheel_runs_a_sweep_in_an_empty_directory(wheel: Path, tmp_path: Path):
-    """`+sweep=overfitting` comes from the wheel's attnlab/sweeps (one short trial)."""
+    """`sweep=overfitting` comes from the wheel's attnlab/sweeps (one short trial)."""
     env = _install(wheel, tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     swept = subprocess.run(
-        [sys.executable, "-m", "attnlab.train", "-m", "+sweep=overfitting",
+        [sys.executable, "-m", "attnlab.train", "-m", "sweep=overfitting",
          "hydra.sweeper.n_trials=1", "trainer.max_epochs=1", "logger=none",
          "callbacks.progress_bar=null", "callbacks.model_summary=null"],
         env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, cwd=empty,

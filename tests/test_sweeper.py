@@ -33,7 +33,7 @@ def load(storage: str = "sqlite:///optuna.db", name: str = "transformer_dates") 
 
 
 def sweep_command(tiny, *extra: str) -> list[str]:
-    return ["train", "-m", "+sweep=transformer", *tiny, *FAST, *extra]
+    return ["train", "-m", "sweep=transformer", *tiny, *FAST, *extra]
 
 
 def test_sweep_records_trials_pruning_and_mlflow_children(tiny, tracking_uri, tmp_path):

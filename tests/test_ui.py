@@ -175,7 +175,7 @@ def test_ui_optuna_prints_the_newest_study(capsys, tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     with pytest.raises(SystemExit) as stop:
         main(["ui", "--optuna", "--print-url", "--storage", storage])
-    assert stop.value.code == 2 and "run `attnlab train -m +sweep=...`" in capsys.readouterr().err
+    assert stop.value.code == 2 and "run `attnlab train -m sweep=...`" in capsys.readouterr().err
     for name in ("first", "second"):
         optuna.create_study(study_name=name, storage=storage)
     assert printed_url(capsys, "--optuna").endswith(":8080/dashboard/studies/2")
@@ -199,7 +199,7 @@ def test_ui_opens_a_browser_where_one_exists(monkeypatch, capsys):
     opened = []
     monkeypatch.setattr("os.execv", lambda program, argv: None)
     monkeypatch.setattr("attnlab.ui.browser_available", lambda: True)
-    monkeypatch.setattr("attnlab.cli.open_later", lambda url, health: opened.append(health))
+    monkeypatch.setattr("attnlab.ui_command.open_later", lambda url, health: opened.append(health))
     main(["ui", "--no-browser"])
     main(["ui", "--port", "5001"])
     assert opened == ["http://127.0.0.1:5001/health"]

@@ -1,256 +1,89 @@
-"""``attnlab`` console entry: ``attnlab train ...``, ``attnlab bench NAME`` and ``attnlab ui``."""
+"""``attnlab`` console entry: a table of commands, each a module with ``main(argv) -> int``.
+
+Command modules are imported only when run, so ``attnlab -h`` answers without torch or MLflow.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import urllib.parse
-from pathlib import Path
-
-from attnlab.errors import ConfigError, report_config_errors
-
-USAGE = """usage: attnlab <command> [args]
-
-commands:
-  train [overrides]   train and test one config (Hydra app: -m, --cfg job, key=value ...)
-  report --experiment NAME [--sweep STUDY]
-                      compare MLflow runs: varying params, metrics, train-test gap
-  report --claim NAME | --claims [--readme README.md] [--out DIR] [--tracking-uri URI]
-                      the verdict of a claim of the notes: Markdown and HTML with intervals
-  claim list | claim run NAME [--seeds S ...] [--scale gpu] [overrides]
-                      run a claim's variants over its seeds (claims/NAME.yaml)
-  bench complexity [--quick] [--out DIR] [--device cpu|cuda] [--no-mlflow]
-                      time and memory of attention, GRU and conv layers vs n and d (notes §9.4)
-  bench perf [--quick] [--only SECTION ...] [--out DIR] [--device cpu|cuda] [--no-mlflow]
-                      attnlab vs plain PyTorch as ratios: models, decoding, `attnlab train`
-                      overhead, parallel sweep threads; cuda: bf16/compile (README "Performance")
-  runs [--fix-stale] [--experiment NAME]
-                      list runs shown RUNNING; end FAILED those whose process is gone
-  ui [--experiment NAME] [--port N] [--print-url]
-                      the MLflow UI on this directory's runs (sqlite:///mlflow.db), opened at
-                      the runs table of the latest (or named) experiment
-  ui --optuna [--storage URL] [--study NAME]
-                      optuna-dashboard on the sweep storage (default sqlite:///optuna.db)
-  ui --server --backend-store-uri URI [--artifacts-destination DIR] [mlflow server options]
-                      start a team tracking server that also serves the artifacts
-"""
+from collections.abc import Sequence
+from typing import NamedTuple
 
 
-BENCHES = {
-    "complexity": "attnlab.bench.complexity",
-    "perf": "attnlab.bench.perf",
-}  # name -> module with main(argv) -> int
+class Command(NamedTuple):
+    name: str
+    module: str  # exposes main(argv: list[str]) -> int
+    summary: str
 
 
-def bench(args: list[str]) -> None:
-    """``attnlab bench NAME [options]``: run one benchmark of attnlab.bench."""
-    name = args[0] if args else None
-    if name not in BENCHES:
-        what = f"unknown benchmark {name!r}" if name else "no benchmark named"
-        print(f"attnlab bench: {what}; one of {', '.join(BENCHES)}", file=sys.stderr)
-        raise SystemExit(2)
-    raise SystemExit(importlib.import_module(BENCHES[name]).main(args[1:]))
+COMMANDS = (
+    Command("train", "attnlab.train", "train and test one config (Hydra: -m, --cfg job, k=v ...)"),
+    Command("eval", "attnlab.evaluate", "test a trained run again, on its data or data you change"),
+    Command("predict", "attnlab.predict", "a trained seq2seq model's output for your texts"),
+    Command("report", "attnlab.report", "compare MLflow runs: params that differ, metrics, gap"),
+    Command("claim", "attnlab.claims.cli", "the claims of the notes: list, run, report a verdict"),
+    Command("bench", "attnlab.bench.cli", "benchmarks: layer cost vs n and d, speed vs PyTorch"),
+    Command("runs", "attnlab.runs", "runs shown RUNNING; --fix-stale ends FAILED the dead ones"),
+    Command("ui", "attnlab.ui_command", "the MLflow UI, a tracking server or the Optuna dashboard"),
+)
 
 
-def check_backend_store(uri: str) -> None:
-    """The UI and server need a store they own, not another tracking server."""
-    from attnlab.tracking import BACKEND_STORES, check_tracking_store
-
-    if urllib.parse.urlparse(uri).scheme.lower() in ("http", "https"):
-        server = f"{uri} is a tracking server: browse to it"
-        raise ConfigError("--backend-store-uri", uri, f"{BACKEND_STORES}; {server}")
-    check_database_scheme(uri)
-    check_tracking_store("--backend-store-uri", uri)
+def plain(text: str) -> str:
+    """Docstring text as help shows it: RST ``literals`` without their backticks."""
+    return text.replace("``", "")
 
 
-def local_base(host: str, port: int) -> str:
-    """The address a browser on this machine uses for a server bound to ``host``."""
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def command_parser(prog: str, description: str, **options) -> argparse.ArgumentParser:
+    """The parser of one command; its description (often a docstring) reads as plain text."""
+    return argparse.ArgumentParser(prog=prog, description=plain(description), **options)
 
 
-def runs_address(store: str, base: str, name: str | None) -> str:
-    """The runs table of experiment ``name``, or of the one with the latest run."""
-    from mlflow import MlflowClient
-
-    from attnlab.ui import VIEW_TAG, latest_experiment, runs_url
-
-    new_sqlite = store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists()
-    client = None if new_sqlite else MlflowClient(store)
-    if name is None:
-        experiment = latest_experiment(client) if client else None
-    else:
-        experiment = client.get_experiment_by_name(name) if client else None
-        if experiment is None:
-            names = [e.name for e in client.search_experiments()] if client else []
-            allowed = f"an experiment of {store}: {', '.join(names) or 'none yet, run first'}"
-            raise ConfigError("--experiment", name, allowed)
-    if experiment is None:
-        return runs_url(base, None)
-    return runs_url(base, experiment.experiment_id, view=VIEW_TAG in experiment.tags)
-
-
-def study_address(storage: str, base: str, name: str | None) -> str:
-    """optuna-dashboard's page of study ``name``, or of the newest study."""
-    from attnlab.ui import study_ids
-
-    ids = study_ids(storage)
-    if name is not None and name not in ids:
-        raise ConfigError("--study", name, f"a study of {storage}: {', '.join(ids) or 'none'}")
-    study = ids.get(name) if name else max(ids.values(), default=None)
-    return f"{base}/dashboard/studies/{study}" if study is not None else f"{base}/dashboard"
-
-
-def check_sweep_storage(storage: str) -> None:
-    """A sweep storage the dashboard can open: an existing SQLite file or a reachable database."""
-    from attnlab.tracking import check_tracking_store
-
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
-        allowed = "an Optuna storage with a sweep in it (run `attnlab train -m +sweep=...` here)"
-        raise ConfigError("--storage", storage, allowed + ", or another --storage URL")
-    check_tracking_store("--storage", storage)
-
-
-def open_later(url: str, health: str) -> None:
-    """Open ``url`` in a browser once the server answers; the helper outlives this process."""
-    import subprocess
-
-    helper = "import sys; from attnlab.ui import open_when_up; open_when_up(*sys.argv[1:])"
-    subprocess.Popen(
-        [sys.executable, "-c", helper, url, health],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def listing(prog: str, kind: str, commands: Sequence[Command], description: str) -> str:
+    """The help of a command that runs one of ``commands``: usage, description, the table."""
+    width = max(len(command.name) for command in commands) + 2
+    rows = "\n".join(f"  {c.name:<{width}}{c.summary}" for c in commands)
+    return (
+        f"usage: {prog} <{kind}> [args]\n\n{description}\n\n{kind}s:\n{rows}\n\n"
+        f"{prog} <{kind}> -h: the {kind}'s options"
     )
 
 
-def check_database_scheme(uri: str) -> None:
-    """A database URL, not a folder: MLflow 3 refuses folder stores with a traceback."""
-    from attnlab.tracking import BACKEND_STORES, DATABASE_SCHEMES
+def dispatch(
+    prog: str, kind: str, commands: Sequence[Command], argv: list[str], description: str
+) -> int:
+    """Run the command ``argv[0]`` names with the rest of ``argv``; -h lists ``commands``.
 
-    if urllib.parse.urlparse(uri).scheme.lower().partition("+")[0] not in DATABASE_SCHEMES:
-        raise ConfigError("--backend-store-uri", uri, BACKEND_STORES)
-
-
-def ui(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="attnlab ui",
-        usage="attnlab ui [options] (attnlab ui -h lists them)",  # a mistake stays a few lines
-        allow_abbrev=False,
-        description="Start the MLflow UI on the runs table of the latest (or named) experiment, "
-        "with --server a team tracking server, or with --optuna the Optuna dashboard. Options "
-        "not listed here (--workers, --allowed-hosts, ...) go to the server as they are.",
-    )
-    parser.add_argument("--port", type=int, help="default 5000 (MLflow), 8080 (--optuna)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument(
-        "--backend-store-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
-    )
-    parser.add_argument("--experiment", help="open this experiment (default: the latest run's)")
-    parser.add_argument(
-        "--server", action="store_true", help="run `mlflow server` and serve the artifacts"
-    )
-    parser.add_argument(
-        "--artifacts-destination",
-        help="with --server: where uploaded artifacts are stored (default ./mlartifacts)",
-    )
-    parser.add_argument(
-        "--optuna", action="store_true", help="optuna-dashboard on the sweep storage instead"
-    )
-    parser.add_argument("--storage", default="sqlite:///optuna.db", help="with --optuna")
-    parser.add_argument("--study", help="with --optuna: open this study (default: the newest)")
-    parser.add_argument("--no-browser", action="store_true", help="only print the address")
-    parser.add_argument("--print-url", action="store_true", help="print the address and exit")
-    opts, passthrough = parser.parse_known_args(args)
-    if opts.artifacts_destination and not opts.server:
-        parser.error("--artifacts-destination needs --server")
-    if opts.optuna and opts.server:
-        parser.error("--optuna and --server: one at a time")
-    base = local_base(opts.host, opts.port or (8080 if opts.optuna else 5000))
-    with report_config_errors():
-        if opts.optuna:
-            check_sweep_storage(opts.storage)
-            url, health = study_address(opts.storage, base, opts.study), f"{base}/dashboard"
-        else:
-            check_backend_store(opts.backend_store_uri)
-            url = runs_address(opts.backend_store_uri, base, opts.experiment)
-            health = f"{base}/health"
-    print(f"{'Optuna dashboard' if opts.optuna else 'MLflow'}: {url}", flush=True)
-    if opts.print_url:
-        return
-    if not opts.no_browser:
-        from attnlab.ui import browser_available
-
-        if browser_available():
-            open_later(url, health)
-    command = optuna_command(parser, opts) if opts.optuna else mlflow_command(opts)
-    # exec: the server takes this process's place, so a supervisor's SIGTERM reaches it directly
-    os.execv(command[0], command + passthrough)
-
-
-def mlflow_command(opts: argparse.Namespace) -> list[str]:
-    command = [
-        sys.executable, "-m", "mlflow", "server" if opts.server else "ui",
-        "--backend-store-uri", opts.backend_store_uri,
-        "--host", opts.host, "--port", str(opts.port or 5000),
-    ]  # fmt: skip
-    if opts.server:
-        destination = opts.artifacts_destination or "mlartifacts"
-        if len(urllib.parse.urlparse(destination).scheme) < 2:  # a folder (or C:\...)
-            destination = str(Path(destination).resolve())
-        command += ["--serve-artifacts", "--artifacts-destination", destination]
-    return command
-
-
-def optuna_command(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> list[str]:
-    import shutil
-
-    here = str(Path(sys.executable).parent)
-    program = shutil.which("optuna-dashboard", path=here) or shutil.which("optuna-dashboard")
-    if program is None:
-        parser.error("optuna-dashboard is not installed: pip install optuna-dashboard")
-    return [program, opts.storage, "--host", opts.host, "--port", str(opts.port or 8080)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    No name prints the list and exits 2; an unknown name is one line and exit 2.
+    """
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        raise SystemExit(0 if argv else 2)
-    command, rest = argv[0], argv[1:]
-    if command == "train":
-        from attnlab.train import main as train_main
-
-        sys.argv = [f"{os.path.basename(sys.argv[0])} train", *rest]
-        train_main(rest)
-    elif command == "report":
-        from attnlab.report import main as report_main
-
-        raise SystemExit(report_main(rest))
-    elif command == "claim":
-        from attnlab.claims.run import main as claim_main
-
-        raise SystemExit(claim_main(rest))
-    elif command == "bench":
-        bench(rest)
-    elif command == "runs":
-        from attnlab.runs import main as runs_main
-
-        raise SystemExit(runs_main(rest))
-    elif command == "ui":
-        ui(rest)
-    else:
-        print(
-            f"attnlab: unknown command {command!r}; one of train, report, claim, bench, runs, ui "
-            "(attnlab -h)",
-            file=sys.stderr,
-        )
+        print(listing(prog, kind, commands, description), file=sys.stdout if argv else sys.stderr)
+        if not argv:
+            raise SystemExit(2)
+        return 0
+    by_name = {command.name: command for command in commands}
+    if argv[0] not in by_name:
+        names = ", ".join(by_name)
+        print(f"{prog}: unknown {kind} {argv[0]!r}; one of {names} ({prog} -h)", file=sys.stderr)
         raise SystemExit(2)
+    return importlib.import_module(by_name[argv[0]].module).main(argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``attnlab <command> [args]``: the command's exit code; usage mistakes exit 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from importlib.metadata import version
+
+        print(f"attnlab {version('attnlab')}")
+        return 0
+    description = (
+        "Runnable, comparable experiments on attention, Transformers, residual networks and "
+        "normalization.\n\noptions:\n  -h, --help  this list\n  --version   attnlab's version"
+    )
+    return dispatch("attnlab", "command", COMMANDS, argv, description)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -51,6 +51,10 @@ class Run:
     objective: Objective = field(default_factory=Objective)
     tags: dict[str, str] = field(default_factory=dict)
     resume: str | None = None  # auto: continue the newest unfinished run of this command
+    log_model: bool = True  # save predictor.pt and log the MLflow model (seq2seq on text)
+    register_model: str | None = None  # also register the logged model under this name
+    eval_checkpoint: str | None = None  # attnlab eval: test this checkpoint, train nothing
+    eval_of_run: str | None = None  # attnlab eval: the run that trained it (tag attnlab.evaluates)
     data: Any = None
     model: Any = None
     task: Any = None
@@ -96,7 +100,7 @@ def register_schemas() -> None:
     OmegaConf.register_new_resolver("launch_token", launch_token, replace=True, use_cache=True)
     store = ConfigStore.instance()
     store.store(name="run", node=Run)
-    for path in sorted(sweeps_dir().glob("*.yaml")):  # +sweep=NAME
+    for path in sorted(sweeps_dir().glob("*.yaml")):  # sweep=NAME
         store.store(group="sweep", name=path.stem, node=OmegaConf.load(path), package="_global_")
     registry.load()
     for component in registry.REGISTRY.values():

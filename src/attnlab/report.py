@@ -3,8 +3,8 @@
     attnlab report --experiment overfitting                # every finished run
     attnlab report --experiment overfitting --sweep overfitting   # the trials of one study
     attnlab report --experiment degradation --metrics train/error test/error
-    attnlab report --claim agreement      # a claim's verdict: attnlab.claims.report
-    attnlab report --claims --readme README.md
+    attnlab report --claim agreement      # = attnlab claim report agreement
+    attnlab report --claims --readme README.md   # = attnlab claim report --all --readme ...
 
 Columns are the params that differ between the runs, then the metrics; for classification the
 train-test gap (test/error - train_eval/error: the same best weights scored on both splits in
@@ -23,6 +23,8 @@ from mlflow import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
+from attnlab.claims.cli import add_report_options, report_verdicts
+from attnlab.cli import command_parser
 from attnlab.errors import ConfigError, report_config_errors
 from attnlab.sweeper.parent_run import PARENT_TAG
 from attnlab.tracking import check_existing_store
@@ -114,10 +116,11 @@ def print_table(frame: pd.DataFrame, title: str) -> None:
 
 
 def main(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="attnlab report",
+    parser = command_parser(
+        "attnlab report",
+        __doc__,
         usage="attnlab report (--experiment NAME | --claim NAME | --claims) [options]",
-        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--experiment", help="MLflow experiment (task_name)")
@@ -128,17 +131,13 @@ def main(args: list[str]) -> int:
     parser.add_argument(
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
-    parser.add_argument("--scale", default="cpu", help="with --claim(s): the runs of this scale")
-    parser.add_argument("--out", default="reports/claims", help="with --claim(s): output folder")
+    add_report_options(parser, condition="with --claim(s): ")
     parser.add_argument("--readme", help="with --claims: rewrite this file's claims table")
-    parser.add_argument(
-        "--seeds", type=int, nargs="+", help="with --claim(s): only these seeds (default: all)"
-    )
     opts = parser.parse_args(args)
     if opts.readme and not opts.claims:
         parser.error("--readme needs --claims")
     if opts.claim or opts.claims:
-        return claims_main(opts)
+        return report_verdicts(opts)
     with report_config_errors():
         check_existing_store("--tracking-uri", opts.tracking_uri)
         client = MlflowClient(opts.tracking_uri)
@@ -152,43 +151,4 @@ def main(args: list[str]) -> int:
         swept = [c for c in table.columns if "." in c and c not in opts.metrics]
         title = "train-test gap per countermeasure (marginal: every param moves in every trial)"
         print_table(countermeasure_summary(table, swept), title)
-    return 0
-
-
-def claims_main(opts: argparse.Namespace) -> int:
-    """Verdicts of one claim or all: a line per claim, Markdown and HTML under ``--out``."""
-    from pathlib import Path
-
-    from attnlab.claims import report, spec
-
-    with report_config_errors():
-        check_existing_store("--tracking-uri", opts.tracking_uri)
-        client = MlflowClient(opts.tracking_uri)
-        claims = [spec.load(opts.claim)] if opts.claim else [spec.load(n) for n in spec.names()]
-        results = []
-        for claim in claims:
-            result = report.evaluate(client, claim, opts.scale, opts.seeds)
-            if not result.runs:
-                seeds = " ".join(map(str, opts.seeds or ()))
-                where = f" at seeds {seeds}" if seeds else ""
-                run = f"attnlab claim run {claim.name}" + (f" --seeds {seeds}" if seeds else "")
-                print(
-                    f"claim {claim.name}: no finished runs of scale {opts.scale}{where} in "
-                    f"{opts.tracking_uri} (run `{run}`)"
-                )
-                continue
-            results.append(result)
-            print(f"claim {claim.name}: {result.verdict}")
-            for comparison, judgement in zip(claim.comparisons, result.judgements, strict=True):
-                print(f"  {comparison.metric}: {judgement.verdict}: {judgement.reason}")
-        if not results:
-            return 1
-        stem = opts.claim or "claims"
-        md_path, html_path = report.write_documents(
-            client, results, Path(opts.out), stem, opts.tracking_uri
-        )
-        print(f"written {md_path} and {html_path}")
-        if opts.readme:
-            report.update_readme(Path(opts.readme), results)
-            print(f"claims table of {opts.readme} rewritten")
     return 0

@@ -13,7 +13,6 @@ process has taken over counts as gone: the owner started before its run did.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from attnlab.cli import command_parser
 from attnlab.errors import ConfigError, report_config_errors
 from attnlab.tracking import check_existing_store, sqlite_store_lock
 
@@ -89,9 +89,8 @@ def fail_stale_of_experiment(tracking_uri: str, experiment_name: str) -> int:
 
 
 def main(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="attnlab runs",
-        description="List the MLflow runs shown RUNNING and whether their process still exists.",
+    parser = command_parser(
+        "attnlab runs", "List the MLflow runs shown RUNNING and whether their process still exists."
     )
     parser.add_argument(
         "--fix-stale",

@@ -34,6 +34,7 @@ from attnlab.registry import Component, Settings, add
 from attnlab.run_names import describe, job_pairs, swept_keys, trial_name
 from attnlab.ui import prepare_experiment
 
+EVALUATES_TAG = "attnlab.evaluates"  # on a run of attnlab eval: the id of the run it tests
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -130,6 +131,8 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         tags["hydra.overrides"] = shlex.join(hydra.overrides.task)
         if hydra.mode == RunMode.MULTIRUN:
             tags["hydra.job_num"] = str(hydra.job.num)
+    if cfg.get("eval_of_run"):  # attnlab eval: the run it tests
+        tags[EVALUATES_TAG] = cfg.eval_of_run
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
     return {key: mask_secrets(value) for key, value in tags.items()}
 

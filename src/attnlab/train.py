@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from attnlab.config import register_schemas, validate
-from attnlab.errors import EXIT_CONFIG_ERROR, mask_secrets, report_config_errors
+from attnlab.errors import EXIT_CONFIG_ERROR, ConfigError, mask_secrets, report_config_errors
 from attnlab.paths import config_dir
 
 register_schemas()
@@ -94,6 +94,7 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     from attnlab.distributed import is_global_zero, process_rank
     from attnlab.resume import unfinished_resume_point, write_run_id
     from attnlab.runs import fail_stale_of_experiment
+    from attnlab.serving import save_and_log
     from attnlab.threads import set_run_thread_budget
     from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
     from attnlab.trainer import build_trainer, distributed_params
@@ -112,6 +113,8 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     validate(cfg, datamodule.dims)
+    if cfg.eval_checkpoint:
+        check_trained_data(cfg.eval_checkpoint, datamodule)
     model = build_model(cfg, datamodule.dims)
     task = build_task(cfg, model, datamodule.dims)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
@@ -122,7 +125,10 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         trainer = build_trainer(cfg, model, callbacks, logger=False)
         try:
-            return _fit_and_test(trainer, task, datamodule, cfg)
+            value = _fit_and_test(trainer, task, datamodule, cfg)
+            if cfg.log_model and not cfg.eval_checkpoint and is_global_zero():
+                save_and_log(cfg, task, datamodule, output_dir, tracked=False)
+            return value
         except TrialPruned:
             if is_global_zero():
                 raise
@@ -148,7 +154,23 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
             logger.log_metrics(baselines, step=0)
         trainer = build_trainer(cfg, model, callbacks, logger=logger)
         logger.log_hyperparams(distributed_params(cfg, trainer, model))
-        return _fit_and_test(trainer, task, datamodule, cfg, resume.checkpoint if resume else None)
+        value = _fit_and_test(trainer, task, datamodule, cfg, resume.checkpoint if resume else None)
+        if cfg.log_model and not cfg.eval_checkpoint:  # the best weights: test() loaded them
+            save_and_log(cfg, task, datamodule, output_dir, tracked=True)
+        return value
+
+
+def check_trained_data(checkpoint: str, datamodule) -> None:
+    """Before an eval loads any weights: hand the data module the state it saved in the
+    checkpoint (its vocabularies), which it refuses if its own data built other ids."""
+    import torch
+
+    if not Path(checkpoint).is_file():
+        raise ConfigError("eval_checkpoint", checkpoint, "an existing checkpoint file")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = saved.get(type(datamodule).__qualname__)  # where Lightning keeps the module's state
+    if state is not None:
+        datamodule.load_state_dict(state)
 
 
 def _fit_and_test(trainer, task, datamodule, cfg: DictConfig, resume_from=None) -> float:
@@ -162,12 +184,15 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig, resume_from=None) 
     launches = trainer.world_size > 1 and HydraConfig.initialized() and is_global_zero()
     output_dir = HydraConfig.get().runtime.output_dir if launches else None
     with launching_job(output_dir, trainer) if launches else leaving_process_group():
-        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-        for callback in trainer.callbacks:
-            if trial and isinstance(callback, trial.FitPruning):  # under DDP: read here
-                callback.check_pruned()
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt_path = "best" if best else None
+        if cfg.eval_checkpoint:  # attnlab eval: a trained checkpoint, tested as it is
+            ckpt_path = cfg.eval_checkpoint
+        else:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+            for callback in trainer.callbacks:
+                if trial and isinstance(callback, trial.FitPruning):  # under DDP: read here
+                    callback.check_pruned()
+            checkpoint = trainer.checkpoint_callback
+            ckpt_path = "best" if checkpoint and checkpoint.best_model_path else None
         # weights_only: a checkpoint holds tensors and plain values only; loading never runs code
         trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if cfg.objective.metric.startswith("val/"):  # after test(), only test metrics are kept
@@ -222,11 +247,20 @@ def remove_unstarted_output_dir(output_dir: Path) -> None:
         parent.rmdir()
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console entry: run the Hydra app; configuration mistakes exit 2 with one line."""
-    if args is not None:
-        sys.argv = [sys.argv[0], *args]
+def main(args: list[str] | None = None) -> int:
+    """``attnlab train ARGS`` (or ``python -m attnlab.train`` on sys.argv): run the Hydra app;
+    configuration mistakes exit 2 with one line."""
+    if args is not None:  # Hydra parses sys.argv, and names the program after its first item
+        sys.argv = [f"{os.path.basename(sys.argv[0])} train", *args]
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach our reporter
+    appended = [arg for arg in sys.argv[1:] if arg.startswith("+sweep=")]
+    if appended:  # Hydra's own message ("Multiple values for sweep") does not say what to type
+        print(
+            f"attnlab: config error: {appended[0]}: sweep is a config group with a default "
+            f"now; write {appended[0][1:]}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_CONFIG_ERROR)
     with report_config_errors():
         try:
             hydra_main()
@@ -237,6 +271,7 @@ def main(args: list[str] | None = None) -> None:
             raise SystemExit(EXIT_CONFIG_ERROR) from None
         finally:
             skip_exit_collection()
+    return 0
 
 
 def skip_exit_collection() -> None:

@@ -1,1 +1,2 @@
-"""Benchmarks run by ``attnlab bench NAME`` (one module per benchmark, each with ``main(argv)``)."""
+"""Benchmarks run by ``attnlab bench NAME`` (one module per benchmark, each with ``main(argv)``,
+listed in attnlab.bench.cli)."""

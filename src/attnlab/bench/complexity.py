@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils import benchmark
 
+from attnlab.cli import command_parser
 from attnlab.models.attention import MultiHeadAttention
 
 KERNEL = 3
@@ -595,9 +596,9 @@ def main(argv: list[str] | None = None) -> int:
         textwrap.fill(f"{name} grid: {grid.describe()}.", 96)
         for name, grid in (("default (3-5 minutes on 2 CPU cores)", DEFAULT), ("--quick", QUICK))
     )
-    parser = argparse.ArgumentParser(
-        prog="attnlab bench complexity",
-        description=DESCRIPTION,
+    parser = command_parser(
+        "attnlab bench complexity",
+        DESCRIPTION,
         epilog=grids,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -21,7 +21,6 @@ The machine is shared and noisy, so the two sides of a ratio are measured altern
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.bench import references as ref
+from attnlab.cli import command_parser
 
 
 @dataclass(frozen=True)
@@ -659,9 +659,8 @@ def log_to_mlflow(rows: list[Row], params: dict[str, str], text: str, argv: list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="attnlab bench perf",
-        description=__doc__.split("\n\n")[0] + " Sections: " + ", ".join(SECTIONS) + ".",
+    parser = command_parser(
+        "attnlab bench perf", __doc__.split("\n\n")[0] + " Sections: " + ", ".join(SECTIONS) + "."
     )
     parser.add_argument(
         "--quick",

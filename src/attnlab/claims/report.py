@@ -398,7 +398,7 @@ def header_lines(result: ClaimResult) -> list[tuple[str, str]]:
     claim = result.claim
     return [
         ("source", claim.source),
-        ("run", f"{command(claim, result.scale)}   (report: attnlab report --claim {claim.name})"),
+        ("run", f"{command(claim, result.scale)}   (report: attnlab claim report {claim.name})"),
         (
             "runs",
             f"{len(result.all_runs())} over seeds {', '.join(map(str, result.seeds()))}; "

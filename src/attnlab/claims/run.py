@@ -1,29 +1,22 @@
-"""``attnlab claim``: run every variant of a claim over its seeds, tagged for the report.
-
-    attnlab claim list
-    attnlab claim run agreement                 # the claim's seeds, the CPU scale
-    attnlab claim run agreement --seeds 7 8 9   # seeds nobody tuned for
-    attnlab claim run degradation --scale gpu   # the claim's preset near the paper's sizes
-    attnlab claim run position trainer.max_epochs=3   # extra overrides for every variant
+"""``attnlab claim run``: run every variant of a claim over its seeds, tagged for the report.
 
 Each variant is one ``attnlab train -m`` over the seeds (Hydra's basic launcher runs them one
 after another in one process); the seed sets the weights, the batch order and the data's own
 sample (``data.seed``), with determinism on and the MLflow tags ``claim``, ``variant``,
-``seed``, ``claim_scale`` and ``machine`` that ``attnlab report --claim`` and the MLflow UI group
+``seed``, ``claim_scale`` and ``machine`` that ``attnlab claim report`` and the MLflow UI group
 by. Any failing variant stops the claim with its exit code.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import subprocess
 import sys
 import time
 
-from attnlab.claims.spec import Claim, load, names
-from attnlab.errors import ConfigError, report_config_errors
+from attnlab.claims.spec import Claim
+from attnlab.errors import ConfigError
 
 DEFAULT_SCALE = "cpu"
 
@@ -98,28 +91,5 @@ def run(claim: Claim, seeds: list[int], scale: str, extra: list[str]) -> int:
     summary = ", ".join(f"{v} {s:.0f} s" for v, s in walls.items())
     total = sum(walls.values())
     print(f"attnlab claim {claim.name}: done in {total:.0f} s ({summary}); the verdict: "
-          f"attnlab report --claim {claim.name}")  # fmt: skip
+          f"attnlab claim report {claim.name}")  # fmt: skip
     return 0
-
-
-def main(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="attnlab claim", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="the claims and their sources")
-    runner = commands.add_parser("run", help="run a claim's variants over its seeds")
-    runner.add_argument("name")
-    runner.add_argument("--seeds", type=int, nargs="+", help="default: the claim's seeds")
-    runner.add_argument("--scale", default=DEFAULT_SCALE, help="cpu (default) or a preset")
-    runner.add_argument("overrides", nargs="*", help="extra overrides for every variant")
-    opts = parser.parse_args(args)
-    with report_config_errors():
-        if opts.command == "list":
-            for name in names():
-                claim = load(name)
-                print(f"{name:<20} notes {claim.notes:<10} {claim.title} ({claim.source})")
-            return 0
-        claim = load(opts.name)
-        seeds = opts.seeds or claim.seeds
-        if len(set(seeds)) < 2:
-            raise ConfigError("--seeds", seeds, "two or more distinct seeds (3 for a verdict)")
-        return run(claim, seeds, opts.scale, opts.overrides)

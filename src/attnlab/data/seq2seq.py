@@ -17,6 +17,7 @@ from attnlab.data.baselines import copy_source_baselines
 from attnlab.data.bucketing import bucketed_loader
 from attnlab.data.loaders import SplitLoaders
 from attnlab.data.text import CharVocab, Vocab, pad_batch
+from attnlab.errors import ConfigError
 
 Pairs = list[tuple[str, str]]
 VocabFactory = Callable[[Iterable[str]], Vocab]
@@ -90,6 +91,22 @@ class PairsDataModule(SplitLoaders, L.LightningDataModule, ABC):
             name: PairDataset(pairs, self.src_vocab, self.tgt_vocab)
             for name, pairs in self.splits.items()
         }
+
+    def state_dict(self) -> dict[str, dict]:
+        """The vocabularies, kept in every checkpoint: a checkpoint tested on data that builds
+        other ids (``attnlab eval data=...``) is refused instead of read with the wrong ids."""
+        return {"src_vocab": self.src_vocab.state(), "tgt_vocab": self.tgt_vocab.state()}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        for side in ("src_vocab", "tgt_vocab"):
+            trained, built = state.get(side), getattr(self, side).state()
+            if trained is not None and trained != built:
+                raise ConfigError(
+                    f"data ({side})",
+                    f"{len(built['tokens'])} tokens",
+                    f"the {len(trained['tokens'])} tokens, in the same order, the checkpoint "
+                    "was trained with",
+                )
 
     def baselines(self) -> dict[str, float]:
         """What copying each test source as its output scores (token accuracy, exact match,

@@ -51,6 +51,19 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.itos)
 
+    def state(self) -> dict[str, str | list[str]]:
+        """Plain values that rebuild this vocabulary with ``Vocab.from_state``."""
+        return {"tokenizer": self.tokenizer, "tokens": list(self.itos)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, str | list[str]]) -> Vocab:
+        """The vocabulary ``state()`` described, ids unchanged."""
+        vocab = cls.__new__(cls)
+        vocab.tokenizer = state["tokenizer"]
+        vocab.itos = list(state["tokens"])
+        vocab.stoi = {token: index for index, token in enumerate(vocab.itos)}
+        return vocab
+
     def tokenize(self, text: str) -> list[str]:
         return TOKENIZERS[self.tokenizer](text)
 

@@ -134,7 +134,7 @@ class DotScore(nn.Module):
 
 
 class ScaledDotScore(DotScore):
-    """Scaled dot score: q . k / sqrt(d) (notes §4.5), the Transformer's choice."""
+    """Scaled dot score: q . k / sqrt(d) (notes §4.3), the Transformer's choice."""
 
     def forward(self, query: Tensor, keys: Tensor, prepared: Tensor | None = None) -> Tensor:
         """query: (B, D), keys: (B, S, D) -> scores (B, S)."""

@@ -1,4 +1,5 @@
-"""Recurrent sequence models: fixed-context encoder-decoder (notes §2.3), Bahdanau attention (§3).
+"""Recurrent sequence models: fixed-context encoder-decoder (notes §2.3) and Bahdanau attention
+(notes §3).
 
 Every seq2seq model has ``forward(src, tgt_in)``, ``encode(src) -> memory`` and
 ``decode(tgt_in, memory) -> logits`` over the whole target prefix. Memories hold batch-first

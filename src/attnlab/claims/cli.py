@@ -1,0 +1,141 @@
+"""``attnlab claim``: the claims of the notes (claims/NAME.yaml): list them, run one over its
+seeds, report its verdict.
+
+    attnlab claim list
+    attnlab claim run agreement                 # the claim's seeds, the CPU scale
+    attnlab claim run agreement --seeds 7 8 9   # seeds nobody tuned for
+    attnlab claim run degradation --scale gpu   # the claim's preset near the paper's sizes
+    attnlab claim run position trainer.max_epochs=3   # extra overrides for every variant
+    attnlab claim report agreement              # Markdown and HTML under reports/claims
+    attnlab claim report --all --readme README.md     # every claim, and the README's table
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+
+from attnlab.claims import run as claim_run
+from attnlab.claims import spec
+from attnlab.cli import command_parser, plain
+from attnlab.errors import ConfigError, report_config_errors
+
+
+def add_report_options(parser: argparse.ArgumentParser, condition: str = "") -> None:
+    """Add --scale, --out and --seeds, the options of a claims report; ``condition`` (when
+    they apply) starts their help."""
+    parser.add_argument(
+        "--scale",
+        default=claim_run.DEFAULT_SCALE,
+        help=f"{condition}the runs of this scale (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", default="reports/claims", help=f"{condition}output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help=f"{condition}only these seeds (default: all)"
+    )
+
+
+def report_verdicts(opts: argparse.Namespace) -> int:
+    """Verdicts of claim ``opts.claim``, or of every claim with ``opts.claims``: a line per
+    claim, Markdown and HTML under ``opts.out``, with ``opts.readme`` the README's table."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from attnlab.claims import report
+    from attnlab.tracking import check_existing_store
+
+    with report_config_errors():
+        check_existing_store("--tracking-uri", opts.tracking_uri)
+        client = MlflowClient(opts.tracking_uri)
+        claims = [spec.load(opts.claim)] if opts.claim else [spec.load(n) for n in spec.names()]
+        results = []
+        for claim in claims:
+            result = report.evaluate(client, claim, opts.scale, opts.seeds)
+            if not result.runs:
+                seeds = " ".join(map(str, opts.seeds or ()))
+                where = f" at seeds {seeds}" if seeds else ""
+                command = f"attnlab claim run {claim.name}" + (f" --seeds {seeds}" if seeds else "")
+                print(
+                    f"claim {claim.name}: no finished runs of scale {opts.scale}{where} in "
+                    f"{opts.tracking_uri} (run `{command}`)"
+                )
+                continue
+            results.append(result)
+            print(f"claim {claim.name}: {result.verdict}")
+            for comparison, judgement in zip(claim.comparisons, result.judgements, strict=True):
+                print(f"  {comparison.metric}: {judgement.verdict}: {judgement.reason}")
+        if not results:
+            return 1
+        stem = opts.claim or "claims"
+        md_path, html_path = report.write_documents(
+            client, results, Path(opts.out), stem, opts.tracking_uri
+        )
+        print(f"written {md_path} and {html_path}")
+        if opts.readme:
+            report.update_readme(Path(opts.readme), results)
+            print(f"claims table of {opts.readme} rewritten")
+    return 0
+
+
+def claim_parser(names: list[str]) -> argparse.ArgumentParser:
+    """``attnlab claim list | run | report``, the claims ``names`` listed in the help."""
+    one_of = f"one of {', '.join(names)}"
+    parser = command_parser(
+        "attnlab claim",
+        __doc__,
+        epilog=textwrap.fill(f"claims: {', '.join(names)} (attnlab claim list: their sources)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    what_list_prints = "the claims, their sections of the notes and their sources"
+    commands.add_parser("list", help=what_list_prints, description=f"Print {what_list_prints}.")
+    runner = commands.add_parser(
+        "run", help="run a claim's variants over its seeds", description=plain(claim_run.__doc__)
+    )
+    runner.add_argument("name", metavar="NAME", help=f"the claim: {one_of}")
+    runner.add_argument("--seeds", type=int, nargs="+", help="default: the claim's seeds")
+    runner.add_argument(
+        "--scale", default=claim_run.DEFAULT_SCALE, help="cpu (default) or a preset"
+    )
+    runner.add_argument("overrides", nargs="*", help="extra overrides for every variant")
+    reporter = commands.add_parser(
+        "report",
+        usage="attnlab claim report (NAME | --all) [options]",
+        help="a claim's verdict (or every claim's): Markdown and HTML with intervals",
+        description="The verdict of a claim from its runs in an MLflow store, or of every "
+        "claim with --all; the same as attnlab report --claim NAME / --claims.",
+    )
+    which = reporter.add_mutually_exclusive_group(required=True)
+    which.add_argument("claim", nargs="?", metavar="NAME", help=f"the claim: {one_of}")
+    which.add_argument("--all", "--claims", dest="claims", action="store_true", help="every claim")
+    reporter.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    add_report_options(reporter)
+    reporter.add_argument("--readme", help="with --all: rewrite this file's claims table")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    names = spec.names()
+    parser = claim_parser(names)
+    opts = parser.parse_args(argv)
+    if opts.command == "report":
+        if opts.readme and not opts.claims:
+            parser.error("claim report: --readme needs --all")
+        return report_verdicts(opts)
+    with report_config_errors():
+        if opts.command == "list":
+            for name in names:
+                claim = spec.load(name)
+                print(f"{name:<20} notes {claim.notes:<10} {claim.title} ({claim.source})")
+            return 0
+        claim = spec.load(opts.name)
+        seeds = opts.seeds or claim.seeds
+        if len(set(seeds)) < 2:
+            raise ConfigError("--seeds", seeds, "two or more distinct seeds (3 for a verdict)")
+        return claim_run.run(claim, seeds, opts.scale, opts.overrides)
