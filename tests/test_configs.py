@@ -123,3 +123,23 @@ def test_a_sweep_appended_with_plus_is_refused_with_what_to_type(capsys):
         "attnlab: config error: +sweep=transformer: sweep is a config group with a default "
         "now; write sweep=transformer"
     ]
+
+
+def test_every_argument_of_lightnings_trainer_that_a_config_can_hold_is_a_trainer_key(make_cfg):
+    """Derived from the Trainer's signature: the keys the README promises, none mirrored by
+    hand; a run's Trainer gets what the keys say."""
+    import inspect
+
+    import lightning.pytorch as L
+
+    from attnlab.trainer import BUILT_BY_ATTNLAB, build_trainer
+
+    arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    cfg = make_cfg(
+        "trainer.detect_anomaly=true", "trainer.enable_model_summary=false",
+        "trainer.enable_progress_bar=false", "trainer.reload_dataloaders_every_n_epochs=2",
+    )  # fmt: skip
+    assert arguments - set(BUILT_BY_ATTNLAB) <= set(cfg.trainer)
+    trainer = build_trainer(cfg, torch.nn.Linear(1, 1), callbacks=[], logger=False)
+    assert trainer._detect_anomaly and not trainer.progress_bar_callback
+    assert trainer.reload_dataloaders_every_n_epochs == 2

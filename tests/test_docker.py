@@ -96,28 +96,74 @@ def test_dockerignore_lets_the_copied_files_through(dockerfile: Path):
                 assert f"!{source.rstrip('/')}" in patterns, source
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
-def test_the_files_an_image_copies_build_the_wheel_with_its_configs(
-    dockerfile: Path, tmp_path: Path
-):
+def wheel_from_copied_files(dockerfile: Path, folder: Path) -> Path:
     """What ``pip install ./`` in the image builds: the wheel, from exactly the COPYed files
     (pyproject.toml force-includes conf/, sweeps/ and claims/: one left out fails the build)."""
     for keyword, args in instructions(dockerfile):
         if keyword == "COPY" and "--from" not in args:
             for source in args.split()[:-1]:
                 copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copy
-                copy(ROOT / source, tmp_path / source.rstrip("/"))
+                copy(ROOT / source, folder / source.rstrip("/"))
     built = subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", "dist"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=folder, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (tmp_path / "dist").glob("attnlab-*.whl")
+    (wheel,) = (folder / "dist").glob("attnlab-*.whl")
+    return wheel
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_files_an_image_copies_build_the_wheel_with_its_configs(
+    dockerfile: Path, tmp_path: Path
+):
+    wheel = wheel_from_copied_files(dockerfile, tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     for shipped in ("attnlab/conf/train.yaml", "attnlab/sweeps/overfitting.yaml"):
         assert shipped in names
     assert any(name.startswith("attnlab/claims/") for name in names)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_wheel_an_image_builds_trains_from_an_empty_folder(dockerfile: Path, tmp_path: Path):
+    """The image's package, installed into a fresh venv (its dependencies read from this
+    environment's site-packages, where the checkout's own attnlab is not importable), trains
+    the default experiment for a few steps and lists the claims, in a folder with nothing else."""
+    import site
+
+    (tmp_path / "build").mkdir()
+    wheel = wheel_from_copied_files(dockerfile, tmp_path / "build")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    (site_packages,) = venv.glob("lib/python*/site-packages")
+    # a plain path line: this environment's packages, without its .pth files (the editable
+    # install of the checkout is one of them)
+    (site_packages / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "-q", str(wheel)]
+    subprocess.run(pip, check=True, timeout=300, capture_output=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ATTNLAB_COMPONENTS")}
+    env |= {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{empty}/mlflow.db"}
+
+    def attnlab(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(venv / "bin" / "attnlab"), *args], cwd=empty, env=env,
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import attnlab; print(attnlab.__file__)"],
+        cwd=empty, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert where.stdout.startswith(str(site_packages)), where.stdout + where.stderr
+    trained = attnlab("train", "debug=limit", "callbacks.progress_bar=null")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "test/exact_match = " in trained.stdout
+    claims = attnlab("claim", "list")
+    assert claims.returncode == 0 and "norm_noniid" in claims.stdout, claims.stderr
 
 
 def test_published_ports_are_bound_to_localhost():

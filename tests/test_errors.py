@@ -29,8 +29,8 @@ BAD_INPUTS = {
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0"),
     "unknown override key": (["model.colour=red"], "model.colour"),
     "a model whose keys the experiment does not set": (
-        ["model=rnn_seq2seq"],
-        "model.heads is not a config key (set in experiment/date_transformer); the keys there",
+        ["experiment=norm_batch", "model=mlp"],
+        "model.groups is not a config key (set in experiment/norm_batch); the keys there",
     ),
     "unknown trainer key (typo)": (["trainer.max_epoch=3"], "trainer.max_epoch"),
     "missing experiment file": (["experiment=does_not_exist"], "experiment='does_not_exist'"),

@@ -47,3 +47,37 @@ def test_the_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path, 
     found = client.search_runs([experiment.experiment_id], max_results=10)
     assert sorted(r.data.params["optim.lr"] for r in found) == ["0.001", "0.003"]
     assert all(r.info.status == "FINISHED" for r in found)
+
+
+@pytest.mark.slow
+def test_a_submitit_job_sent_usr2_saves_is_requeued_and_resumes_into_its_run(
+    tmp_path, tracking_uri
+):
+    """submitit's preemption signal (USR2) reaches a job of hydra/launcher=local, as SLURM's
+    would: last.ckpt is written at the end of that step, the MLflow run ends KILLED, then
+    submitit's own handler requeues the job, which resumes into the same run to FINISHED."""
+    signalled = tmp_path / "signalled"
+    args = [
+        "-m", "hydra/launcher=local", "experiment=digits_mlp", "trainer.max_epochs=3",
+        "callbacks.progress_bar=null",
+        "+callbacks.crash._target_=helpers.crash_callback.CrashOnRank",
+        "+callbacks.crash.rank=0", "+callbacks.crash.batch=5", "+callbacks.crash.how=SIGUSR2",
+        f"+callbacks.crash.once={signalled}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "attnlab.cli", "train", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert signalled.exists()
+    (sweep_dir,) = tmp_path.glob("logs/digits_mlp/multiruns/*")
+    log = "".join(path.read_text() for path in sweep_dir.glob(".submitit/*/*_0_log.*"))
+    assert "Caught signal SIGUSR2" in log and "Requeued job" in log, log[-3000:]
+    train_log = (sweep_dir / "0" / "train.log").read_text()
+    assert "resuming MLflow run" in train_log
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("digits_mlp")
+    (run,) = client.search_runs([experiment.experiment_id], max_results=10)
+    assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics
+    validations = client.get_metric_history(run.info.run_id, "val/acc")
+    assert len(validations) == 3  # one per epoch, the first cut by the signal, none twice

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,16 @@ def copy_run(tmp_path_factory) -> tuple[Path, str]:
     cwd = tmp_path_factory.mktemp("copy_run")
     result = attnlab("train", *COPY, "register_model=copier", cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
+    (cwd / "train.stderr").write_text(result.stderr)
     return cwd, only_run_folder(cwd, "copy")
+
+
+def test_a_run_prints_no_python_warning(copy_run):
+    """Warnings attnlab cannot fix are silenced narrowly (attnlab.third_party); nothing else
+    of a training run that logs and registers its model prints one."""
+    cwd, _ = copy_run
+    stderr = (cwd / "train.stderr").read_text()
+    assert not re.findall(r".*(?:Warning:|is deprecated).*", stderr)
 
 
 def test_the_predictor_of_a_run_scores_on_its_test_split_what_the_run_logged(copy_run):

@@ -38,6 +38,12 @@ def test_limited_run_is_tracked_in_mlflow(make_cfg, tracking_uri, tiny):
     assert record.data.tags["purpose"] == "test"
     assert len(record.data.tags["git_commit"]) in (40, len("unknown"))
     assert {"command", "host"} <= set(record.data.tags)
+    tags = record.data.tags
+    assert tags["mlflow.source.git.commit"] == tags["git_commit"]
+    assert tags["version.torch"] == torch.__version__ and tags["version.attnlab"]
+    assert {"version.lightning", "version.mlflow", "version.optuna", "version.hydra"} <= set(tags)
+    assert int(tags["torch.threads"]) >= 1
+    assert params["distributed.accelerator"] == "CPUAccelerator"
     metrics = record.data.metrics
     assert metrics["test/exact_match"] == pytest.approx(value)
     assert 0 < metrics["train/src_padding"] < 1
@@ -110,3 +116,17 @@ def test_a_compiled_model_trains_and_its_checkpoint_loads_uncompiled(make_cfg, t
     (last,) = tmp_path.glob("output/checkpoints/last.ckpt")
     state = torch.load(last, weights_only=True)["state_dict"]
     assert not [key for key in state if "_orig_mod" in key]  # torch.compile's wrapper prefix
+
+
+def test_the_progress_bar_shows_the_loss_and_the_monitored_metric_not_v_num():
+    from types import SimpleNamespace
+
+    from attnlab.callbacks import ProgressBar
+
+    trainer = SimpleNamespace(
+        loggers=[SimpleNamespace(version="0123456789abcdef")],  # shown as v_num by Lightning
+        progress_bar_metrics={},
+        callback_metrics={"train/loss_step": torch.tensor(0.51234), "val/acc": torch.tensor(0.9)},
+    )
+    shown = ProgressBar(monitor="val/acc").get_metrics(trainer, None)
+    assert shown == {"train/loss": "0.5123", "val/acc": "0.9"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import matplotlib.pyplot as plt
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.utils.data import default_collate
@@ -40,6 +41,24 @@ def log_figure(trainer: L.Trainer, fig, artifact_file: str, output_dir: str | No
         if isinstance(logger, MLFlowLogger):
             logger.experiment.log_figure(logger.run_id, fig, artifact_file)
     plt.close(fig)
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, showing the training loss and the ``monitor`` metric (the
+    one checkpoints and early stopping watch) instead of the logger's version (``v_num``),
+    which says nothing about an MLflow run."""
+
+    def __init__(self, monitor: str | None = None, **options):
+        super().__init__(**options)
+        self.monitor = monitor
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        shown = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}
+        for key in ("train/loss_step", self.monitor):
+            value = trainer.callback_metrics.get(key) if key else None
+            if value is not None:
+                shown[key.removesuffix("_step")] = f"{float(value):.4g}"
+        return shown
 
 
 class StopOnDivergence(L.Callback):

@@ -39,15 +39,26 @@ from attnlab.errors import ConfigError
 
 RUN_ID_FILE = "mlflow_run_id"
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # SIGUSR1: SLURM's warning before the end
+# SIGUSR1: the warning SLURM sends before the end (--signal=USR1@120); SIGUSR2: submitit's
+# (SUBMITIT_PREEMPT_SIGNAL), which hydra/launcher=slurm jobs get before a preemption or timeout.
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class Preempted(SystemExit):
-    """Training stopped by a signal after saving ``last.ckpt``; exit code 128 + the signal."""
+    """Training stopped by a signal after saving ``last.ckpt``; exit code 128 + the signal.
 
-    def __init__(self, signum: int):
+    ``outer`` is the handler the process had for that signal before training (submitit's
+    checkpoint-and-requeue, for one): ``hand_on`` calls it once the run is saved and ended.
+    """
+
+    def __init__(self, signum: int, outer: Any = None):
         super().__init__(128 + signum)
-        self.signum = signum
+        self.signum, self.outer = signum, outer
+
+    def hand_on(self) -> None:
+        """Let the handler that was there before attnlab's act on the signal (it may exit)."""
+        if callable(self.outer):
+            self.outer(self.signum, None)
 
 
 @dataclass(frozen=True)
@@ -233,7 +244,7 @@ def set_random_states(states: dict[str, Any]) -> None:
 
 class LastCheckpoint(L.Callback):
     """``<dirpath>/last.ckpt``: every ``every_n_train_steps`` steps, at each epoch end, and at
-    the end of the step in which SIGTERM or SIGUSR1 arrives while fitting; training then stops
+    the end of the step in which SIGTERM, SIGUSR1 or SIGUSR2 arrives while fitting; training stops
     with :class:`Preempted` before the next step, once that step's metrics are logged. The
     checkpoint also holds the global random generators.
 
@@ -247,6 +258,8 @@ class LastCheckpoint(L.Callback):
         self.path = Path(dirpath, LAST_CHECKPOINT.name)
         self.every_n_train_steps = every_n_train_steps
         self.received: int | None = None  # the signal, once one arrived
+        # the handlers from before Lightning's and ours: chained once the state is saved
+        self.outer = {signum: signal.getsignal(signum) for signum in PREEMPTION_SIGNALS}
         self._saved_step = -1
         self._random_states: dict[str, Any] | None = None  # of the checkpoint resumed from
 
@@ -315,7 +328,7 @@ class LastCheckpoint(L.Callback):
         if self.received is not None:
             name = signal.Signals(self.received).name
             rank_zero_info(f"{name}: {self.path} holds step {self._saved_step}; stopping")
-            raise Preempted(self.received)
+            raise Preempted(self.received, self.outer.get(self.received))
 
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.global_step != self._saved_step and not trainer.sanity_checking:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -34,6 +35,11 @@ from attnlab.registry import Component, Settings, add
 from attnlab.run_names import describe, job_pairs, swept_keys, trial_name
 from attnlab.ui import prepare_experiment
 
+# The packages whose versions every run records (tags version.<name>): what a figure came from.
+VERSIONED = {
+    "attnlab": "attnlab", "torch": "torch", "lightning": "lightning", "mlflow": "mlflow",
+    "optuna": "optuna", "hydra": "hydra-core", "torchmetrics": "torchmetrics",
+}  # fmt: skip
 EVALUATES_TAG = "attnlab.evaluates"  # on a run of attnlab eval: the id of the run it tests
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
@@ -119,12 +125,19 @@ def git_commit(directory: Path) -> str:
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:
+    """Where, with what and by which process a run ran: commit, command, host, pid, versions."""
+    import torch
+
+    commit = git_commit(Path(__file__).parent)
     tags = {
-        "git_commit": git_commit(Path(__file__).parent),
+        "git_commit": commit,
+        "mlflow.source.git.commit": commit,  # MLflow's own tag: the UI links the run's source
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "host": socket.gethostname(),
         "attnlab.pid": str(os.getpid()),  # with host: `attnlab runs` tells a dead owner
         "task_name": cfg.task_name,
+        "torch.threads": str(torch.get_num_threads()),  # after the run's thread budget
+        **{f"version.{name}": version(package) for name, package in VERSIONED.items()},
     }
     if HydraConfig.initialized():  # the job: all its overrides, and its number in a multirun
         hydra = HydraConfig.get()

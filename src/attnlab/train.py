@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from attnlab.config import register_schemas, validate
 from attnlab.errors import EXIT_CONFIG_ERROR, ConfigError, mask_secrets, report_config_errors
 from attnlab.paths import config_dir
+from attnlab.third_party import silence_known_warnings
 
 register_schemas()
 log = logging.getLogger(__name__)
@@ -67,13 +68,17 @@ def run(cfg: DictConfig) -> float:
     """
     validate(cfg)
     from attnlab.distributed import is_global_zero
-    from attnlab.resume import owning
+    from attnlab.resume import Preempted, owning
 
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
-    if not (output_dir and is_global_zero()):
-        return _run(cfg, output_dir)
-    with owning(output_dir, folder_key(cfg)):
-        return _run(cfg, output_dir)
+    try:
+        if not (output_dir and is_global_zero()):
+            return _run(cfg, output_dir)
+        with owning(output_dir, folder_key(cfg)):
+            return _run(cfg, output_dir)
+    except Preempted as preempted:  # saved, its MLflow run KILLED, the folder free again:
+        preempted.hand_on()  # now submitit may requeue the job (and exit)
+        raise
 
 
 def folder_key(cfg: DictConfig) -> str:
@@ -205,6 +210,7 @@ def _fit_and_test(trainer, task, datamodule, cfg: DictConfig, resume_from=None) 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
+    silence_known_warnings()  # here: the job of every launcher, in its own process or not
     if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweeper records a bad job and goes on
         return run(cfg)
     try:

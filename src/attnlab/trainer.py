@@ -1,20 +1,23 @@
 """The ``trainer`` group: the Lightning Trainer keys attnlab exposes, their rules, and the build.
 
-Lightning's Trainer takes some fifty arguments; :class:`TrainerSettings` lists those a config
-may set, with attnlab's defaults, plus three keys of attnlab's own (``compile``, ``ddp_timeout`` and
-``sync_batchnorm: auto``) that :func:`build_trainer` resolves.
+Every argument of Lightning's Trainer that a config can hold is a key (:func:`trainer_settings`
+reads them from its signature), with attnlab's defaults where they differ, plus three keys of
+attnlab's own (``compile``, ``ddp_timeout`` and ``sync_batchnorm: auto``) that
+:func:`build_trainer` resolves.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
-from dataclasses import dataclass
+import typing
 from typing import Any
 
 import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.registry import Component, Settings, add
+from attnlab.registry import Component, Settings, _config_type, add
 
 STRATEGIES = (
     "auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_find_unused_parameters_true",
@@ -25,39 +28,39 @@ PRECISIONS = (
 )  # fmt: skip
 
 
-@dataclass
-class TrainerSettings:
-    accelerator: str = "cpu"
-    devices: Any = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: Any = "32-true"
-    max_epochs: int = 10
-    min_epochs: int = 1
-    max_steps: int = -1
-    max_time: Any = None
-    gradient_clip_val: Any = None
-    gradient_clip_algorithm: Any = None
-    accumulate_grad_batches: int = 1
-    check_val_every_n_epoch: int = 1
-    val_check_interval: Any = None
-    log_every_n_steps: int = 50
-    deterministic: Any = False
-    benchmark: Any = None
-    fast_dev_run: Any = False
-    overfit_batches: float = 0.0
-    limit_train_batches: Any = None
-    limit_val_batches: Any = None
-    limit_test_batches: Any = None
-    num_sanity_val_steps: int = 2
-    profiler: Any = None
-    enable_checkpointing: bool = True
-    default_root_dir: Any = None
-    use_distributed_sampler: bool = True
-    sync_batchnorm: Any = "auto"  # auto: SyncBatchNorm when BatchNorm meets several processes
-    # Seconds a DDP process waits for its peers (rendezvous, each collective) before failing.
-    ddp_timeout: int = 300
-    compile: bool = False  # torch.compile the model in place (attnlab's key, not Lightning's)
+# Where attnlab runs with another value than Lightning's default (None or "auto" there).
+ATTNLAB_DEFAULTS = {
+    "accelerator": "cpu", "devices": 1, "precision": "32-true", "max_epochs": 10,
+    "min_epochs": 1, "log_every_n_steps": 50, "deterministic": False,
+    "num_sanity_val_steps": 2, "enable_checkpointing": True,
+}  # fmt: skip
+BUILT_BY_ATTNLAB = ("callbacks", "logger", "plugins")  # objects each run passes to the Trainer
+OWN_KEYS = [
+    # auto: SyncBatchNorm when BatchNorm meets several processes (Lightning's key takes a bool)
+    ("sync_batchnorm", Any, dataclasses.field(default="auto")),
+    # seconds a DDP process waits for its peers (rendezvous, each collective) before failing
+    ("ddp_timeout", int, dataclasses.field(default=300)),
+    # torch.compile the model in place (attnlab's key, not Lightning's)
+    ("compile", bool, dataclasses.field(default=False)),
+]
+
+
+def trainer_settings() -> type:
+    """The ``trainer`` keys: every argument of Lightning's Trainer that a config can hold, typed
+    and defaulted by its signature (``ATTNLAB_DEFAULTS`` where attnlab differs), plus
+    attnlab's own keys. Derived, so that a Lightning release's new argument is a key at once."""
+    hints = typing.get_type_hints(L.Trainer.__init__)
+    own = {name for name, *_ in OWN_KEYS}
+    fields = [
+        (name, _config_type(hints.get(name, Any)), dataclasses.field(default=default))
+        for name, parameter in inspect.signature(L.Trainer.__init__).parameters.items()
+        if name not in ("self", *BUILT_BY_ATTNLAB, *own)
+        for default in [ATTNLAB_DEFAULTS.get(name, parameter.default)]
+    ]
+    return dataclasses.make_dataclass("TrainerSettings", [*fields, *OWN_KEYS])
+
+
+TrainerSettings = trainer_settings()
 
 
 def check_trainer(c: Settings) -> None:
@@ -141,6 +144,7 @@ def distributed_params(cfg: DictConfig, trainer: L.Trainer, model) -> dict[str, 
     params = {
         "distributed.world_size": processes,
         "distributed.strategy": type(trainer.strategy).__name__,
+        "distributed.accelerator": type(trainer.accelerator).__name__,
         "distributed.sync_batchnorm": sync_batchnorm(cfg, model),
     }
     if per_device:

@@ -13,7 +13,8 @@ import lightning.pytorch as L
 
 class CrashOnRank(L.Callback):
     """Rank ``rank`` fails at batch ``batch``: it raises, or with ``how=SIGKILL`` (any signal
-    name) dies by that signal, leaving no Python code to run. The other ranks stall there for
+    name) sends itself that signal: SIGKILL leaves no Python code to run, SIGUSR2 goes to the
+    process's handler (a preemption). The other ranks stall there for
     ``stall`` seconds, as NCCL ranks wait in a collective whose peer has died (gloo's would
     raise at once). With ``once`` (a file path), only the first run fails: every rank reads
     the file at setup, which ends in a barrier, before rank 1 writes it."""
@@ -41,6 +42,7 @@ class CrashOnRank(L.Callback):
             return
         if self.once:
             self.once.touch()
-        if self.how != "raise":
+        if self.how != "raise":  # a fatal signal ends the process; another one is handled
             os.kill(os.getpid(), signal.Signals[self.how])
+            return
         raise RuntimeError(f"rank {self.rank} fails at batch {batch_idx}, as the test asks")
