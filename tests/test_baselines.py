@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 
-from attnlab.baseline_keys import best_baseline
 from attnlab.data.adding import AddingDataModule
 from attnlab.data.baselines import (
     classification_baselines,
@@ -23,6 +22,7 @@ from attnlab.data.series import SineDataModule
 from attnlab.data.symbols import SymbolsDataModule
 from attnlab.data.tagging import AmbiguousTaggingDataModule
 from attnlab.data.text import CharVocab
+from attnlab.metric_keys import best_baseline
 from attnlab.tasks.classify import ClassifyTask
 from attnlab.tasks.forecast import ForecastTask
 from attnlab.tasks.seq2seq import Seq2SeqTask
@@ -134,3 +134,21 @@ def test_best_baseline_reads_the_direction_from_the_metric():
     assert best_baseline(logged, "test/acc_by_group/1-4") == ("bag_of_tokens", 0.99)
     assert best_baseline(logged, "test/acc", higher_is_better=False) == ("chance", 0.5)
     assert best_baseline(logged, "test/bleu") is None
+
+
+def test_one_bucket_order_for_plots_and_reports():
+    """lt first and ge last within their numbers, numbered buckets by their first number,
+    names without a number at the end: the order of every bucket table and bar plot."""
+    from attnlab.metric_keys import bucket_order
+
+    names = ["ge40", "left", "20-39", "lt20", "plain", "ge15", "5-8", "10-14", "lt10", "1-4"]
+    assert sorted(names, key=bucket_order) == [
+        "lt10", "lt20", "1-4", "5-8", "10-14", "20-39", "ge15", "ge40", "left", "plain",
+    ]  # fmt: skip
+
+
+def test_the_train_test_gap_needs_both_errors():
+    from attnlab.metric_keys import train_test_gap
+
+    assert train_test_gap({"test/error": 0.25, "train_eval/error": 0.125}) == 0.125
+    assert train_test_gap({"test/error": 0.25}) is None

@@ -10,7 +10,8 @@ import torch
 from mlflow import MlflowClient
 
 from attnlab import callbacks
-from attnlab.callbacks import BucketPlot, bucket_metrics, bucket_order
+from attnlab.callbacks import BucketPlot
+from attnlab.metric_keys import bucket_metrics, bucket_order
 from attnlab.plots import bucket_bars
 from attnlab.train import run
 

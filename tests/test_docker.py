@@ -174,7 +174,9 @@ def test_published_ports_are_bound_to_localhost():
 
 def test_long_running_services_have_health_checks():
     services = compose_file()["services"]
-    assert set(services) == LONG_RUNNING | {"worker"}, "a new service: is it long-running?"
+    assert set(services) == LONG_RUNNING | {"worker", "worker-gpu"}, (
+        "a new service: is it long-running?"
+    )
     for name in LONG_RUNNING:
         assert services[name].get("restart") == "unless-stopped", name
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
@@ -183,9 +185,20 @@ def test_long_running_services_have_health_checks():
             assert condition == {"condition": "service_healthy"}, f"{name} -> {needed}"
 
 
-def test_worker_command_composes_a_shared_sweep():
+def test_the_gpu_worker_reserves_a_gpu_and_runs_the_cpu_workers_sweep_on_it():
     services = compose_file()["services"]
-    train, multirun, *overrides = services["worker"]["command"]
+    gpu, cpu = services["worker-gpu"], services["worker"]
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["dockerfile"] == "docker/Dockerfile.cuda"
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    assert [c for c in gpu["command"] if c != "trainer=gpu"] == cpu["command"]
+    assert gpu["depends_on"] == cpu["depends_on"]
+
+
+@pytest.mark.parametrize("name", ["worker", "worker-gpu"])
+def test_worker_command_composes_a_shared_sweep(name: str):
+    services = compose_file()["services"]
+    train, multirun, *overrides = services[name]["command"]
     assert (train, multirun) == ("train", "-m")
     sweep = next(o.removeprefix("sweep=") for o in overrides if o.startswith("sweep="))
     assert (sweeps_dir() / f"{sweep}.yaml").is_file(), sweep

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from attnlab.contracts import (
 )
 from attnlab.data.text import pad_batch
 from attnlab.errors import Diverged
+from attnlab.metric_keys import bucket_metrics, bucket_order
 from attnlab.models.norms import channels_per_group
 from attnlab.plots import attention_grid, bucket_bars, forecast_windows
 
@@ -248,30 +248,6 @@ class ForecastPlot(L.Callback):
             f"{type(data).__name__}: test windows, history -> next {data.horizon} steps",
         )
         log_figure(trainer, fig, "plots/forecast.png", self.output_dir)
-
-
-# test/<metric>_by_<kind>/<bucket>, e.g. test/exact_match_by_len/20-39, test/acc_by_group/5-8
-BUCKET_METRIC = re.compile(r"test/(?P<metric>\w+)_by_(?P<kind>\w+)/(?P<bucket>[^/]+)")
-
-
-def bucket_order(name: str) -> tuple:
-    """Sort key of bucket names by their first number: lt20 < 20-39 < ge40, 1-4 < 5-8 < 14-20;
-    names without a number come last, alphabetically."""
-    number = re.search(r"\d+", name)
-    if number is None:
-        return (1, 0, True, name)
-    return (0, int(number.group()), not name.startswith("lt"), name)
-
-
-def bucket_metrics(metrics: Mapping[str, object]) -> dict[tuple[str, str], dict[str, float]]:
-    """(metric, kind) -> {bucket: value} for every ``test/<metric>_by_<kind>/<bucket>`` key."""
-    found: dict[tuple[str, str], dict[str, float]] = {}
-    for key, value in metrics.items():
-        match = BUCKET_METRIC.fullmatch(key)
-        if match:
-            family = found.setdefault((match["metric"], match["kind"]), {})
-            family[match["bucket"]] = float(value)
-    return found
 
 
 class BucketPlot(L.Callback):

@@ -26,13 +26,13 @@ from rich.table import Table
 from attnlab.claims.cli import add_report_options, report_verdicts
 from attnlab.cli import command_parser
 from attnlab.errors import ConfigError, report_config_errors
+from attnlab.metric_keys import GAP, train_test_gap
 from attnlab.sweeper.parent_run import PARENT_TAG
 from attnlab.tracking import check_existing_store
 
 DEFAULT_METRICS = (
     "train_eval/error", "train/error", "val/error", "test/error", "test/acc", "test/exact_match",
 )  # fmt: skip
-GAP = "gap"
 
 
 # Params the sweeper adds to each trial's job: which trial it is, not what it tries.
@@ -63,6 +63,7 @@ def load_runs(
         row["status"] = row["status"] or record.info.status
         row.update({f"param:{k}": v for k, v in record.data.params.items()})
         row.update({m: record.data.metrics.get(m) for m in metrics})
+        row[GAP] = train_test_gap(record.data.metrics)
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -75,12 +76,11 @@ def load_runs(
         and not c.startswith(SWEEP_BOOKKEEPING)
         and not table[c].astype(str).str.contains(os.sep).all()  # per-run output paths
     ]
-    table = table[["run", "status", *varying, *[m for m in metrics if table[m].notna().any()]]]
+    shown = [m for m in [*metrics, GAP] if table[m].notna().any()]
+    table = table[["run", "status", *varying, *shown]]
     for column in varying:
         table[column] = table[column].map(_short)
     table.columns = [c.removeprefix("param:") for c in table.columns]
-    if {"test/error", "train_eval/error"} <= set(table.columns):
-        table[GAP] = table["test/error"] - table["train_eval/error"]
     return table
 
 

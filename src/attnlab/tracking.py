@@ -425,3 +425,46 @@ def mlflow_run(
         finally:
             os.environ.pop(RUN_ID_ENV, None)
         mlflow.end_run("FINISHED")
+
+
+def record_finished_run(
+    run_name: str,
+    command: list[str],
+    params: dict[str, str],
+    metrics: dict[str, float],
+    folder: Path,
+    started_ms: int,
+    extra_tags: dict[str, str] | None = None,
+    experiment: str = "bench",
+) -> str:
+    """A run of work done outside a training run (a benchmark): its params, metrics and every
+    file of ``folder``, spanning from ``started_ms`` to now; return its id. MlflowClient, because
+    the fluent ``start_run`` stamps the start when the run is opened, after the work."""
+    from mlflow.entities import Metric, Param, RunStatus
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    with sqlite_store_lock(uri):
+        client = mlflow.MlflowClient(uri)
+        experiment_id = get_or_create_experiment(client, experiment)
+    tags = {
+        "git_commit": git_commit(Path(__file__).parent),
+        "command": shlex.join(command),
+        "host": socket.gethostname(),
+        **(extra_tags or {}),
+    }
+    run_id = client.create_run(
+        experiment_id, start_time=started_ms, tags=tags, run_name=run_name
+    ).info.run_id
+    status = RunStatus.FAILED
+    try:
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
+            params=[Param(key, value) for key, value in params.items()],
+        )
+        client.log_artifacts(run_id, str(folder))
+        status = RunStatus.FINISHED
+    finally:
+        client.set_terminated(run_id, RunStatus.to_string(status))
+    return run_id

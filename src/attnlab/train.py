@@ -93,10 +93,10 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     from lightning.pytorch.callbacks import LearningRateMonitor
     from optuna import TrialPruned
 
-    from attnlab.baseline_keys import PREFIX as BASELINE
     from attnlab.callbacks import StopOnDivergence
     from attnlab.contracts import HasBaselines
     from attnlab.distributed import is_global_zero, process_rank
+    from attnlab.metric_keys import PREFIX as BASELINE
     from attnlab.resume import unfinished_resume_point, write_run_id
     from attnlab.runs import fail_stale_of_experiment
     from attnlab.serving import save_and_log

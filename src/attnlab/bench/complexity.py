@@ -20,8 +20,6 @@ import csv
 import datetime
 import math
 import os
-import shlex
-import socket
 import sys
 import textwrap
 import time
@@ -538,50 +536,6 @@ def write_points(points: list[Point], path: Path) -> None:
             writer.writerow([p.sweep, p.kind, p.n, p.d, p.time, p.saved, p.peak])
 
 
-def log_to_mlflow(
-    params: dict[str, str],
-    metrics: dict[str, float],
-    out: Path,
-    argv: list[str],
-    extra_tags: dict[str, str],
-    started_ms: int,
-) -> str:
-    """One run in experiment ``bench`` with the params, metrics and every file of ``out``,
-    spanning the measurement: MlflowClient, because the fluent ``start_run`` stamps the start
-    time when the run is opened, after the benchmark, and the run's duration would be ~0."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunStatus
-
-    from attnlab.tracking import get_or_create_experiment, git_commit, sqlite_store_lock
-
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    client = MlflowClient(uri)
-    with sqlite_store_lock(uri):
-        experiment_id = get_or_create_experiment(client, "bench")
-    tags = {
-        "git_commit": git_commit(Path(__file__).parent),
-        "command": shlex.join(["attnlab", "bench", "complexity", *argv]),
-        "host": socket.gethostname(),
-        **extra_tags,
-    }
-    run_id = client.create_run(
-        experiment_id, start_time=started_ms, tags=tags, run_name="complexity"
-    ).info.run_id
-    status = RunStatus.FAILED
-    try:
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
-            params=[Param(key, value) for key, value in params.items()],
-        )
-        client.log_artifacts(run_id, str(out))
-        status = RunStatus.FINISHED
-    finally:
-        client.set_terminated(run_id, RunStatus.to_string(status))
-    return run_id
-
-
 DESCRIPTION = """\
 Time forward + backward (torch.utils.benchmark) and count the activations saved for backward of
 one self-attention layer (attnlab's MultiHeadAttention, heads = d/64), one GRU and one Conv1d
@@ -657,6 +611,11 @@ def main(argv: list[str] | None = None) -> int:
             "device": opts.device, "threads": str(opts.threads), "quick": str(opts.quick),
             "torch": torch.__version__, **{k: str(v) for k, v in asdict(grid).items()},
         }  # fmt: skip
-        run_id = log_to_mlflow(params, metrics, opts.out, argv, tags, started_ms)
+        command = ["attnlab", "bench", "complexity", *argv]
+        from attnlab.tracking import record_finished_run
+
+        run_id = record_finished_run(
+            "complexity", command, params, metrics, opts.out, started_ms, tags
+        )
         print(f"MLflow run {run_id} in experiment 'bench'")
     return 0

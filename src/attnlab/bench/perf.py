@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -635,29 +634,6 @@ def metric_name(row: Row) -> str:
     return f"{row.section}/{case.replace(' ', '_').replace(':', '')}"
 
 
-def log_to_mlflow(rows: list[Row], params: dict[str, str], text: str, argv: list[str]) -> str:
-    """One run in experiment ``bench``: every ratio a metric, the table an artifact."""
-    import mlflow
-
-    from attnlab.tracking import git_commit, sqlite_store_lock
-
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    mlflow.set_tracking_uri(uri)
-    with sqlite_store_lock(uri):
-        mlflow.set_experiment("bench")
-    tags = {
-        "git_commit": git_commit(Path(__file__).parent),
-        "command": shlex.join(["attnlab", "bench", "perf", *argv]),
-        "host": socket.gethostname(),
-    }
-    with mlflow.start_run(run_name="perf", tags=tags) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics({metric_name(r): r.ratio for r in rows if math.isfinite(r.ratio)})
-        mlflow.log_text(text, "perf.md")
-        mlflow.log_dict([{**asdict(r), "met": r.met} for r in rows], "perf.json")
-    return run.info.run_id
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser(
         "attnlab bench perf", __doc__.split("\n\n")[0] + " Sections: " + ", ".join(SECTIONS) + "."
@@ -705,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min) at the start"
     )
     log(header)
-    start = time.perf_counter()
+    start, started_ms = time.perf_counter(), int(time.time() * 1000)
     rows: list[Row] = []
     if opts.device == "cuda":
         opts.only = ["gpu"]
@@ -742,8 +718,12 @@ def main(argv: list[str] | None = None) -> int:
             "peak_gflops": f"{peak / 1e9:.1f}",
             "sections": ",".join(opts.only),
         }
+        from attnlab.tracking import record_finished_run
+
+        metrics = {metric_name(r): r.ratio for r in rows if math.isfinite(r.ratio)}
+        command = ["attnlab", "bench", "perf", *argv]
         with contextlib.redirect_stdout(sys.stderr):
-            run_id = log_to_mlflow(rows, params, text, argv)
+            run_id = record_finished_run("perf", command, params, metrics, opts.out, started_ms)
         print(f"MLflow run {run_id} in experiment 'bench'")
     return 0
 

@@ -22,21 +22,23 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from attnlab import baseline_keys
+from attnlab import metric_keys
 from attnlab.claims import verdict
 from attnlab.claims.spec import Claim, Comparison
 from attnlab.claims.verdict import Judgement, mean_interval
+from attnlab.metric_keys import bucket_order
 
-GAP = "gap"  # test/error - train_eval/error: the same weights scored on both splits
-BASELINE = baseline_keys.PREFIX
+GAP = metric_keys.GAP
+BASELINE = metric_keys.PREFIX
 README_BEGIN, README_END = "<!-- claims:begin -->", "<!-- claims:end -->"
 
 
 def run_metrics(run: Run) -> dict[str, float]:
     """A run's last value of every metric, plus the train-test gap where both errors exist."""
     metrics = dict(run.data.metrics)
-    if "test/error" in metrics and "train_eval/error" in metrics:
-        metrics[GAP] = metrics["test/error"] - metrics["train_eval/error"]
+    gap = metric_keys.train_test_gap(metrics)
+    if gap is not None:
+        metrics[GAP] = gap
     return metrics
 
 
@@ -64,7 +66,7 @@ def find_runs(
     return found
 
 
-def best_baseline(runs: list[Run], metric: str, direction: str) -> tuple[str, float] | None:
+def seeds_best_baseline(runs: list[Run], metric: str, direction: str) -> tuple[str, float] | None:
     """The best shortcut baseline of ``metric`` (logged ``baseline/<metric>/<name>``), each
     baseline's score averaged over ``runs`` (its data's seeds)."""
     sums: dict[str, list[float]] = defaultdict(list)
@@ -73,7 +75,7 @@ def best_baseline(runs: list[Run], metric: str, direction: str) -> tuple[str, fl
             if key.startswith(BASELINE):
                 sums[key].append(value)
     means = {key: sum(values) / len(values) for key, values in sums.items()}
-    return baseline_keys.best_baseline(means, metric, higher_is_better=direction == "maximize")
+    return metric_keys.best_baseline(means, metric, higher_is_better=direction == "maximize")
 
 
 @dataclass
@@ -118,7 +120,7 @@ def evaluate(
 ) -> ClaimResult:
     result = ClaimResult(claim, scale, find_runs(client, claim, scale, seeds))
     for comparison in claim.comparisons:
-        baseline = best_baseline(
+        baseline = seeds_best_baseline(
             list(result.runs.get(comparison.better, {}).values()),
             comparison.metric,
             comparison.direction,
@@ -196,7 +198,8 @@ def bucket_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
         rows.append(cells)
     direction = result.claim.comparisons[0].direction
     best = [
-        best_baseline(result.all_runs(), f"{result.claim.buckets}/{b}", direction) for b in buckets
+        seeds_best_baseline(result.all_runs(), f"{result.claim.buckets}/{b}", direction)
+        for b in buckets
     ]
     if buckets and all(best):
         rows.append(["best baseline", *(f"{name} {value:.3f}" for name, value in best)])
@@ -282,13 +285,6 @@ def html_table(headers: list[str], rows: list[list[str]]) -> str:
 # --- plots -----------------------------------------------------------------------------------
 
 
-def bucket_order(name: str) -> tuple[int, int, str]:
-    """lt20 < 20-39 < ge40; otherwise by the first number in the bucket's name."""
-    number = re.search(r"\d+", name)
-    rank = 0 if name.startswith("lt") else 2 if name.startswith("ge") else 1
-    return rank, int(number.group()) if number else 0, name
-
-
 def bucket_figure(result: ClaimResult):
     """Mean ± CI of the bucketed metric per variant, with the best baseline per bucket."""
     prefix = f"{result.claim.buckets}/"
@@ -319,7 +315,9 @@ def bucket_figure(result: ClaimResult):
             buckets, means, yerr=halves, marker="o", capsize=3, color=f"C{index}", label=variant
         )
     baselines = [
-        best_baseline(result.all_runs(), prefix + bucket, result.claim.comparisons[0].direction)
+        seeds_best_baseline(
+            result.all_runs(), prefix + bucket, result.claim.comparisons[0].direction
+        )
         for bucket in buckets
     ]
     if all(baselines):
