@@ -86,3 +86,25 @@ def test_installed_wheel_runs_a_sweep_in_an_empty_directory(wheel: Path, tmp_pat
     assert swept.returncode == 0, swept.stderr[-3000:]
     (results,) = empty.glob("logs/overfitting/multiruns/*/optimization_results.yaml")
     assert "best_value" in results.read_text()
+
+
+def test_the_constraints_pin_every_dependency_within_what_pyproject_allows():
+    """constraints.txt (the README's install) names one version of every dependency of every
+    extra, and each pin satisfies pyproject.toml: a dependency added without regenerating the
+    file, or a pin that drifted out of range, fails here instead of in a user's install."""
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *sum(project["optional-dependencies"].values(), [])]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    for text in declared:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (text, pins[name])
