@@ -77,6 +77,28 @@ def test_sweep_records_trials_pruning_and_mlflow_children(tiny, tracking_uri, tm
     assert "best_params" in results.read_text()
 
 
+def test_a_one_trial_sweep_draws_no_plot_that_compares_trials_and_warns_nothing(
+    tiny, tracking_uri, capsys
+):
+    """Importances and parallel coordinates of one trial say nothing; Optuna would draw them
+    flat with a warning per parameter."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(sweep_command(tiny, "hydra.sweeper.n_trials=1"))
+    from_optuna = [w for w in caught if "optuna" in w.filename and w.category is UserWarning]
+    assert not from_optuna, [str(w.message) for w in from_optuna]
+    assert "sweep plot param_importances skipped: 1 complete trial(s) to compare" in (
+        capsys.readouterr().out
+    )
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("date_transformer")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`attnlab.sweep_parent` != ''")
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {"plots/optimization_history.png"}
+
+
 def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tiny):
     # heads=3 does not divide d_model=32: those trials fail with the config error
     main(sweep_command(tiny, "hydra.sweeper.n_trials=4", "model.heads=choice(3,4)"))

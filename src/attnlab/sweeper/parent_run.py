@@ -36,6 +36,9 @@ PLOTS = {
     "param_importances": optuna_plots.plot_param_importances,
     "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
 }
+# Plots that compare trials: below this many complete trials Optuna draws them flat, with a
+# warning per parameter (importances "equal", axes of "identical low and high" limits).
+COMPARING_PLOTS, COMPARED_TRIALS = ("param_importances", "parallel_coordinate"), 2
 
 
 def summary(study: optuna.Study) -> dict:
@@ -183,7 +186,11 @@ class SweepTracker:
             ]
             # workers of one study that finish together set the same new tags at once
             retry_on_conflict(lambda: self.client.log_batch(self.parent_run_id, tags=best))
+        complete = result["trials"].get("COMPLETE", 0)
         for name, plot in PLOTS.items():
+            if name in COMPARING_PLOTS and complete < COMPARED_TRIALS:
+                print(f"sweep plot {name} skipped: {complete} complete trial(s) to compare")
+                continue
             try:
                 with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
