@@ -143,3 +143,27 @@ def test_every_argument_of_lightnings_trainer_that_a_config_can_hold_is_a_traine
     trainer = build_trainer(cfg, torch.nn.Linear(1, 1), callbacks=[], logger=False)
     assert trainer._detect_anomaly and not trainer.progress_bar_callback
     assert trainer.reload_dataloaders_every_n_epochs == 2
+
+
+@pytest.mark.parametrize(
+    "overrides, watched",
+    [
+        ([], ("val/exact_match", "max")),
+        (["experiment=tagging"], ("val/token_acc", "max")),
+        (["experiment=degradation"], ("val/error", "min")),
+        (["experiment=prices"], ("val/loss", "min")),  # named by the experiment: not the objective
+        (["experiment=digits_mlp", "callbacks.early_stopping.monitor=val/loss"], None),
+    ],
+)
+def test_checkpoints_and_early_stopping_watch_the_objective_unless_told(
+    make_cfg, overrides, watched
+):
+    """One statement per metric: the objective's validation counterpart and direction."""
+    cfg = make_cfg(*overrides)
+    checkpoint, stopping = cfg.callbacks.model_checkpoint, cfg.callbacks.early_stopping
+    if watched is None:
+        assert (checkpoint.monitor, stopping.monitor) == ("val/acc", "val/loss")
+        return
+    assert (checkpoint.monitor, checkpoint.mode) == watched
+    if stopping is not None:  # degradation trains every depth for the same steps
+        assert (stopping.monitor, stopping.mode) == watched

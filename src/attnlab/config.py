@@ -5,7 +5,8 @@ Each component's keys, defaults and rules are defined beside its class (attnlab.
 YAML presets in conf/ name their schema in their defaults list (``/schema/<group>/<name>@_here_``)
 and hold only the values that differ. ``register_schemas`` also registers the resolvers
 ``lr_for_batch`` (the linear scaling rule: ``${lr_for_batch:0.1,${data.batch_size},128}`` gives
-0.1 at a batch of 128 and 0.025 at 32), ``job_log_name`` and ``launch_token``.
+0.1 at a batch of 128 and 0.025 at 32), ``monitor_for`` and ``mode_for`` (the callbacks watch the
+objective's validation counterpart), ``job_log_name`` and ``launch_token``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ def lr_for_batch(base_lr: float, batch_size: int, base_batch_size: int) -> float
     return base_lr * batch_size / base_batch_size
 
 
+def monitor_for(metric: str) -> str:
+    """The validation metric that stands for the objective while training: ``test/acc`` ->
+    ``val/acc`` (what checkpoints and early stopping watch unless a config names another)."""
+    return f"val/{metric.split('/', 1)[-1]}"
+
+
+def mode_for(direction: str) -> str:
+    """``maximize`` -> ``max``, ``minimize`` -> ``min``: Lightning's word for the direction."""
+    return {"maximize": "max", "minimize": "min"}[direction]
+
+
 def register_schemas() -> None:
     """Resolvers, the run schema, and every registered component's schema.
 
@@ -94,6 +106,8 @@ def register_schemas() -> None:
     from attnlab.resume import resume_folder
 
     OmegaConf.register_new_resolver("lr_for_batch", lr_for_batch, replace=True)
+    OmegaConf.register_new_resolver("monitor_for", monitor_for, replace=True)
+    OmegaConf.register_new_resolver("mode_for", mode_for, replace=True)
     OmegaConf.register_new_resolver("job_log_name", job_log_name, replace=True)
     OmegaConf.register_new_resolver("resume_folder", resume_folder, replace=True)
     # cached in the config, so jobs a launcher pickles (joblib, submitit) keep the launch's token
