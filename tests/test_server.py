@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -130,3 +131,56 @@ def test_a_run_is_logged_over_http_to_the_team_server(server, tiny, tmp_path):
             "SELECT value FROM params WHERE run_uuid = %s AND key = 'model.width'", (run_id,)
         )
         assert value.fetchone() == ("32",)
+
+
+@pytest.mark.slow
+def test_a_run_survives_a_restart_of_its_tracking_server(tmp_path):
+    """The server goes away in the middle of a run and comes back 10 s later on the same store:
+    the run's logging calls wait (MLflow's client retries with backoff) and the run ends
+    FINISHED with one value per epoch, none lost, none twice."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "attnlab.cli", "ui", "--server", "--no-browser",
+        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+        "--artifacts-destination", str(tmp_path / "artifacts"),
+        "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    epochs = 30
+    train_command = [
+        sys.executable, "-m", "attnlab.cli", "train", "experiment=digits_mlp",
+        f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null",
+        "callbacks.progress_bar=null", f"logger.tracking_uri={url}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+    with serving(command, f"{url}/health", tmp_path / "server-1.log"):
+        train = subprocess.Popen(
+            train_command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not logged_epochs(url):  # the run exists and has logged its first epoch
+            assert train.poll() is None, train.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no epoch logged in 300 s"
+            time.sleep(0.5)
+    time.sleep(10)  # the server is down; training goes on and its logging waits
+    assert train.poll() is None, "the run ended while its server was down"
+    with serving(command, f"{url}/health", tmp_path / "server-2.log"):
+        out, err = train.communicate(timeout=600)
+        assert train.returncode == 0, err[-3000:]
+        (run,) = rest(url, "mlflow/runs/search", {"experiment_ids": ["1"]})["runs"]
+        assert run["info"]["status"] == "FINISHED"
+        history = rest(url, "mlflow/metrics/get-history", run_id=run["info"]["run_id"],
+                       metric_key="val/acc")["metrics"]  # fmt: skip
+        assert sorted(m["step"] for m in history) == sorted({m["step"] for m in history})
+        assert len(history) == epochs
+
+
+def logged_epochs(url: str) -> int:
+    """How many validation values the server's only run holds so far (0 before it exists)."""
+    try:
+        found = rest(url, "mlflow/runs/search", {"experiment_ids": ["1"]}).get("runs", [])
+    except OSError:
+        return 0
+    metrics = found[0]["data"].get("metrics", []) if found else []
+    return int(any(m["key"] == "val/acc" for m in metrics))
