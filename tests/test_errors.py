@@ -393,3 +393,21 @@ def test_command_line_misuse_gives_a_few_lines_and_exit_2(
     assert 1 <= len(err.strip().splitlines()) <= 4, err  # argparse adds its usage lines
     assert expected in err and "Traceback" not in err and "pw-9" not in err
     assert not list(tmp_path.rglob("*")), "nothing written: no store, no study, no folder"
+
+
+def test_a_full_disk_is_one_line_whatever_wraps_it():
+    import errno
+
+    from attnlab.errors import disk_full
+
+    written = OSError(errno.ENOSPC, "No space left on device", "/runs/checkpoints/last.ckpt")
+    try:
+        raise RuntimeError("fit failed") from written
+    except RuntimeError as wrapped:
+        assert disk_full(wrapped) == (
+            "no space left on the device writing /runs/checkpoints/last.ckpt: free some, "
+            "or write elsewhere"
+        )
+    store = RuntimeError("(sqlite3.OperationalError) database or disk is full")
+    assert disk_full(store) == "the tracking store's disk is full: free some, or use another store"
+    assert disk_full(OSError(errno.EACCES, "Permission denied", "/runs")) is None

@@ -317,3 +317,55 @@ def test_a_folder_whose_mlflow_run_was_deleted_starts_a_new_run(tracking_uri, tm
     assert unfinished_resume_point(tracking_uri, folder, "resume").run_id == run_id
     client.delete_run(run_id)
     assert unfinished_resume_point(tracking_uri, folder, "resume") is None
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """An 8 MiB tmpfs: a disk that fills up (mounting needs root, as CI and this machine are)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes_once_there_is_room(small_disk):
+    """The disk of the run folder fills up after the first epoch: the next checkpoint cannot
+    be written; the run ends FAILED with one line naming the file, exit 1, the first epoch's
+    checkpoints intact and no temporary file left; with room again, resume=auto finishes it."""
+    run_dir = small_disk / "run"
+    common = [
+        "experiment=digits_mlp", "trainer.max_epochs=3", "callbacks.early_stopping=null",
+        "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    fill = ["+callbacks.fill._target_=helpers.fill_disk.FillDisk"]
+    fill.append(f"+callbacks.fill.folder={small_disk}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "attnlab.cli", "train"]
+    full = subprocess.run([*cli, *common, *fill], env=env, capture_output=True, text=True)
+    assert full.returncode == 1, full.stderr[-3000:]
+    assert full.stderr.strip().splitlines()[-1] == (
+        f"attnlab: no space left on the device writing {run_dir}/checkpoints/last.ckpt: "
+        "free some, or write elsewhere"
+    )
+    checkpoints = run_dir / "checkpoints"
+    assert not list(checkpoints.glob(".*.tmp"))  # nothing half-written
+    state = torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")
+    assert state["epoch"] == 0  # the first epoch's, whole
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
+    assert run.info.status == "FAILED"
+
+    (small_disk / "filler").unlink()
+    resumed = subprocess.run(
+        [*cli, *common, "resume=auto"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 3

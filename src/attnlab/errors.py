@@ -1,8 +1,10 @@
 """One-line errors: configuration mistakes (the key, the value given and what is allowed, exit
-code 2) and a diverged training run (the step and the loss, exit code 1)."""
+code 2), a diverged training run (the step and the loss, exit code 1) and a full disk (the file
+being written, exit code 1)."""
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from typing import Any
 
 EXIT_CONFIG_ERROR = 2
 EXIT_DIVERGED = 1
+EXIT_DISK_FULL = 1
 
 # The password of a URL (``scheme://user:PASSWORD@host``) or a ``password=`` query parameter.
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]*:)[^\s/'\"]*(@)")
@@ -97,16 +100,34 @@ def one_line(exc: BaseException) -> str | None:
     return None
 
 
+def disk_full(exc: BaseException) -> str | None:
+    """What a full disk stopped, as one line, if ``exc`` or what it wraps is that: an OSError
+    ENOSPC (a checkpoint, a log) or SQLite's "database or disk is full" (a tracking store)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            where = f" writing {cause.filename}" if cause.filename else ""
+            return f"no space left on the device{where}: free some, or write elsewhere"
+        if "database or disk is full" in str(cause):
+            return "the tracking store's disk is full: free some, or use another store"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 @contextmanager
 def report_config_errors() -> Iterator[None]:
-    """Turn configuration mistakes into one line on stderr and exit code 2, a diverged run into
-    one line and exit code 1; re-raise the rest."""
+    """Turn configuration mistakes into one line on stderr and exit code 2, a diverged run or a
+    full disk into one line and exit code 1; re-raise the rest."""
     try:
         yield
     except Diverged as exc:
         print(f"attnlab: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
     except Exception as exc:
+        full = disk_full(exc)
+        if full:
+            print(f"attnlab: {full}", file=sys.stderr)
+            raise SystemExit(EXIT_DISK_FULL) from None
         line = one_line(exc)
         if line is None:
             raise
