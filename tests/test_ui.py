@@ -133,7 +133,7 @@ def test_ui_prints_the_runs_table_of_the_latest_or_named_experiment(capsys, tiny
     runs = client.search_runs([experiment.experiment_id], max_results=10)
     assert sorted(r.info.run_name for r in runs) == ["optim.lr=0.001", "optim.lr=0.003"]
     assert sorted(r.data.tags["hydra.job_num"] for r in runs) == ["0", "1"]
-    assert {r.data.params["choices.model"] for r in runs} == {"transformer"}
+    assert {r.data.params["choices.model"] for r in runs} == {"transformer_small"}
     for record in runs:  # per-run folders are a tag, not params that differ between any two runs
         folder = record.data.tags["output_dir"]
         assert not [k for k, v in record.data.params.items() if v.startswith(folder)]
