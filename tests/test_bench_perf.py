@@ -205,7 +205,7 @@ def test_a_job_of_a_parallel_sweep_gets_its_share_of_the_cores(make_cfg, monkeyp
 
 
 def test_starting_a_run_imports_neither_scikit_learn_nor_the_sweep_s_pruning():
-    """What a run needs only sometimes is imported when used (README "Performance")."""
+    """What a run needs only sometimes is imported when used (docs: Performance)."""
     import subprocess
     import sys
 

@@ -1,4 +1,4 @@
-"""Reliability guarantees (README, "Reliability"): divergence, stale runs, secrets, loading."""
+"""Reliability guarantees (docs: Reliability): divergence, stale runs, secrets, loading."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Resume after a kill or a preemption, into the same MLflow run (README, "Reliability").
+"""Resume after a kill or a preemption, into the same MLflow run (docs: Reliability).
 
 Each test runs real ``attnlab train`` processes on the digits MLP, paced so a signal lands
 mid-epoch, and compares against a run that was never interrupted.
@@ -139,6 +139,20 @@ def test_a_sigkilled_run_resumes_into_its_mlflow_run_with_the_same_result(tmp_pa
     finish(train(killed, "resume=auto"))
     assert len(list(killed.glob("logs/digits_mlp/runs/*"))) == 1  # continued in its folder
     assert_same_as_uninterrupted(killed, uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_killed_run_on_batches_of_one_class_resumes_with_the_same_batches(tmp_path):
+    """data.batches=by_class draws its batches from a generator of its own: the checkpoint
+    holds it (and the batches given so far), so the resumed run trains on the uninterrupted
+    run's batches and ends with its numbers."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    finish(train(whole, "data.batches=by_class"))
+    process = train(killed, "data.batches=by_class")
+    signal_at_step(killed, process, STEPS_PER_EPOCH + 4, signal.SIGKILL)  # mid-epoch 2
+    assert checkpoint_step(killed) < steps_logged(killed / "mlflow.db")
+    finish(train(killed, "data.batches=by_class", "resume=auto"))
+    assert_same_as_uninterrupted(killed, whole)
 
 
 @pytest.mark.slow

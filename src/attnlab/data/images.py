@@ -77,27 +77,46 @@ class ClassBatchSampler(Sampler[list[int]]):
     average over all classes at test time: Ioffe 2017 (Batch Renormalization, §4.3) trains on
     such non-i.i.d. minibatches to show that this mismatch hurts batch norm. Lightning's
     ``set_epoch`` reaches only a batch sampler's inner sampler, so the epochs are counted here
-    by drawing on from the same generator. One process only (no distributed sampler); a resumed
-    run starts this generator afresh (its state is not in the checkpoint).
+    by drawing on from the same generator. One process only (no distributed sampler).
+
+    Stateful for torchdata's StatefulDataLoader, so a resumed run draws what the uninterrupted
+    one would: mid-epoch, the generator as the epoch began and the batches already given (the
+    epoch's order is drawn again, those batches skipped); after an epoch, the generator as it is.
     """
 
     def __init__(self, labels: Tensor, batch_size: int, seed: int):
         self.by_class = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
+        self._epoch_start = self.generator.get_state()  # before this epoch's draws
+        self._given = 0  # batches of this epoch handed out
+        self._skip = 0  # batches to skip in the next epoch drawn: a restored position
 
     def __iter__(self):
+        self._epoch_start = self.generator.get_state()
         size, batches = self.batch_size, []
         for indices in self.by_class:
             shuffled = indices[torch.randperm(len(indices), generator=self.generator)]
             batches += [
                 shuffled[i : i + size].tolist() for i in range(0, len(shuffled) - size + 1, size)
             ]
-        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+        order = torch.randperm(len(batches), generator=self.generator).tolist()
+        self._given, self._skip = self._skip, 0
+        for i in order[self._given :]:
+            self._given += 1
             yield batches[i]
 
     def __len__(self) -> int:
         return sum(len(indices) // self.batch_size for indices in self.by_class)
+
+    def state_dict(self) -> dict:
+        if 0 < self._given < len(self):  # mid-epoch: draw this epoch again, skip what was given
+            return {"generator": self._epoch_start, "given": self._given}
+        return {"generator": self.generator.get_state(), "given": 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._skip = state["given"]
 
 
 class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
