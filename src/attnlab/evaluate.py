@@ -57,7 +57,9 @@ def from_folder(folder: Path, run_id: str | None = None) -> TrainedRun:
     overrides_file = folder / ".hydra" / "overrides.yaml"
     if not overrides_file.is_file():
         raise ConfigError("--run", str(folder), "a run folder of attnlab train (.hydra/ in it)")
-    id_file = folder / "mlflow_run_id"
+    from attnlab.resume import RUN_ID_FILE
+
+    id_file = folder / RUN_ID_FILE
     if run_id is None and id_file.is_file():
         run_id = id_file.read_text().strip()
     overrides = yaml.safe_load(overrides_file.read_text()) or []
@@ -65,23 +67,26 @@ def from_folder(folder: Path, run_id: str | None = None) -> TrainedRun:
 
 
 def from_artifacts(client, record, scratch: Path) -> TrainedRun:
-    """A run whose folder is elsewhere: its logged overrides and best checkpoint."""
+    """A run whose folder is elsewhere: its logged overrides, and the checkpoint that
+    Lightning's MLflow logger uploaded with the alias ``best`` (a folder per checkpoint, holding
+    the .ckpt and an aliases.txt)."""
     run_id = record.info.run_id
-    overrides = yaml.safe_load(
-        Path(client.download_artifacts(run_id, "hydra/overrides.yaml", str(scratch))).read_text()
-    )
-    for entry in client.list_artifacts(run_id):
-        names = (
-            {a.path.rsplit("/", 1)[-1]: a.path for a in client.list_artifacts(run_id, entry.path)}
-            if entry.is_dir
-            else {}
-        )
-        if "aliases.txt" in names:
-            aliases = Path(client.download_artifacts(run_id, names["aliases.txt"], str(scratch)))
-            checkpoints = [path for name, path in names.items() if name.endswith(".ckpt")]
-            if "best" in aliases.read_text() and checkpoints:
-                local = client.download_artifacts(run_id, checkpoints[0], str(scratch))
-                return TrainedRun(overrides or [], Path(local), run_id, record.info.run_name)
+
+    def download(path: str) -> Path:
+        return Path(client.download_artifacts(run_id, path, str(scratch)))
+
+    overrides = yaml.safe_load(download("hydra/overrides.yaml").read_text()) or []
+    for folder in (entry for entry in client.list_artifacts(run_id) if entry.is_dir):
+        files = {
+            f.path.rsplit("/", 1)[-1]: f.path for f in client.list_artifacts(run_id, folder.path)
+        }
+        checkpoints = [path for name, path in files.items() if name.endswith(".ckpt")]
+        if (
+            "aliases.txt" in files
+            and checkpoints
+            and "best" in download(files["aliases.txt"]).read_text()
+        ):
+            return TrainedRun(overrides, download(checkpoints[0]), run_id, record.info.run_name)
     raise ConfigError("--run", run_id, "a run with a logged best checkpoint")
 
 
