@@ -347,6 +347,11 @@ BAD_COMMANDS = {
         ["eval", "--run", "abc"],
         "mlflow.db' is not allowed: an existing MLflow store; no such SQLite file",
     ),
+    "ui --auth without --server": (["ui", "--auth"], "--auth needs --server"),
+    "ui --server --auth without a first admin password": (
+        ["ui", "--server", "--auth", "--backend-store-uri", "sqlite:///team.db"],
+        "--auth=True is not allowed: MLFLOW_AUTH_ADMIN_PASSWORD set: the first admin's password",
+    ),
     "ui --port without a number": (["ui", "--port"], "argument --port: expected one argument"),
     "ui --port not a number": (["ui", "--port", "abc"], "invalid int value: 'abc'"),
     "ui on a folder store": (["ui", "--backend-store-uri", "mlruns"], "a reachable database"),

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -184,3 +185,49 @@ def logged_epochs(url: str) -> int:
         return 0
     metrics = found[0]["data"].get("metrics", []) if found else []
     return int(any(m["key"] == "val/acc" for m in metrics))
+
+
+@pytest.mark.slow
+def test_a_server_with_auth_lets_in_only_its_users(tmp_path, tiny):
+    """``attnlab ui --server --auth``: MLflow's basic-auth app. A request without credentials is
+    refused (401); a run without them stops before training in one line; a run as a user of
+    the server is logged."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "attnlab.cli", "ui", "--server", "--auth", "--no-browser",
+        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+        "--artifacts-destination", str(tmp_path / "artifacts"),
+        "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    server_env = {
+        **os.environ,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "team-secret-1",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-key-the-workers-share",
+    }
+    with serving(command, f"{url}/health", tmp_path / "server.log", cwd=tmp_path, env=server_env):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            rest(url, "mlflow/experiments/search", max_results=1)
+        assert refused.value.code == 401
+
+        train = [
+            sys.executable, "-m", "attnlab.cli", "train", *tiny, "debug=limit",
+            f"logger.tracking_uri={url}",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        stranger = subprocess.run(train, env=env, capture_output=True, text=True, timeout=300)
+        assert stranger.returncode == 2
+        assert stranger.stderr.strip().splitlines()[-1] == (
+            f"attnlab: config error: logger.tracking_uri='{url}' is not allowed: a server that "
+            "lets this user in (no user: HTTP 401); set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD"
+        )
+        env |= {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "team-secret-1"}
+        member = subprocess.run(train, env=env, capture_output=True, text=True, timeout=600)
+        assert member.returncode == 0, member.stderr[-3000:]
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/server.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("date_transformer").experiment_id])
+    assert run.info.status == "FINISHED"

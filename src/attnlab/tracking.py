@@ -239,6 +239,10 @@ def _check_creatable(key: str, uri: str, path: Path) -> None:
 
 
 def _check_server(key: str, uri: str) -> None:
+    """The server answers /health, and lets this user in (a server with basic auth refuses a
+    request without MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or with wrong ones)."""
+    import base64
+    import urllib.error
     import urllib.request
 
     try:
@@ -248,6 +252,25 @@ def _check_server(key: str, uri: str) -> None:
         reason = str(getattr(error, "reason", error))
         allowed = f"a reachable MLflow tracking server; GET /health failed: {reason}"
         raise ConfigError(key, uri, allowed) from None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    request = urllib.request.Request(
+        f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+    )
+    if user:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            who = f"user {user!r}" if user else "no user"
+            allowed = (
+                f"a server that lets this user in ({who}: HTTP {error.code}); set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+            )
+            raise ConfigError(key, uri, allowed) from None
 
 
 def _check_database(key: str, uri: str) -> None:

@@ -16,6 +16,9 @@ from pathlib import Path
 from attnlab.cli import command_parser
 from attnlab.errors import ConfigError, report_config_errors
 
+# Read by MLflow's basic-auth app: the first admin's password, and the key of its CSRF tokens.
+AUTH_PASSWORD_ENV, SECRET_KEY_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"
+
 
 def check_backend_store(uri: str) -> None:
     """The UI and server need a store they own, not another tracking server."""
@@ -122,6 +125,12 @@ def main(argv: list[str]) -> int:
         help="with --server: where uploaded artifacts are stored (default ./mlartifacts)",
     )
     parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="with --server: let in only the team (MLflow's basic-auth app; users in "
+        "./basic_auth.db, the first admin's password from MLFLOW_AUTH_ADMIN_PASSWORD)",
+    )
+    parser.add_argument(
         "--optuna", action="store_true", help="optuna-dashboard on the sweep storage instead"
     )
     parser.add_argument("--storage", default="sqlite:///optuna.db", help="with --optuna")
@@ -133,6 +142,8 @@ def main(argv: list[str]) -> int:
         parser.error("--artifacts-destination needs --server")
     if opts.optuna and opts.server:
         parser.error("--optuna and --server: one at a time")
+    if opts.auth and not opts.server:
+        parser.error("--auth needs --server")
     base = local_base(opts.host, opts.port or (8080 if opts.optuna else 5000))
     with report_config_errors():
         if opts.optuna:
@@ -140,6 +151,8 @@ def main(argv: list[str]) -> int:
             url, health = study_address(opts.storage, base, opts.study), f"{base}/dashboard"
         else:
             check_backend_store(opts.backend_store_uri)
+            if opts.auth:
+                check_auth_setup()
             url = runs_address(opts.backend_store_uri, base, opts.experiment)
             health = f"{base}/health"
     print(f"{'Optuna dashboard' if opts.optuna else 'MLflow'}: {url}", flush=True)
@@ -155,6 +168,23 @@ def main(argv: list[str]) -> int:
     os.execv(command[0], command + passthrough)
 
 
+def check_auth_setup() -> None:
+    """MLflow's basic-auth app needs Flask-WTF, a first admin password for a new user store
+    and a secret key; without them it refuses to start, after the address has been printed."""
+    try:
+        import flask_wtf  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--auth", True, "Flask-WTF installed: pip install 'attnlab[auth]'"
+        ) from None
+    if not (Path("basic_auth.db").is_file() or os.environ.get(AUTH_PASSWORD_ENV)):
+        allowed = f"{AUTH_PASSWORD_ENV} set: the first admin's password of a new user store"
+        raise ConfigError("--auth", True, allowed)
+    if not os.environ.get(SECRET_KEY_ENV):
+        allowed = f"{SECRET_KEY_ENV} set: a secret the server's workers share (CSRF)"
+        raise ConfigError("--auth", True, allowed)
+
+
 def mlflow_command(opts: argparse.Namespace) -> list[str]:
     command = [
         sys.executable, "-m", "mlflow", "server" if opts.server else "ui",
@@ -166,6 +196,8 @@ def mlflow_command(opts: argparse.Namespace) -> list[str]:
         if len(urllib.parse.urlparse(destination).scheme) < 2:  # a folder (or C:\...)
             destination = str(Path(destination).resolve())
         command += ["--serve-artifacts", "--artifacts-destination", destination]
+    if opts.auth:
+        command += ["--app-name", "basic-auth"]
     return command
 
 
