@@ -416,3 +416,14 @@ def test_a_full_disk_is_one_line_whatever_wraps_it():
     store = RuntimeError("(sqlite3.OperationalError) database or disk is full")
     assert disk_full(store) == "the tracking store's disk is full: free some, or use another store"
     assert disk_full(OSError(errno.EACCES, "Permission denied", "/runs")) is None
+
+
+def test_an_exception_chain_with_a_cycle_is_read_once():
+    """Hydra's error handling can leave an exception that is the context of its own context:
+    reading the chain (config errors, a full disk) must end."""
+    from attnlab.errors import chain, disk_full, one_line
+
+    first, second = ValueError("first"), RuntimeError("second")
+    first.__context__, second.__context__ = second, first
+    assert list(chain(first)) == [first, second]
+    assert disk_full(first) is None and one_line(first) is None

@@ -64,11 +64,9 @@ def one_line(exc: BaseException) -> str | None:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-    cause: BaseException | None = exc
-    while cause is not None:  # e.g. a ConfigError raised while Hydra instantiated a plugin,
+    for cause in chain(exc):  # e.g. a ConfigError raised while Hydra instantiated a plugin,
         if isinstance(cause, ConfigError):  # or inside a resolver (OmegaConf keeps it as the
             return str(cause)  # context of the error it raises, not as the cause)
-        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = exc.missing_cfg_file.rpartition("/")
         options = ", ".join(sorted(exc.options or [])) or "no options in that group"
@@ -103,15 +101,24 @@ def one_line(exc: BaseException) -> str | None:
 def disk_full(exc: BaseException) -> str | None:
     """What a full disk stopped, as one line, if ``exc`` or what it wraps is that: an OSError
     ENOSPC (a checkpoint, a log) or SQLite's "database or disk is full" (a tracking store)."""
-    cause: BaseException | None = exc
-    while cause is not None:
+    for cause in chain(exc):
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             where = f" writing {cause.filename}" if cause.filename else ""
             return f"no space left on the device{where}: free some, or write elsewhere"
         if "database or disk is full" in str(cause):
             return "the tracking store's disk is full: free some, or use another store"
-        cause = cause.__cause__ or cause.__context__
     return None
+
+
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it or was being handled when it was raised, and so on; each
+    once: Hydra's handling can make an exception the context of its own context (a cycle)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
 
 
 @contextmanager
