@@ -65,6 +65,28 @@ def test_warmup_multistep_follows_he_et_al():
     assert lrs[75] == pytest.approx(0.001) and lrs[99] == pytest.approx(0.001)
 
 
+def lrs_of(total_steps: int, warmup_steps: int) -> list[float]:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_multistep(optimizer, total_steps=total_steps, warmup_steps=warmup_steps)
+    lrs = []
+    for _ in range(total_steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("total_steps", [4, 9, 120, 1000])
+def test_a_run_shorter_than_its_warmup_still_decays_at_each_milestone(total_steps):
+    """120 steps with 100 of warmup once gave 1.0 at step 100 and 0.1 from step 101 on."""
+    lrs = lrs_of(total_steps, warmup_steps=100)
+    half, three_quarters = round(0.5 * total_steps), round(0.75 * total_steps)
+    assert lrs[half - 1] == pytest.approx(1.0)
+    assert lrs[half] == pytest.approx(0.1) and lrs[three_quarters - 1] == pytest.approx(0.1)
+    assert lrs[three_quarters] == pytest.approx(0.01) and lrs[-1] == pytest.approx(0.01)
+    assert lrs[0] < 1.0 or total_steps < 4  # some warmup is left where there is room for it
+
+
 def test_lr_follows_the_batch_size(make_cfg):
     cfg = make_cfg("experiment=norm_batch", "data.batch_size=32")
     assert cfg.optim.lr == pytest.approx(0.1 * 32 / 128)

@@ -81,8 +81,13 @@ def warmup_multistep(
     The lr rises linearly from ``warmup_start_factor`` x base lr to the base lr over
     ``warmup_steps`` (He et al. held 0.1 x lr for ~400 iterations before ResNet-110 could train),
     then is multiplied by ``gamma`` at each ``milestones`` fraction of ``total_steps``.
+
+    In a run too short for its warmup, the warmup shrinks to half the steps before the first
+    milestone, so every milestone still falls after it (a 120-step run with 100 warmup steps
+    used to drop the lr once, one step after warmup, and never again).
     """
-    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
+    first_milestone = round(min(milestones) * total_steps)
+    warmup_steps = min(warmup_steps, first_milestone // 2)
     steps = sorted({max(round(f * total_steps) - warmup_steps, 1) for f in milestones})
     decay = MultiStepLR(optimizer, milestones=steps, gamma=gamma)
     if warmup_steps == 0:
