@@ -156,6 +156,20 @@ def test_a_killed_run_on_batches_of_one_class_resumes_with_the_same_batches(tmp_
 
 
 @pytest.mark.slow
+def test_a_killed_run_whose_loader_has_workers_resumes_with_the_same_batches(tmp_path):
+    """With ``data.num_workers=2`` the batches come from worker processes: the loader's state
+    in the checkpoint (torchdata's StatefulDataLoader, the workers' included) puts the resumed
+    run's loader where the killed one stopped."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    finish(train(whole, "data.num_workers=2"))
+    process = train(killed, "data.num_workers=2")
+    signal_at_step(killed, process, STEPS_PER_EPOCH + 4, signal.SIGKILL)  # mid-epoch 2
+    assert checkpoint_step(killed) < steps_logged(killed / "mlflow.db")
+    finish(train(killed, "data.num_workers=2", "resume=auto"))
+    assert_same_as_uninterrupted(killed, whole)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
 def test_a_preempted_run_saves_its_step_ends_killed_and_resumes(tmp_path, uninterrupted, signum):
     preempted = tmp_path / "preempted"

@@ -13,6 +13,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from attnlab.data.loaders import stateful_loader
+
 
 class BucketBatchSampler(Sampler[list[int]]):
     """Sorts indices into length buckets, batches within each bucket, shuffles the batch order.
@@ -111,10 +113,9 @@ def bucketed_loader(
     sampler = BucketBatchSampler(
         lengths, batch_size, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), **replicas
     )
-    return StatefulDataLoader(
+    return stateful_loader(
         dataset,
         batch_sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_fn,
-        persistent_workers=num_workers > 0,
     )

@@ -22,7 +22,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from attnlab.contracts import ImageDims
 from attnlab.data.baselines import classification_baselines, one_hot
 from attnlab.data.image_files import Arrays, read_cifar10, read_mnist
-from attnlab.data.loaders import SplitLoaders, check_loading
+from attnlab.data.loaders import SplitLoaders, check_loading, stateful_loader
 from attnlab.errors import ConfigError
 from attnlab.registry import Settings, register
 
@@ -230,20 +230,18 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         dataset = self.datasets[split]
         if split == "train" and self.batches == "by_class":
             labels = dataset.tensors[1]
-            return StatefulDataLoader(
+            return stateful_loader(
                 dataset,
                 batch_sampler=ClassBatchSampler(labels, self.batch_size, self.seed),
                 num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
             )
-        return StatefulDataLoader(
+        return stateful_loader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             # A last batch of one image breaks batch norm; drop the remainder when training.
             drop_last=shuffle and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
         )
 
 

@@ -21,7 +21,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from attnlab.contracts import TokenDims
 from attnlab.data.baselines import bag_of_tokens_predictions, classification_baselines, one_hot
 from attnlab.data.bucketing import bucketed_loader
-from attnlab.data.loaders import SplitLoaders, check_loading
+from attnlab.data.loaders import SplitLoaders, check_loading, stateful_loader
 from attnlab.data.sampling import bucket_ranges, check_buckets, split_rng
 from attnlab.data.seq2seq import SPLITS
 from attnlab.data.text import pad_batch
@@ -149,13 +149,12 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
             return bucketed_loader(
                 data, lengths, self.batch_size, collate, self.num_workers, self.trainer
             )
-        return StatefulDataLoader(
+        return stateful_loader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
         )
 
 

@@ -15,7 +15,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from attnlab.contracts import PairDims
 from attnlab.data.baselines import copy_source_baselines
 from attnlab.data.bucketing import bucketed_loader
-from attnlab.data.loaders import SplitLoaders
+from attnlab.data.loaders import SplitLoaders, stateful_loader
 from attnlab.data.text import CharVocab, Vocab, pad_batch
 from attnlab.errors import ConfigError
 
@@ -134,11 +134,10 @@ class PairsDataModule(SplitLoaders, L.LightningDataModule, ABC):
             return bucketed_loader(
                 data, lengths, self.batch_size, collate_fn, self.num_workers, self.trainer
             )
-        return StatefulDataLoader(
+        return stateful_loader(
             data,
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=collate_fn,
-            persistent_workers=self.num_workers > 0,
         )

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import SeriesDims
-from attnlab.data.loaders import SplitLoaders, check_loading
+from attnlab.data.loaders import SplitLoaders, check_loading, stateful_loader
 from attnlab.registry import Settings, register
 
 SPLITS = ("train", "val", "test")
@@ -86,12 +86,11 @@ class RegressionDataModule(SplitLoaders, L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
 
     def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
-        return StatefulDataLoader(
+        return stateful_loader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
         )
 
 

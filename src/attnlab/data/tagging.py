@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.contracts import IGNORE_TAG, TaggingDims
-from attnlab.data.loaders import SplitLoaders, check_loading, check_split_fractions
+from attnlab.data.loaders import SplitLoaders, check_loading, check_split_fractions, stateful_loader
 from attnlab.data.sampling import split_rng
 from attnlab.data.seq2seq import SPLITS
 from attnlab.data.text import pad_batch
@@ -122,13 +122,12 @@ class TaggingDataModule(SplitLoaders, L.LightningDataModule, ABC):
         return scores
 
     def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
-        return StatefulDataLoader(
+        return stateful_loader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=partial(collate_sentences, pad_id=self.pad_id),
-            persistent_workers=self.num_workers > 0,
         )
 
 
