@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from scipy import stats
 
 from attnlab.claims import spec, verdict
 from attnlab.claims.cli import main as claim_main
-from attnlab.claims.report import README_BEGIN, README_END
+from attnlab.claims.report import README_BEGIN, README_END, effect_text, store_label
 from attnlab.claims.run import machine, train_command
 from attnlab.claims.spec import Comparison
 from attnlab.config import validate
@@ -123,41 +125,149 @@ LOWER = Comparison(metric="m", better="a", than="b", size=0.1, direction="minimi
 EQUAL = Comparison(metric="m", better="a", than="b", size=0.05, expect="equal")
 
 
-def test_the_interval_is_scipys_welch_interval_signed_by_the_direction():
-    a, b = [0.9, 0.8, 0.85, 0.95], [0.5, 0.6, 0.4]
-    low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    up = verdict.effect_interval(a, b, "maximize", 0.95)
-    down = verdict.effect_interval(a, b, "minimize", 0.95)
+def seeded(*values: float, first: int = 0) -> dict[int, float]:
+    return dict(enumerate(values, start=first))
+
+
+def judge(comparison, better, than, baseline=None):
+    """The judgement of a claim of this one comparison."""
+    return verdict.judge_claim([comparison], [(better, than)], 0.95, [baseline])[0]
+
+
+def test_shared_seeds_give_students_paired_interval_signed_by_the_direction():
+    a, b = [0.9, 0.8, 0.85, 0.95], [0.5, 0.45, 0.4, 0.6]
+    low, high = stats.ttest_rel(a, b).confidence_interval(0.95)
+    up = judge(BETTER, seeded(*a), seeded(*b)).effect
+    down = judge(LOWER, seeded(*a), seeded(*b)).effect
+    assert up.paired and up.seeds == 4 and up.level == pytest.approx(0.95)
     assert (up.low, up.high) == pytest.approx((low, high))
     assert (down.low, down.high) == pytest.approx((-high, -low))
-    assert up.effect == pytest.approx(-down.effect) == pytest.approx(0.875 - 0.5)
+    assert up.effect == pytest.approx(-down.effect) == pytest.approx(0.875 - 0.4875)
+
+
+def test_only_the_common_seeds_are_paired_and_disjoint_seeds_give_welchs_interval():
+    a, b = [0.9, 0.8, 0.85], [0.5, 0.45, 0.4]
+    extra = judge(BETTER, seeded(*a, 0.1), seeded(*b)).effect  # seed 3 of a has no partner
+    paired = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert extra.paired and (extra.low, extra.high) == pytest.approx(tuple(paired))
+    apart = judge(BETTER, seeded(*a, 0.95), seeded(*b, first=7)).effect
+    welch = stats.ttest_ind([*a, 0.95], b, equal_var=False).confidence_interval(0.95)
+    assert not apart.paired and (apart.low, apart.high) == pytest.approx(tuple(welch))
+
+
+def test_pairing_removes_the_data_draw_that_welch_counts_as_noise():
+    """Seed i shifts both variants alike: the paired interval is narrow, Welch's is not."""
+    shifts = [0.0, 0.2, -0.15, 0.1]
+    a = [0.6 + s for s in shifts]
+    b = [0.45 + s + e for s, e in zip(shifts, [0.01, -0.01, 0.0, 0.005], strict=True)]
+    assert judge(BETTER, seeded(*a), seeded(*b)).verdict == verdict.REPRODUCED
+    apart = judge(BETTER, seeded(*a), seeded(*b, first=4))
+    assert apart.verdict == verdict.INCONCLUSIVE and not apart.effect.paired
 
 
 @pytest.mark.parametrize(
-    "comparison, a, b, expected",
+    "comparison, a, b, expected, why",
     [
-        (BETTER, [0.9, 0.92, 0.91], [0.5, 0.52, 0.49], verdict.REPRODUCED),
-        (BETTER, [0.5, 0.52, 0.49], [0.9, 0.92, 0.91], verdict.NOT_REPRODUCED),
-        (BETTER, [0.60, 0.61, 0.60], [0.60, 0.60, 0.61], verdict.NOT_REPRODUCED),  # no effect
-        (BETTER, [0.9, 0.3, 0.7], [0.5, 0.6, 0.4], verdict.INCONCLUSIVE),  # too noisy
-        (LOWER, [0.1, 0.12, 0.11], [0.5, 0.52, 0.49], verdict.REPRODUCED),
-        (LOWER, [0.5, 0.52, 0.49], [0.1, 0.12, 0.11], verdict.NOT_REPRODUCED),
-        (EQUAL, [1.0, 0.99, 1.0], [0.99, 1.0, 1.0], verdict.REPRODUCED),
-        (EQUAL, [1.0, 0.99, 1.0], [0.5, 0.52, 0.49], verdict.NOT_REPRODUCED),
-        (EQUAL, [1.0, 0.5, 1.0], [0.99, 1.0, 1.0], verdict.INCONCLUSIVE),
-        (BETTER, [1.0, 1.0, 1.0], [0.5, 0.5, 0.5], verdict.REPRODUCED),  # no spread at all
-        (BETTER, [0.9, 0.92], [0.5, 0.52], verdict.INCONCLUSIVE),  # two seeds: no verdict
+        (BETTER, [0.9, 0.92, 0.91], [0.5, 0.52, 0.49], verdict.REPRODUCED, "lies above 0.1"),
+        (BETTER, [0.5, 0.52, 0.49], [0.9, 0.92, 0.91], verdict.NOT_REPRODUCED, "lies below 0.1"),
+        (BETTER, [0.6, 0.61, 0.6], [0.6, 0.6, 0.61], verdict.NOT_REPRODUCED, "lies below 0.1"),
+        (BETTER, [0.65, 0.66, 0.64], [0.6, 0.6, 0.6], verdict.NOT_REPRODUCED, "lies below 0.1"),
+        (BETTER, [0.9, 0.3, 0.7], [0.5, 0.6, 0.4], verdict.INCONCLUSIVE, "holds 0.1"),
+        (LOWER, [0.1, 0.12, 0.11], [0.5, 0.52, 0.49], verdict.REPRODUCED, "lies above 0.1"),
+        (LOWER, [0.5, 0.52, 0.49], [0.1, 0.12, 0.11], verdict.NOT_REPRODUCED, "lies below 0.1"),
+        (EQUAL, [1.0, 0.99, 1.0], [0.99, 1.0, 1.0], verdict.REPRODUCED, "lies inside ±0.05"),
+        (EQUAL, [1.0, 0.99, 1.0], [0.5, 0.52, 0.49], verdict.NOT_REPRODUCED, "lies beyond ±0.05"),
+        (EQUAL, [0.5, 0.52, 0.49], [1.0, 0.99, 1.0], verdict.NOT_REPRODUCED, "lies beyond ±0.05"),
+        (EQUAL, [1.0, 0.5, 1.0], [0.99, 1.0, 1.0], verdict.INCONCLUSIVE, "crosses ±0.05"),
     ],
 )
-def test_the_verdict_follows_the_stated_rule(comparison, a, b, expected):
-    assert verdict.judge(comparison, a, b, 0.95).verdict == expected
+def test_one_standard_decides_both_verdicts(comparison, a, b, expected, why):
+    """better: the interval above the size reproduces, below it rules the claim out (an
+    effect of +0.05, real but under the size, too); equal: inside ±size or wholly beyond."""
+    judged = judge(comparison, seeded(*a), seeded(*b))
+    assert judged.verdict == expected and why in judged.reason
+    assert "at 95%" in judged.reason
+
+
+@pytest.mark.parametrize(
+    "a, b, than_seeds",
+    [
+        ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], 0),  # a floor: 0.000 at every seed
+        ([1.0, 1.0, 1.0], [0.5, 0.5, 0.5], 0),
+        ([1.0, 1.0, 1.0], [0.5, 0.5, 0.5], 5),  # Welch: neither side varies
+        ([0.7, 0.8, 0.9], [0.6, 0.7, 0.8], 0),  # paired: the same difference at every seed
+    ],
+)
+def test_differences_that_do_not_vary_give_no_interval_and_no_verdict(a, b, than_seeds):
+    judged = judge(BETTER, seeded(*a), seeded(*b, first=than_seeds))
+    assert judged.verdict == verdict.INCONCLUSIVE
+    assert "floor or ceiling" in judged.reason and "change the metric or the task" in judged.reason
+    assert math.isnan(judged.effect.low) and "(no spread)" in effect_text(judged)
+
+
+def test_fewer_than_three_seeds_give_no_verdict():
+    judged = judge(BETTER, seeded(0.9, 0.92), seeded(0.5, 0.52))
+    assert judged.verdict == verdict.INCONCLUSIVE and judged.effect is None
+    assert "too few seeds (a: 2, b: 2; 3 needed)" in judged.reason
+
+
+def test_holm_decides_rank_j_at_alpha_over_k_minus_j_and_stops_at_the_first_failure():
+    assert verdict.holm([0.001, 0.02, 0.5], 0.025) == [
+        (0.025 / 3, True), (0.025 / 2, False), (0.025 / 2, False),
+    ]  # fmt: skip
+    assert verdict.holm([0.02, 0.001, 0.011], 0.025) == [
+        (0.025, True), (0.025 / 3, True), (0.025 / 2, True),
+    ]  # fmt: skip
+
+
+def test_comparisons_after_holm_stops_are_inconclusive_at_the_stopping_level():
+    """Each alone is reproduced at 95% (one-sided p 0.018 and 0.023); together the first fails
+    at 97.5% (alpha / 2), Holm stops, and both are judged at 97.5%, where they hold the size."""
+    first = (seeded(0.35, 0.40, 0.375), seeded(0.2, 0.2, 0.2))
+    second = (seeded(0.345, 0.40, 0.37), seeded(0.2, 0.2, 0.2))
+    for alone in (judge(BETTER, *first), judge(BETTER, *second)):
+        assert alone.verdict == verdict.REPRODUCED and alone.effect.level == pytest.approx(0.95)
+    both = verdict.judge_claim([BETTER] * 2, [first, second], 0.95, [None] * 2)
+    assert [j.verdict for j in both] == [verdict.INCONCLUSIVE] * 2
+    assert all("at 97.5% holds 0.1" in j.reason for j in both)
+    clear = (seeded(0.9, 0.92, 0.91), seeded(0.5, 0.52, 0.49))
+    three = verdict.judge_claim([BETTER] * 3, [first, clear, clear], 0.95, [None] * 3)
+    assert [j.verdict for j in three] == [verdict.REPRODUCED] * 3
+    assert [round(j.effect.level, 4) for j in three] == [0.95, 0.9833, 0.975]
 
 
 def test_a_winner_that_does_not_beat_the_best_baseline_is_inconclusive():
-    a, b = [0.9, 0.92, 0.91], [0.5, 0.52, 0.49]
-    judged = verdict.judge(BETTER, a, b, 0.95, baseline=("bag_of_tokens", 0.95))
-    assert judged.verdict == verdict.INCONCLUSIVE and "bag_of_tokens" in judged.reason
-    assert verdict.judge(BETTER, a, b, 0.95, baseline=("chance", 0.5)).verdict == "reproduced"
+    a, b = seeded(0.9, 0.92, 0.91), seeded(0.5, 0.52, 0.49)
+    judged = judge(BETTER, a, b, baseline=("bag_of_tokens", 0.95))
+    assert judged.verdict == verdict.INCONCLUSIVE and "does not beat the baseline" in judged.reason
+    assert "bag_of_tokens (0.95)" in judged.reason
+    assert judge(BETTER, a, b, baseline=("chance", 0.5)).verdict == verdict.REPRODUCED
+    lower = judge(LOWER, b, a, baseline=("majority", 0.4))  # errors: the winner must be lower
+    assert lower.verdict == verdict.INCONCLUSIVE and "majority" in lower.reason
+
+
+def test_a_size_finer_than_the_design_resolves_says_how_many_seeds_would():
+    fine = Comparison(metric="m", better="a", than="b", size=0.005)
+    judged = judge(fine, seeded(0.91, 0.92, 0.91), seeded(0.90, 0.91, 0.905))
+    effect = judged.effect
+    assert effect.resolvable > 0.005 and "finer than this design resolves" in judged.reason
+    seeds = int(re.search(r"about (\d+) seeds per variant", judged.reason).group(1))
+    alpha = (1 - effect.level) / 2
+
+    def resolvable_at(n: int) -> float:
+        return verdict.resolvable(effect.se * math.sqrt(3 / n), n - 1, alpha)
+
+    assert resolvable_at(seeds) <= 0.005 < resolvable_at(seeds - 1)
+    coarse = judge(BETTER, seeded(0.9, 0.92, 0.91), seeded(0.5, 0.52, 0.49))
+    assert "finer" not in coarse.reason and coarse.effect.resolvable < 0.1
+
+
+def test_the_resolvable_effect_has_the_stated_power():
+    """The noncentral t: a one-sided test at alpha detects the resolvable distance with 80%."""
+    se, df, alpha = 0.02, 2, 0.025
+    margin = verdict.resolvable(se, df, alpha)
+    critical = stats.t.ppf(1 - alpha, df)
+    assert stats.nct.sf(critical, df, margin / se) == pytest.approx(verdict.POWER)
 
 
 def test_a_claim_is_reproduced_only_when_every_comparison_is():
@@ -229,17 +339,30 @@ def test_the_report_gives_the_verdict_with_intervals_plots_and_escaped_html(tmp_
     assert "claim position: reproduced" in done.stdout
     markdown = (tmp_path / "out/position.md").read_text()
     page = (tmp_path / "out/position.html").read_text()
-    # order: 0.96 vs 0.50 over three seeds each; the interval is Welch's
-    low, high = stats.ttest_ind(
-        POSITION_SCORES["order_sinusoidal"], POSITION_SCORES["order_none"], equal_var=False
-    ).confidence_interval(0.95)
-    assert f"+0.4600 [{low:+.4f}, {high:+.4f}]" in markdown
+    # order: 0.96 vs 0.50 at the same three seeds: Student's paired interval, first of the
+    # claim's two comparisons in Holm's order, so at 1 - 2 * 0.025 / 2
+    low, high = stats.ttest_rel(
+        POSITION_SCORES["order_sinusoidal"], POSITION_SCORES["order_none"]
+    ).confidence_interval(0.975)
+    assert f"+0.4600 [{low:+.4f}, {high:+.4f}] at 97.5%" in markdown
+    assert "paired t, 3 seeds; resolves" in markdown and "Holm 1979" in markdown
+    assert "Store: sqlite:///mlflow.db;" in markdown and str(tmp_path) not in markdown + page
     assert "0.9600 ± " in markdown and "chance 0.5000" in markdown
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("data:image/png;base64,") == 2  # per bucket, and val/acc over steps
     assert sorted(p.name for p in (tmp_path / "out/plots").iterdir()) == [
         "position_buckets.png", "position_val_acc.png",
     ]  # fmt: skip
+
+
+def test_a_report_names_its_store_without_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert store_label(f"sqlite:///{tmp_path}/runs/mlflow.db") == "sqlite:///runs/mlflow.db"
+    assert store_label("sqlite:////elsewhere/claimruns/mlflow.db") == "sqlite:///mlflow.db"
+    assert store_label(f"file://{tmp_path}/mlruns") == "mlruns"
+    assert store_label("/elsewhere/mlruns") == "mlruns"
+    for as_given in ("sqlite:///mlflow.db", "mlruns", "http://127.0.0.1:5000"):
+        assert store_label(as_given) == as_given
 
 
 def test_the_readme_table_is_rewritten_between_its_markers(tmp_path, report):

@@ -25,7 +25,7 @@ from mlflow.entities import Run
 from attnlab import metric_keys
 from attnlab.claims import verdict
 from attnlab.claims.spec import Claim, Comparison
-from attnlab.claims.verdict import Judgement, mean_interval
+from attnlab.claims.verdict import Judgement, mean_interval, percent
 from attnlab.metric_keys import bucket_order
 
 GAP = metric_keys.GAP
@@ -90,11 +90,15 @@ class ClaimResult:
     def verdict(self) -> str:
         return verdict.overall([j.verdict for j in self.judgements])
 
+    def scores_by_seed(self, variant: str, metric: str) -> dict[int, float]:
+        """seed -> the value of ``metric`` for ``variant`` (runs without it are left out)."""
+        by_seed = self.runs.get(variant, {})
+        values = {seed: run_metrics(by_seed[seed]).get(metric) for seed in sorted(by_seed)}
+        return {seed: value for seed, value in values.items() if value is not None}
+
     def scores(self, variant: str, metric: str) -> list[float]:
-        """Per-seed values of ``metric`` for ``variant`` (runs without it are left out)."""
-        seeds = sorted(self.runs.get(variant, {}))
-        values = [run_metrics(self.runs[variant][s]).get(metric) for s in seeds]
-        return [v for v in values if v is not None]
+        """Per-seed values of ``metric`` for ``variant``, in the order of the seeds."""
+        return list(self.scores_by_seed(variant, metric).values())
 
     def all_runs(self) -> list[Run]:
         return [run for by_seed in self.runs.values() for run in by_seed.values()]
@@ -118,23 +122,32 @@ class ClaimResult:
 def evaluate(
     client: MlflowClient, claim: Claim, scale: str, seeds: list[int] | None = None
 ) -> ClaimResult:
+    """The judgements of ``claim``'s comparisons from its runs of ``scale`` (``seeds`` only)."""
     result = ClaimResult(claim, scale, find_runs(client, claim, scale, seeds))
-    for comparison in claim.comparisons:
-        baseline = seeds_best_baseline(
+    result.baselines = [
+        seeds_best_baseline(
             list(result.runs.get(comparison.better, {}).values()),
             comparison.metric,
             comparison.direction,
         )
-        result.baselines.append(baseline)
-        result.judgements.append(
-            verdict.judge(
-                comparison,
-                result.scores(comparison.better, comparison.metric),
-                result.scores(comparison.than, comparison.than_metric or comparison.metric),
-                claim.confidence,
-                baseline if comparison.expect == "better" else None,
-            )
+        for comparison in claim.comparisons
+    ]
+    scores = [
+        (
+            result.scores_by_seed(comparison.better, comparison.metric),
+            result.scores_by_seed(comparison.than, comparison.than_metric or comparison.metric),
         )
+        for comparison in claim.comparisons
+    ]
+    result.judgements = verdict.judge_claim(
+        claim.comparisons,
+        scores,
+        claim.confidence,
+        [
+            baseline if comparison.expect == "better" else None
+            for comparison, baseline in zip(claim.comparisons, result.baselines, strict=True)
+        ],
+    )
     return result
 
 
@@ -148,14 +161,30 @@ def expectation(comparison: Comparison) -> str:
         better, than = f"{better} {comparison.metric}", f"{than} {comparison.than_metric}"
     if comparison.expect == "equal":
         return f"{better} ≈ {than} (within ±{comparison.size:g})"
-    return f"{better} {arrow} than {than} by ≥ {comparison.size:g}"
+    return f"{better} {arrow} than {than} by > {comparison.size:g}"
 
 
 def effect_text(judgement: Judgement) -> str:
+    """The effect with its interval and the interval's level, or why there is none."""
     effect = judgement.effect
     if effect is None:
         return "-"
-    return f"{effect.effect:+.4f} [{effect.low:+.4f}, {effect.high:+.4f}]"
+    if effect.se == 0:
+        return f"{effect.effect:+.4f} (no spread)"
+    interval = f"[{effect.low:+.4f}, {effect.high:+.4f}]"
+    return f"{effect.effect:+.4f} {interval} at {percent(effect.level)}"
+
+
+def design_text(judgement: Judgement) -> str:
+    """The test and its seeds, and the smallest distance from the size it resolves."""
+    effect = judgement.effect
+    if effect is None:
+        return "-"
+    test = "paired t" if effect.paired else "Welch t"
+    if effect.se == 0:
+        return f"{test}, {effect.seeds} seeds"
+    power = f"{verdict.POWER:.0%}"
+    return f"{test}, {effect.seeds} seeds; resolves {effect.resolvable:.3g} at {power} power"
 
 
 def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
@@ -207,7 +236,7 @@ def bucket_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
 
 
 def comparison_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
-    headers = ["metric", "expected", "effect [CI]", "best baseline", "verdict", "why"]
+    headers = ["metric", "expected", "effect [CI]", "design", "best baseline", "verdict", "why"]
     rows = []
     for comparison, judgement, baseline in zip(
         result.claim.comparisons, result.judgements, result.baselines, strict=True
@@ -218,6 +247,7 @@ def comparison_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
                 comparison.metric,
                 expectation(comparison),
                 effect_text(judgement),
+                design_text(judgement),
                 base,
                 judgement.verdict,
                 judgement.reason,
@@ -383,13 +413,33 @@ def figures(client: MlflowClient, result: ClaimResult) -> list[tuple[str, bytes]
 # --- documents -------------------------------------------------------------------------------
 
 RULE = (
-    "Rule: the effect is the expected winner's mean minus the other's, signed so + is the "
-    "claimed direction, with a Welch {pct}% confidence interval over seeds. better: reproduced "
-    "when the interval lies above 0 and the winner beats the best shortcut baseline; not "
-    "reproduced when the interval lies below the claimed size; else inconclusive. equal: "
-    "reproduced inside ±size, not reproduced wholly beyond it. A claim is reproduced when every "
-    "comparison is, not reproduced when any is not. 3 seeds per variant at least."
+    "Rule: the effect is the expected winner's score minus the other's, signed so + is the "
+    "claimed direction; the size is the smallest effect of interest. Where two variants share "
+    "{seeds} seeds or more (a seed is the same data draw for both), the effect is the mean of the "
+    "per-seed differences over those seeds, with Student's paired t interval (Student 1908); "
+    "otherwise Welch's. Each decision is a one-sided test at α = {alpha:.4g} (half of "
+    "1 − {pct}), and Holm's step-down (Holm 1979) corrects it over the claim's comparisons: "
+    "ordered by p-value, the one of rank j of k is decided at α/(k − j) and the first that "
+    "fails leaves it and the rest undecided. Each interval is printed at the level that "
+    "decides it (1 − 2 × its α). better: reproduced when the interval lies above the size and "
+    "the winner beats the best shortcut baseline; not reproduced when it lies below the size. "
+    "equal: reproduced when it lies inside ±size (two one-sided tests, Schuirmann 1987); not "
+    "reproduced when it lies wholly beyond one bound. Else inconclusive. Differences that do "
+    "not vary over seeds (a floor or ceiling) give no interval and no verdict: the metric or "
+    "the task must change. 'resolves' is the smallest distance from the size that the design "
+    "(its seeds, the observed spread, its α) detects with {power} power; a finer size is reported "
+    "with the seeds that would resolve it. A claim is reproduced when every comparison is, not "
+    "reproduced when any is; {seeds} seeds per variant at least."
 )
+
+
+def rule_text(claim: Claim) -> str:
+    return RULE.format(
+        alpha=(1 - claim.confidence) / 2,
+        pct=percent(claim.confidence),
+        seeds=verdict.MIN_SEEDS,
+        power=percent(verdict.POWER),
+    )
 
 
 def header_lines(result: ClaimResult) -> list[tuple[str, str]]:
@@ -417,7 +467,7 @@ def claim_markdown(result: ClaimResult, plots: list[tuple[str, bytes]], plot_dir
         "",
         markdown_table(*comparison_rows(result)),
     ]
-    lines += ["", RULE.format(pct=int(round(claim.confidence * 100))), ""]
+    lines += ["", rule_text(claim), ""]
     lines += [f"![{name}]({plot_dir}/{name})" for name, _ in plots]
     return "\n".join(lines) + "\n"
 
@@ -433,7 +483,7 @@ def claim_html(result: ClaimResult, plots: list[tuple[str, bytes]]) -> str:
         html_table(*variant_rows(result)),
         html_table(*bucket_rows(result)) if result.claim.buckets and buckets_of(result) else "",
         html_table(*comparison_rows(result)),
-        f"<p class='rule'>{html.escape(RULE.format(pct=int(round(claim.confidence * 100))))}</p>",
+        f"<p class='rule'>{html.escape(rule_text(claim))}</p>",
     ]
     for name, png in plots:
         data = base64.b64encode(png).decode()
@@ -448,10 +498,27 @@ font-size:13px;text-align:left}th{background:#f3f3f3}.reproduced{color:#17702a}
 img{max-width:100%;display:block;margin:.5em 0}"""
 
 
+def store_label(store: str) -> str:
+    """The store as a report names it: a local store's path relative to the working directory,
+    or only its file name when it lies outside; a server's URI as given."""
+    scheme = "sqlite:///" if store.startswith("sqlite:///") else ""
+    if not scheme and "://" in store and not store.startswith("file://"):
+        return store
+    path = Path(store.removeprefix("sqlite:///").removeprefix("file://"))
+    if not path.is_absolute():
+        return store
+    try:
+        return scheme + str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return scheme + path.name
+
+
 def write_documents(
     client: MlflowClient, results: list[ClaimResult], out: Path, stem: str, store: str
 ) -> tuple[Path, Path]:
-    """``<stem>.md`` with plots under ``plots/``, and ``<stem>.html`` with the plots inlined."""
+    """``<stem>.md`` with plots under ``plots/``, and ``<stem>.html`` with the plots inlined;
+    ``store`` is named without an absolute path."""
+    store = store_label(store)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

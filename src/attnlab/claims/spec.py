@@ -25,9 +25,11 @@ EXPECTATIONS = ("better", "equal")
 class Comparison:
     """One expected ordering of two variants on one metric.
 
-    ``expect: better``: ``better`` beats ``than`` by at least ``size`` (the effect the source
-    reports, in the metric's units; the interval must exclude 0 to reproduce it, and rules the
-    claim out when it excludes ``size``). ``expect: equal``: the two differ by less than ``size``.
+    ``size`` is the smallest effect of interest, in the metric's units, and one standard for
+    both verdicts (attnlab.claims.verdict). ``expect: better``: ``better`` beats ``than`` by more
+    than ``size``: reproduced when the interval lies above ``size``, not reproduced when it
+    lies below. ``expect: equal``: the two differ by less than ``size``: reproduced when the
+    interval lies inside ±``size``, not reproduced when it lies wholly beyond one bound.
     """
 
     metric: str

@@ -1,45 +1,64 @@
-"""The verdict of a claim from per-seed scores: a Welch interval of the difference and a rule.
+"""The verdict of a claim from per-seed scores: paired t intervals, one standard, Holm.
 
 Rule (stated in every report):
 
-- ``better``: the effect is the mean of the expected winner minus the mean of the other, signed
-  so that a positive effect is the claimed direction; its Welch confidence interval over seeds
-  (unequal variances, scipy) decides. *Reproduced* when the interval lies above 0 and the winner
-  beats the task's best shortcut baseline; *not reproduced* when the interval lies below the
-  claimed size (an effect as large as the source's is ruled out and the claimed direction is not
-  shown); *inconclusive* otherwise, or when the winner does not beat the best baseline.
-- ``equal``: *reproduced* when the interval lies inside (-size, size); *not reproduced* when it
-  lies wholly beyond either bound; *inconclusive* otherwise.
-- A claim is reproduced when all its comparisons are, not reproduced when any is not, else
-  inconclusive. Fewer than ``MIN_SEEDS`` seeds per variant give no verdict.
+- The effect of a comparison is the expected winner's score minus the other's, signed so that +
+  is the claimed direction; ``size`` is the smallest effect of interest. Where the two variants
+  share ``MIN_SEEDS`` seeds or more (``claim run`` gives seed *i* of every variant the same data
+  draw), the effect is the mean of the per-seed differences over the common seeds, with
+  Student's paired t (Student 1908); otherwise Welch's unpaired t over each variant's seeds.
+- Each decision is a one-sided t test at alpha = (1 - confidence) / 2. Each comparison gets the
+  p-value of the decision its estimate points to; over a claim's k comparisons Holm's step-down
+  (Holm 1979) decides the one of rank j (0-based, ascending p) at alpha / (k - j), and the first
+  that fails stops it: that one and every later one stay undecided at its level. The interval
+  is the two-sided 1 - 2 * level interval, so the interval decides:
+  ``better``: *reproduced* when it lies above ``size`` and the winner beats the task's best
+  shortcut baseline, *not reproduced* when it lies below ``size``; ``equal``: *reproduced* when
+  it lies inside (-size, size) (two one-sided tests, Schuirmann 1987), *not reproduced* when it
+  lies wholly beyond one bound; *inconclusive* otherwise.
+- Differences that do not vary over the seeds (a floor or a ceiling) give no interval and no
+  decision, nor do fewer than ``MIN_SEEDS`` seeds per variant.
+- ``resolvable``: the smallest distance from ``size`` that this design (its seeds, the observed
+  spread, the comparison's level) detects with ``POWER`` (noncentral t); a finer ``size`` is
+  reported with the seeds that would resolve it.
+- A claim is reproduced when every comparison is, not reproduced when any is, else inconclusive.
+  Holm bounds the chance that any decision of the claim is wrong, so a verdict resting on one
+  decision (not reproduced) or on all of them (reproduced) keeps that bound.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
-from statistics import mean
+from dataclasses import dataclass, replace
+from statistics import fmean
 
-from scipy import stats
+from scipy import special, stats
 
 from attnlab.claims.spec import Comparison
 
 MIN_SEEDS = 3
+POWER = 0.8
+MAX_SEEDS = 10_000  # the most seeds a finer size is resolved with before the report gives up
+TOLERANCE = 1e-9  # differences varying less than this (relative to 1 or their size) are constant
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
 
 @dataclass(frozen=True)
 class Effect:
-    """The claimed winner's and the other's mean, the signed effect and its interval."""
+    """The signed effect over seeds and its spread; once judged, its interval at the
+    comparison's Holm level and the smallest distance from ``size`` the design resolves."""
 
     better_mean: float
     than_mean: float
     effect: float
-    low: float
-    high: float
-    n_better: int
-    n_than: int
+    se: float  # its standard error: 0 when the differences do not vary over the seeds
+    df: float
+    seeds: int  # the common seeds when paired, else the fewer seeds of the two variants
+    paired: bool
+    level: float = math.nan  # the interval's two-sided confidence, 1 - 2 * Holm level
+    low: float = math.nan
+    high: float = math.nan
+    resolvable: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -51,7 +70,7 @@ class Judgement:
 
 def mean_interval(values: list[float], confidence: float) -> tuple[float, float]:
     """Mean and the half-width of its t interval over seeds (nan for fewer than 2 values)."""
-    centre = mean(values)
+    centre = fmean(values)
     if len(values) < 2:
         return centre, math.nan
     if len(set(values)) == 1:
@@ -60,62 +79,203 @@ def mean_interval(values: list[float], confidence: float) -> tuple[float, float]
     return centre, float(sem * stats.t.ppf((1 + confidence) / 2, len(values) - 1))
 
 
-def effect_interval(
-    better: list[float], than: list[float], direction: str, confidence: float
-) -> Effect:
-    """Welch interval of mean(better) - mean(than), signed so that + is the claimed direction."""
+def squared_error(values: list[float]) -> float:
+    """The squared standard error of the mean of ``values``; 0 when they do not vary."""
+    scale = max(1.0, *map(abs, values))
+    if max(values) - min(values) <= TOLERANCE * scale:
+        return 0.0
+    centre = fmean(values)
+    return sum((v - centre) ** 2 for v in values) / (len(values) - 1) / len(values)
+
+
+def estimate(better: dict[int, float], than: dict[int, float], direction: str) -> Effect | None:
+    """The effect (+ = ``direction`` favours ``better``) paired over the common seeds when
+    there are ``MIN_SEEDS`` of them, else Welch's over each variant's seeds; None when a
+    variant has fewer than ``MIN_SEEDS`` seeds."""
     sign = 1.0 if direction == "maximize" else -1.0
-    difference = mean(better) - mean(than)
-    if len(set(better)) == 1 and len(set(than)) == 1:  # no spread: the difference is exact
-        low = high = difference
-    else:
-        with warnings.catch_warnings():  # one side without spread (1.0 every seed) is fine
-            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-            test = stats.ttest_ind(better, than, equal_var=False)
-            low, high = test.confidence_interval(confidence)
-    bounds = sorted((sign * low, sign * high))
-    return Effect(
-        mean(better), mean(than), sign * difference, bounds[0], bounds[1], len(better), len(than)
+    common = sorted(better.keys() & than.keys())
+    if len(common) >= MIN_SEEDS:
+        differences = [sign * (better[seed] - than[seed]) for seed in common]
+        means = (fmean(better[seed] for seed in common), fmean(than[seed] for seed in common))
+        se = math.sqrt(squared_error(differences))
+        return Effect(*means, fmean(differences), se, len(common) - 1, len(common), paired=True)
+    if min(len(better), len(than)) < MIN_SEEDS:
+        return None
+    sides = list(better.values()), list(than.values())
+    better_se2, than_se2 = map(squared_error, sides)
+    se = math.sqrt(better_se2 + than_se2)
+    df = (  # Welch-Satterthwaite
+        se**4 / (better_se2**2 / (len(sides[0]) - 1) + than_se2**2 / (len(sides[1]) - 1))
+        if se > 0
+        else math.nan
     )
+    better_mean, than_mean = map(fmean, sides)
+    difference = sign * (better_mean - than_mean)
+    return Effect(better_mean, than_mean, difference, se, df, min(map(len, sides)), paired=False)
 
 
-def beats(value: float, baseline: float, direction: str) -> bool:
-    return value > baseline if direction == "maximize" else value < baseline
+def p_above(effect: Effect, bound: float) -> float:
+    """One-sided p-value of "the true effect exceeds ``bound``"."""
+    return float(special.stdtr(effect.df, (bound - effect.effect) / effect.se))
+
+
+def p_below(effect: Effect, bound: float) -> float:
+    """One-sided p-value of "the true effect lies below ``bound``"."""
+    return float(special.stdtr(effect.df, (effect.effect - bound) / effect.se))
+
+
+def pointed_decision(comparison: Comparison, effect: Effect) -> tuple[str, float]:
+    """The decision the estimate points to and its p-value (for ``equal`` inside the bounds,
+    the larger of the two one-sided p-values: Schuirmann's TOST)."""
+    size = comparison.size
+    if comparison.expect == "equal":
+        options = [
+            (REPRODUCED, max(p_above(effect, -size), p_below(effect, size))),
+            (NOT_REPRODUCED, p_above(effect, size)),
+            (NOT_REPRODUCED, p_below(effect, -size)),
+        ]
+    else:
+        options = [(REPRODUCED, p_above(effect, size)), (NOT_REPRODUCED, p_below(effect, size))]
+    return min(options, key=lambda option: option[1])
+
+
+def holm(p_values: list[float], alpha: float) -> list[tuple[float, bool]]:
+    """Holm's step-down (1979): (level, rejected) per p-value. In ascending order the p-value of
+    rank j of k is tested at alpha / (k - j); the first that fails stops the procedure, and it
+    and every later one keep its level, unrejected."""
+    k = len(p_values)
+    decisions: list[tuple[float, bool]] = [(alpha, False)] * k
+    stopped = False
+    for rank, index in enumerate(sorted(range(k), key=p_values.__getitem__)):
+        if not stopped:
+            level = alpha / (k - rank)
+            stopped = p_values[index] >= level
+        decisions[index] = (level, not stopped)
+    return decisions
+
+
+def resolvable(se: float, df: float, alpha: float) -> float:
+    """The smallest distance from a bound at which a one-sided t test at ``alpha`` of an
+    estimate with standard error ``se`` and ``df`` degrees of freedom has ``POWER``."""
+    critical = special.stdtrit(df, 1 - alpha)
+    return float(special.nctdtrinc(df, 1 - POWER, critical) * se)
+
+
+def seeds_to_resolve(effect: Effect, size: float, alpha: float) -> int | None:
+    """The fewest seeds per variant at which the observed spread resolves ``size`` at
+    ``alpha`` (None when ``MAX_SEEDS`` do not)."""
+
+    def resolves(seeds: int) -> bool:
+        se = effect.se * math.sqrt(effect.seeds / seeds)
+        df = effect.df * (seeds - 1) / (effect.seeds - 1)
+        return resolvable(se, df, alpha) <= size
+
+    if not resolves(MAX_SEEDS):
+        return None
+    fails, works = effect.seeds, MAX_SEEDS
+    while works - fails > 1:
+        middle = (fails + works) // 2
+        fails, works = (fails, middle) if resolves(middle) else (middle, works)
+    return works
+
+
+def judge_claim(
+    comparisons: list[Comparison],
+    scores: list[tuple[dict[int, float], dict[int, float]]],
+    confidence: float,
+    baselines: list[tuple[str, float] | None],
+) -> list[Judgement]:
+    """The verdict of each comparison from the per-seed scores (seed -> score) of its two
+    variants, Holm-corrected over the comparisons; ``baselines``: the best shortcut baseline
+    each ``better`` winner must beat, or None."""
+    alpha = (1 - confidence) / 2
+    effects = [
+        estimate(better, than, comparison.direction)
+        for comparison, (better, than) in zip(comparisons, scores, strict=True)
+    ]
+    pointed = [
+        pointed_decision(comparison, effect) if effect and effect.se > 0 else (INCONCLUSIVE, 1.0)
+        for comparison, effect in zip(comparisons, effects, strict=True)
+    ]
+    levels = holm([p for _, p in pointed], alpha)
+    judgements = []
+    for index, comparison in enumerate(comparisons):
+        effect, (decision, _), (level, rejected) = effects[index], pointed[index], levels[index]
+        if effect is None or effect.se == 0:
+            judgements.append(undecidable(comparison, effect, scores[index]))
+            continue
+        decision = decision if rejected else INCONCLUSIVE
+        judgements.append(judge(comparison, effect, decision, level, baselines[index]))
+    return judgements
+
+
+def undecidable(
+    comparison: Comparison, effect: Effect | None, scores: tuple[dict, dict]
+) -> Judgement:
+    """The judgement of a comparison without an interval: too few seeds, or no spread."""
+    if effect is None:
+        counts = f"{comparison.better}: {len(scores[0])}, {comparison.than}: {len(scores[1])}"
+        return Judgement(INCONCLUSIVE, f"too few seeds ({counts}; {MIN_SEEDS} needed)", None)
+    why = (
+        f"the difference is {effect.effect:+.4g} at every seed: the metric sits at a floor or "
+        "ceiling or does not vary, so there is no interval; change the metric or the task"
+    )
+    return Judgement(INCONCLUSIVE, why, effect)
 
 
 def judge(
     comparison: Comparison,
-    better: list[float],
-    than: list[float],
-    confidence: float,
-    baseline: tuple[str, float] | None = None,
+    effect: Effect,
+    decision: str,
+    level: float,
+    baseline: tuple[str, float] | None,
 ) -> Judgement:
-    """The verdict of one comparison from the per-seed scores of its two variants."""
-    fewest = min(len(better), len(than))
-    if fewest < MIN_SEEDS:
-        counts = f"{comparison.better}: {len(better)}, {comparison.than}: {len(than)}"
-        return Judgement(INCONCLUSIVE, f"too few seeds ({counts}; {MIN_SEEDS} needed)", None)
-    effect = effect_interval(better, than, comparison.direction, confidence)
-    interval = f"[{effect.low:+.4g}, {effect.high:+.4g}]"
+    """One comparison's judgement from its estimate and Holm's decision and level: the
+    interval at that level, the baseline the winner must beat, the resolvable effect."""
+    half = float(special.stdtrit(effect.df, 1 - level)) * effect.se
+    effect = replace(
+        effect,
+        level=1 - 2 * level,
+        low=effect.effect - half,
+        high=effect.effect + half,
+        resolvable=resolvable(effect.se, effect.df, level),
+    )
+    interval = f"[{effect.low:+.4g}, {effect.high:+.4g}] at {percent(effect.level)}"
     size = comparison.size
     if comparison.expect == "equal":
-        if -size < effect.low and effect.high < size:
-            return Judgement(REPRODUCED, f"{interval} lies inside ±{size:g}", effect)
-        if effect.low >= size or effect.high <= -size:
-            return Judgement(NOT_REPRODUCED, f"{interval} lies beyond ±{size:g}", effect)
-        return Judgement(INCONCLUSIVE, f"{interval} crosses ±{size:g}", effect)
-    if effect.low > 0:
-        if baseline is not None and not beats(
-            effect.better_mean, baseline[1], comparison.direction
-        ):
+        where = {REPRODUCED: "lies inside", NOT_REPRODUCED: "lies beyond", INCONCLUSIVE: "crosses"}
+        reason = f"{interval} {where[decision]} ±{size:g}"
+    else:
+        where = {REPRODUCED: "lies above", NOT_REPRODUCED: "lies below", INCONCLUSIVE: "holds"}
+        reason = f"{interval} {where[decision]} {size:g}"
+        if decision == REPRODUCED and baseline and not beats(effect, baseline, comparison):
             name, value = baseline
-            why = f"{comparison.better} ({effect.better_mean:.4g}) does not beat the baseline"
-            return Judgement(INCONCLUSIVE, f"{why} {name} ({value:.4g})", effect)
-        return Judgement(REPRODUCED, f"{interval} lies above 0", effect)
-    if effect.high < size:
-        why = f"{interval} does not lie above 0 and rules out the claimed {size:g}"
-        return Judgement(NOT_REPRODUCED, why, effect)
-    return Judgement(INCONCLUSIVE, f"{interval} holds 0 and {size:g}", effect)
+            winner = f"{comparison.better} ({effect.better_mean:.4g})"
+            decision = INCONCLUSIVE
+            reason = f"{reason}, but {winner} does not beat the baseline {name} ({value:.4g})"
+    return Judgement(decision, reason + resolution(effect, size, level), effect)
+
+
+def percent(level: float) -> str:
+    return f"{100 * level:.4g}%"
+
+
+def beats(effect: Effect, baseline: tuple[str, float], comparison: Comparison) -> bool:
+    value = baseline[1]
+    maximize = comparison.direction == "maximize"
+    return effect.better_mean > value if maximize else effect.better_mean < value
+
+
+def resolution(effect: Effect, size: float, level: float) -> str:
+    """The reason's note when ``size`` is finer than the design resolves: the seeds that would."""
+    if size >= effect.resolvable:
+        return ""
+    seeds = seeds_to_resolve(effect, size, level)
+    would = f"about {seeds} seeds per variant" if seeds else f"not even {MAX_SEEDS} seeds"
+    return (
+        f"; the size {size:g} is finer than this design resolves ({effect.resolvable:.3g} with "
+        f"{POWER:.0%} power at {effect.seeds} seeds): {would} would resolve it"
+    )
 
 
 def overall(verdicts: list[str]) -> str:

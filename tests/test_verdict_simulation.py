@@ -1,0 +1,160 @@
+"""The verdict rule's error rates, checked by simulation: thousands of synthetic claims, drawn with
+numpy from fixed seeds, judged by ``verdict.judge_claim`` as ``attnlab report`` judges them.
+
+Scores are drawn as ``claim run`` makes them: seed i of both variants shares a data draw (a
+shift common to both), and each variant adds its own normal noise. Monte-Carlo error: a count of
+verdicts out of N draws whose true rate is r is accepted as "at most r" when it is at or below
+the 0.999 quantile of Binomial(N, r), and as "about r" when it lies in the central 0.999
+interval of Binomial(N, r). A true rate within bounds fails one of these by chance once in a
+thousand draws of seeds; the seeds are fixed, so the test is deterministic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from attnlab.claims import verdict
+from attnlab.claims.spec import Comparison
+
+CONFIDENCE = 0.95
+ALPHA = (1 - CONFIDENCE) / 2  # each one-sided decision's level
+SIZE = 0.1
+NOISE = 0.03  # per variant and seed
+SHARED = 0.05  # the data draw's shift, common to both variants at a seed
+
+
+def comparison(expect: str = "better", direction: str = "maximize", size: float = SIZE):
+    return Comparison(
+        metric="m", better="a", than="b", size=size, expect=expect, direction=direction
+    )
+
+
+def judge_draw(comparisons: list[Comparison], better: np.ndarray, than: np.ndarray):
+    """The judgements of one synthetic claim whose scores are (comparisons, seeds)."""
+    scores = [
+        (dict(enumerate(b.tolist())), dict(enumerate(t.tolist())))
+        for b, t in zip(better, than, strict=True)
+    ]
+    return verdict.judge_claim(comparisons, scores, CONFIDENCE, [None] * len(comparisons))
+
+
+def judged(comparisons: list[Comparison], better: np.ndarray, than: np.ndarray) -> np.ndarray:
+    """The verdicts (draws × comparisons) of claims whose scores are (draws, comparisons, seeds)."""
+    return np.array(
+        [
+            [judgement.verdict for judgement in judge_draw(comparisons, b, t)]
+            for b, t in zip(better, than, strict=True)
+        ]
+    )
+
+
+def paired_scores(seed: int, draws: int, comparisons: int, seeds: int, effect: float):
+    """better, than: (draws, comparisons, seeds) with a true mean difference of ``effect``."""
+    rng = np.random.default_rng(seed)
+    shape = (draws, comparisons, seeds)
+    shared = 0.5 + SHARED * rng.standard_normal(shape)
+    than = shared + NOISE * rng.standard_normal(shape)
+    better = shared + effect + NOISE * rng.standard_normal(shape)
+    return better, than
+
+
+def at_most(count: int, draws: int, rate: float) -> bool:
+    return count <= stats.binom.ppf(0.999, draws, rate)
+
+
+def about(count: int, draws: int, rate: float) -> bool:
+    low, high = stats.binom.interval(0.999, draws, rate)
+    return low <= count <= high
+
+
+@pytest.mark.parametrize(
+    "expect, effect", [("better", SIZE), ("equal", SIZE), ("equal", -SIZE)], ids=str
+)
+def test_at_the_boundary_each_false_verdict_is_at_most_alpha(expect, effect):
+    """(a) The true effect sits on the decision's bound (size for better, ±size for equal):
+    both "reproduced" and "not reproduced" are wrong, and each happens at most at alpha."""
+    draws = 3000
+    better, than = paired_scores(1, draws, 1, 3, effect)
+    verdicts = judged([comparison(expect)], better, than)
+    for wrong in (verdict.REPRODUCED, verdict.NOT_REPRODUCED):
+        count = int((verdicts == wrong).sum())
+        assert at_most(count, draws, ALPHA), f"{wrong}: {count / draws:.4f} > {ALPHA}"
+
+
+@pytest.mark.parametrize("seeds", [3, 6])
+def test_the_power_beyond_the_size_is_what_the_resolvable_effect_promises(seeds):
+    """(b) At size + the resolvable effect of the design (its seeds, the true spread of the
+    paired differences, alpha), "reproduced" comes at verdict.POWER."""
+    draws = 3000
+    sd = NOISE * np.sqrt(2)  # of a paired difference: the shared draw cancels
+    margin = verdict.resolvable(sd / np.sqrt(seeds), seeds - 1, ALPHA)
+    better, than = paired_scores(2, draws, 1, seeds, SIZE + margin)
+    count = int((judged([comparison()], better, than) == verdict.REPRODUCED).sum())
+    assert about(count, draws, verdict.POWER), f"power {count / draws:.4f}"
+
+
+def bimodal_scores(seed: int, draws: int, seeds: int, fails: float):
+    """Training errors of a net that trains (0.05) at most seeds but fails (0.7) with chance
+    ``fails`` (like plain-56), against one that always trains (better, lower error)."""
+    rng = np.random.default_rng(seed)
+    shape = (draws, 1, seeds)
+    better = 0.05 + 0.01 * rng.standard_normal(shape)
+    trained = 0.05 + 0.01 * rng.standard_normal(shape)
+    failed = 0.7 + 0.02 * rng.standard_normal(shape)
+    return better, np.where(rng.random(shape) < fails, failed, trained)
+
+
+@pytest.mark.parametrize("fails", [0.03, 0.1, 0.5, 0.8])
+def test_bimodal_outcomes_at_the_boundary_the_measured_false_reproduced_rate(fails):
+    """(c) The mean effect 0.65 * fails is the claim's size: a false "reproduced" at 3 seeds.
+
+    Measured (3000 draws): 0.001 at fails = 0.03, 0.002 at 0.1, 0.14 at 0.5, 0.51 at 0.8. The t
+    interval errs when every seed lands in the failing mode, with chance fails ** seeds: then the
+    differences agree and the interval is narrow. That stays under alpha while failures are rare
+    (fails < alpha ** (1 / seeds), 0.29 at 3 seeds, 0.48 at 5, 0.69 at 10) and exceeds it when
+    they are common: the rule does not hold alpha for bimodal outcomes at the boundary, and a
+    "trains / fails" metric wants an exact test on the failure rate instead (issue 22)."""
+    draws, seeds = 3000, 3
+    better, than = bimodal_scores(3, draws, seeds, fails)
+    minimize = comparison(direction="minimize", size=0.65 * fails)
+    count = int((judged([minimize], better, than) == verdict.REPRODUCED).sum())
+    rate = f"{count / draws:.4f}"
+    if fails**seeds < ALPHA:
+        assert at_most(count, draws, ALPHA), rate
+    else:
+        assert about(count, draws, fails**seeds), rate
+
+
+def test_a_floor_or_a_ceiling_is_never_decided():
+    """(d) Differences that do not vary over seeds: both variants constant (0.000 at every
+    seed, or any other level), or a constant difference between varying variants."""
+    rng = np.random.default_rng(4)
+    draws, seeds = 1000, 3
+    levels = rng.choice([0.0, 1.0, rng.random()], size=(draws, 2, 1))
+    constant = np.broadcast_to(levels, (draws, 2, seeds))
+    varying = rng.random((draws, 1, seeds))
+    better = np.concatenate([constant[:, :1], varying + levels[:, 1:]], axis=1)
+    than = np.concatenate([constant[:, 1:], varying], axis=1)
+    for draw_better, draw_than in zip(better, than, strict=True):
+        for judgement in judge_draw([comparison()] * 2, draw_better, draw_than):
+            assert judgement.verdict == verdict.INCONCLUSIVE
+            assert "floor or ceiling" in judgement.reason and np.isnan(judgement.effect.low)
+
+
+@pytest.mark.parametrize("k, draws", [(3, 2000), (14, 600)])
+def test_holm_holds_the_familywise_false_reproduced_rate_at_alpha(k, draws):
+    """(e) Every comparison of a claim null, on its bound: the chance that any of the k is
+    falsely reproduced stays at most alpha (uncorrected it would be 1 - (1 - alpha) ** k:
+    0.073 for 3 comparisons, 0.30 for 14). Measured: 0.019 (k = 3), 0.027 (k = 14, 600 draws).
+
+    Holm runs over the decision each comparison points to, in either direction, so it bounds
+    a wrong decision of either kind by 2 * alpha; a false "not reproduced" early in the order
+    raises the later levels, which lifts the false "reproduced" rate a hair above alpha in
+    theory (0.0253 for k = 3 in 400 000 draws of independent normal statistics), well inside
+    the Monte-Carlo error here."""
+    better, than = paired_scores(5, draws, k, 3, SIZE)
+    verdicts = judged([comparison()] * k, better, than)
+    count = int((verdicts == verdict.REPRODUCED).any(axis=1).sum())
+    assert at_most(count, draws, ALPHA), f"{count / draws:.4f}"
