@@ -18,11 +18,14 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
+from optuna.exceptions import StorageInternalError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 
 from attnlab.cli import main
 from attnlab.sweeper.search_space import search_space
+from attnlab.sweeper.study import OUTPUT_DIR_ATTR, ReconnectingStorage, open_storage
 from hydra_plugins.attnlab_sweeper.optuna_sweeper import OptunaSweeper
 
 FAST = ["debug=limit", "logger.log_model=false", "callbacks.attention_maps=null"]
@@ -217,17 +220,20 @@ def _sweep_process(tiny, *extra: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny, tracking_uri):
+def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again_from_its_checkpoint(
+    tiny, tracking_uri
+):
     args = [
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.heartbeat_interval=1",
         "hydra.sweeper.grace_period=2",
         "trainer.max_epochs=30",
         "trainer.limit_train_batches=8",
+        "callbacks.early_stopping=null",
     ]
     process = _sweep_process(tiny, *args)
     deadline = time.time() + 240
-    while time.time() < deadline:  # kill while trial 1 is training
+    while time.time() < deadline:  # kill while trial 1 is training, after an epoch's checkpoint
         time.sleep(1)
         if _trial_reported_while_running("optuna.db", number=1):
             break
@@ -236,13 +242,17 @@ def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny, tracking_uri)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     time.sleep(3)  # past the grace period: the killed trial's heartbeat is stale
-    main(sweep_command(tiny, *args[:3], "trainer.max_epochs=2"))
+    main(sweep_command(tiny, *args))  # the same command again
     trials = load().trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    # the killed trial ran again with its parameters (hydra.sweeper.retry_killed=1)
+    # the killed trial ran again with its parameters (hydra.sweeper.retry_killed=1) ...
     assert RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[2]) == 1
     assert trials[2].params == trials[1].params
-    # the killed trial's MLflow run is not left RUNNING: the next run of the experiment ended it
+    # ... in its folder, from its checkpoint: the epochs it had finished are not run again
+    assert trials[2].user_attrs[OUTPUT_DIR_ATTR] == trials[1].user_attrs[OUTPUT_DIR_ATTR]
+    assert min(trials[2].intermediate_values) > 0
+    assert max(trials[2].intermediate_values) == 29
+    # ... and into its MLflow run, which the next run of the experiment had ended FAILED
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("date_transformer")
     runs = client.search_runs([experiment.experiment_id], max_results=20)
@@ -251,7 +261,9 @@ def test_a_killed_sweep_resumes_with_the_killed_trial_failed(tiny, tracking_uri)
         for r in runs
         if "optuna.trial_number" in r.data.tags
     }
-    assert status == {"0": "FINISHED", "1": "FAILED", "2": "FINISHED"}
+    assert status == {"0": "FINISHED", "2": "FINISHED"}
+    (resumed,) = [r for r in runs if r.data.tags.get("optuna.trial_number") == "2"]
+    assert resumed.data.params["trial.number"] == "1"  # the run the killed trial started
 
 
 @pytest.mark.slow
@@ -299,6 +311,94 @@ def test_two_sweep_processes_share_one_postgresql_study(
     trials = [r for r in runs if "optuna.trial_number" in r.data.tags]
     assert len(trials) == 6  # both workers' trials under the one parent
     assert {run.data.tags["mlflow.parentRunId"] for run in trials} == {parent.info.run_id}
+
+
+def _end_connections(database_url: str) -> int:
+    """End every connection to ``database_url``'s database, as a restart of the server would
+    (``pg_terminate_backend``); return how many were ended."""
+    import psycopg
+
+    server, name = database_url.rsplit("/", 1)
+    query = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()"
+    )
+    with closing(psycopg.connect(f"{server}/postgres", autocommit=True)) as admin:
+        return sum(ended for (ended,) in admin.execute(query, (name,)).fetchall())
+
+
+def _end_connections_until(database_url: str, stop: threading.Event, every: float) -> int:
+    """End every connection to the database each ``every`` seconds; return how many."""
+    ended = 0
+    while not stop.wait(every):
+        ended += _end_connections(database_url)
+    return ended
+
+
+def test_a_storage_call_whose_connection_was_ended_is_made_again(fresh_postgres_database):
+    storage = open_storage(fresh_postgres_database)
+    study = optuna.create_study(study_name="s", storage=storage)
+    assert isinstance(storage, ReconnectingStorage)
+    assert _end_connections(fresh_postgres_database) > 0
+    study.enqueue_trial({})  # on a connection the server ended
+    assert len(study.get_trials()) == 1
+
+
+def test_a_trial_end_committed_just_before_its_connection_dropped_is_taken_as_done(
+    tmp_path, monkeypatch
+):
+    storage = ReconnectingStorage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    end = optuna.storages.RDBStorage.set_trial_state_values
+
+    def commit_then_drop(self, *args, **kwargs):
+        end(self, *args, **kwargs)
+        monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", end)
+        raise StorageInternalError("commit") from OperationalError("SELECT", {}, Exception())
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", commit_then_drop)
+    monkeypatch.setattr("attnlab.sweeper.study.RECONNECT_WAITS", (0.01,))
+    study.tell(trial, 1.0)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_database_connections_are_dropped_finishes_every_trial_once(
+    tiny, fresh_postgres_database, tracking_uri
+):
+    """Two workers on one PostgreSQL study while every connection to its database is ended
+    each 1.5 s, during trials and between them: each worker reconnects, and the study ends
+    with its n_trials, each COMPLETE once."""
+    storage = fresh_postgres_database
+    args = [f"hydra.sweeper.storage='{storage}'", "hydra.sweeper.n_trials=6"]
+    workers = [_sweep_process(tiny, *args, f"hydra.sweeper.sampler.seed={i}") for i in (0, 1)]
+    stop, ended = threading.Event(), []
+    dropper = threading.Thread(
+        target=lambda: ended.append(_end_connections_until(storage, stop, every=1.5))
+    )
+    dropper.start()
+    try:
+        for worker in workers:
+            _, err = worker.communicate(timeout=600)
+            assert worker.returncode == 0, err[-3000:]
+    finally:
+        stop.set()
+        dropper.join()
+    assert ended[0] > 0  # connections were in fact ended
+    study = load(storage)
+    outcomes = {t.number: (t.state.name, t.user_attrs.get("error")) for t in study.trials}
+    assert sorted(outcomes) == list(range(6)), outcomes
+    assert all(state == "COMPLETE" for state, _ in outcomes.values()), outcomes
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("date_transformer")
+    runs = client.search_runs([experiment.experiment_id], max_results=20)
+    numbers = sorted(
+        int(r.data.tags["optuna.trial_number"])
+        for r in runs
+        if "optuna.trial_number" in r.data.tags
+    )
+    assert numbers == list(range(6))  # one MLflow run a trial
 
 
 def _open_sweep_side(barrier, tracking_uri: str, storage_url: str, parent_ids) -> None:

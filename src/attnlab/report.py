@@ -28,15 +28,14 @@ from attnlab.cli import command_parser
 from attnlab.errors import ConfigError, report_config_errors
 from attnlab.metric_keys import GAP, train_test_gap
 from attnlab.sweeper.parent_run import PARENT_TAG
-from attnlab.tracking import check_existing_store
+from attnlab.tracking import SWEEP_BOOKKEEPING, check_existing_store
 
 DEFAULT_METRICS = (
     "train_eval/error", "train/error", "val/error", "test/error", "test/acc", "test/exact_match",
 )  # fmt: skip
 
 
-# Params the sweeper adds to each trial's job: which trial it is, not what it tries.
-SWEEP_BOOKKEEPING = ("param:trial.", "param:tags.", "param:callbacks.optuna_pruning.")
+SWEEP_PARAMS = tuple(f"param:{key}" for key in SWEEP_BOOKKEEPING)
 
 
 def load_runs(
@@ -73,7 +72,7 @@ def load_runs(
         c
         for c in params
         if table[c].nunique(dropna=False) > 1
-        and not c.startswith(SWEEP_BOOKKEEPING)
+        and not c.startswith(SWEEP_PARAMS)
         and not table[c].astype(str).str.contains(os.sep).all()  # per-run output paths
     ]
     shown = [m for m in [*metrics, GAP] if table[m].notna().any()]

@@ -379,10 +379,20 @@ def fail_rank_zero_run(tracking_uri: str) -> None:
         mlflow.MlflowClient(tracking_uri).set_terminated(run_id, "FAILED")
 
 
+# Keys the sweeper adds to each trial's job: which trial it is, not what it tries. A trial of a
+# killed sweep that is run again is another trial of the same config, and resumes its run.
+SWEEP_BOOKKEEPING = ("trial.", "tags.", "callbacks.optuna_pruning.")
+
+
 def check_same_config(client: mlflow.MlflowClient, run_id: str, params: dict[str, str]) -> None:
     """Before resuming run ``run_id``: the config is the one it was started with."""
     logged = client.get_run(run_id).data.params
-    changed = [k for k, v in params.items() if k != "resume" and k in logged and logged[k] != v]
+    changed = [
+        key
+        for key, value in params.items()
+        if key != "resume" and not key.startswith(SWEEP_BOOKKEEPING)
+        and key in logged and logged[key] != value
+    ]  # fmt: skip
     if changed:
         key = changed[0]
         allowed = f"{logged[key]!r}, the value the run in this folder ({run_id}) started with"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from attnlab.errors import ConfigError
 
 PRUNER_ATTR = "attnlab.pruner"  # study attribute: the pruner spec, read by each job
+OUTPUT_DIR_ATTR = "attnlab.output_dir"  # trial attribute: the folder its job trains in
 
 
 class SweepGridSampler(optuna.samplers.GridSampler):
@@ -103,6 +107,110 @@ def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
         raise ConfigError("hydra.sweeper.pruner", spec, str(error).splitlines()[0]) from None
 
 
+# Seconds between tries of a storage call whose database connection dropped: about 30 s in
+# all, the time a database server takes to restart.
+RECONNECT_WAITS = (0.5, 1, 2, 4, 8, 16)
+
+
+def _lost_connection(error: BaseException | None) -> OperationalError | None:
+    """The database error behind a storage call's failure when its connection ended or could
+    not be made (the server restarted, or ended the session: ``pg_terminate_backend``)."""
+    while error is not None:  # Optuna wraps it; SQLAlchemy may wrap it in PendingRollbackError
+        if isinstance(error, OperationalError):
+            return error
+        error = error.__cause__
+    return None
+
+
+def _ended_by_server(error: BaseException) -> bool:
+    """Whether the server ended an open connection (PostgreSQL's SQLSTATE class 57P: an
+    administrator, a shutdown or a restart; or a connection closed under a query), not a
+    server that cannot be reached at all (a wrong URL: an error at once)."""
+    lost = _lost_connection(error)
+    if lost is None:
+        return False
+    sqlstate = str(getattr(lost.orig, "sqlstate", None) or "")
+    closed = "server closed the connection" in str(lost.orig)  # psycopg gives it no SQLSTATE
+    return lost.connection_invalidated or sqlstate.startswith("57P") or closed
+
+
+def _reconnecting(call: Callable) -> Callable:
+    @functools.wraps(call)
+    def tried_again(self, *args, **kwargs):
+        for wait in (*RECONNECT_WAITS, None):
+            try:
+                return call(self, *args, **kwargs)
+            except (SQLAlchemyError, StorageInternalError) as error:
+                if wait is None or _lost_connection(error) is None:
+                    raise
+                self.remove_session()  # this thread's session holds the dead transaction
+                time.sleep(wait)
+
+    return tried_again
+
+
+class ReconnectingStorage(RDBStorage):
+    """Optuna's RDB storage for a database server, whose calls outlive a dropped connection.
+
+    Optuna gives up on the first error of a session, and a sweep worker holds connections for
+    hours: connections to the study's PostgreSQL database ended during a sweep crashed it.
+    Here connections are checked before use (SQLAlchemy's ``pool_pre_ping``) and a call whose
+    connection dropped is made again on a new one (:data:`RECONNECT_WAITS`). A call is one
+    transaction: a try that failed before its commit changed nothing. A commit that landed in
+    the instant before its connection dropped is made twice: harmless for reads and for writes
+    of the same value; a trial's end finds the trial ended and is taken as done; a new trial
+    would be created twice, the second left to fail when its heartbeat stops (not seen).
+    """
+
+    def __init__(self, url: str, **kwargs: Any):
+        """Connect (and create Optuna's tables), again when the server ends the connection
+        meanwhile; a server that cannot be reached is an error at once (a wrong URL)."""
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True, **kwargs.get("engine_kwargs", {})}
+        for wait in (*RECONNECT_WAITS, None):
+            try:
+                super().__init__(url, **kwargs)
+                return
+            except (SQLAlchemyError, StorageInternalError) as error:
+                if wait is None or not _ended_by_server(error):
+                    raise
+                time.sleep(wait)
+
+    def set_trial_state_values(self, trial_id: int, state, values=None) -> bool:
+        for tries, wait in enumerate((*RECONNECT_WAITS, None), start=1):
+            try:
+                return super().set_trial_state_values(trial_id, state, values)
+            except (SQLAlchemyError, StorageInternalError) as error:
+                if wait is None or _lost_connection(error) is None:
+                    raise
+                self.remove_session()
+                time.sleep(wait)
+            except UpdateFinishedTrialError:
+                if tries == 1 or self.get_trial(trial_id).state != state:
+                    raise
+                return True  # the try before committed this end, then lost its connection
+        raise AssertionError("unreachable: the last try returns or raises")
+
+
+# Every call that reads or writes the database (the others compute or delegate to these).
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+    "get_study_user_attrs", "get_study_system_attrs", "get_trial_user_attrs",
+    "get_trial_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+    "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
+    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial",
+    "_get_trials", "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids",
+):  # fmt: skip
+    setattr(ReconnectingStorage, _name, _reconnecting(getattr(RDBStorage, _name)))
+
+
+def open_storage(url: str, **options: Any) -> RDBStorage:
+    """The storage of ``url``: reconnecting for a database server, Optuna's own for SQLite
+    (a file: no connection to lose)."""
+    storage_class = RDBStorage if url.startswith("sqlite") else ReconnectingStorage
+    return storage_class(url, **options)
+
+
 def make_storage(
     url: str, heartbeat_interval: int, grace_period: int, retry_killed: int = 0
 ) -> RDBStorage:
@@ -119,7 +227,7 @@ def make_storage(
             with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 retry = RetryHeartbeatStaleTrialCallback(retry_killed) if retry_killed else None
-                return RDBStorage(
+                return open_storage(
                     url,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,

@@ -12,7 +12,7 @@ import optuna
 from lightning.pytorch.trainer.states import TrainerFn
 from optuna_integration import PyTorchLightningPruningCallback
 
-from attnlab.sweeper.study import PRUNER_ATTR, make_pruner
+from attnlab.sweeper.study import OUTPUT_DIR_ATTR, PRUNER_ATTR, make_pruner, open_storage
 
 
 def load_trial(study_name: str, storage: str, trial_id: int) -> optuna.Trial:
@@ -21,6 +21,7 @@ def load_trial(study_name: str, storage: str, trial_id: int) -> optuna.Trial:
     A pruner is not stored with a study, so the sweeper saves its spec as a study attribute
     and the job builds the same pruner from it.
     """
+    storage = open_storage(storage)
     study = optuna.load_study(study_name=study_name, storage=storage)
     pruner = make_pruner(study.user_attrs[PRUNER_ATTR])
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
@@ -40,9 +41,17 @@ class FitPruning(PyTorchLightningPruningCallback):
     """
 
     @classmethod
-    def for_trial(cls, study_name: str, storage: str, trial_id: int, objective: str) -> FitPruning:
-        """Report the objective's validation twin each epoch; raise TrialPruned when told to."""
-        return cls(load_trial(study_name, storage, trial_id), pruning_monitor(objective))
+    def for_trial(
+        cls, study_name: str, storage: str, trial_id: int, objective: str, output_dir: str
+    ) -> FitPruning:
+        """Report the objective's validation twin each epoch; raise TrialPruned when told to.
+
+        The trial keeps the job's ``output_dir``: run again after its sweep was killed, it
+        resumes from the checkpoint there (the sweeper's ``resumable_folder``).
+        """
+        trial = load_trial(study_name, storage, trial_id)
+        trial.set_user_attr(OUTPUT_DIR_ATTR, output_dir)
+        return cls(trial, pruning_monitor(objective))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.FITTING:

@@ -21,13 +21,15 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict
-from optuna.trial import TrialState
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
 
 from attnlab.config import check_read_keys
 from attnlab.errors import ConfigError
 from attnlab.sweeper.parent_run import SweepTracker
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import (
+    OUTPUT_DIR_ATTR,
     PRUNER_ATTR,
     grid_points_left,
     make_pruner,
@@ -204,11 +206,14 @@ class OptunaSweeper(Sweeper):
             "storage": self.storage_url,
             "trial_id": trial._trial_id,
             "objective": "${objective.metric}",
+            "output_dir": "${hydra:runtime.output_dir}",
         }
         tags = {"optuna.study": self.study_name, "optuna.trial_number": trial.number}
         if tracker.parent_run_id:
             tags["mlflow.parentRunId"] = tracker.parent_run_id
+        folder = resumable_folder(trial.study._storage.get_trial(trial._trial_id))
         return [
+            *([f"hydra.sweep.subdir={_quoted(folder)}"] if folder else []),
             *sampled,
             f"++callbacks.optuna_pruning={_override_dict(pruning)}",
             f"++tags={_override_dict(tags)}",
@@ -231,6 +236,19 @@ class OptunaSweeper(Sweeper):
             trial.set_user_attr("error", repr(job._return_value)[:2000])
         study.tell(trial, state=TrialState.FAIL)
         return None
+
+
+def resumable_folder(trial: FrozenTrial) -> str | None:
+    """The folder of the killed trial that ``trial`` runs again, if it holds a checkpoint to
+    resume from: the job trains there and continues the killed trial's MLflow run."""
+    from attnlab.resume import resume_point  # torch: only once a sweep runs
+
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8, still the way
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) is None:
+            return None
+    folder = trial.user_attrs.get(OUTPUT_DIR_ATTR)
+    return folder if resume_point(folder) else None
 
 
 def _first_point(space: dict) -> dict[str, Any]:
