@@ -353,6 +353,18 @@ def test_the_report_gives_the_verdict_with_intervals_plots_and_escaped_html(tmp_
     assert sorted(p.name for p in (tmp_path / "out/plots").iterdir()) == [
         "position_buckets.png", "position_val_acc.png",
     ]  # fmt: skip
+    # the verdict lands in the store too, where the runs are compared
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("claims")
+    (verdict_run,) = client.search_runs([experiment.experiment_id])
+    tags, metrics = verdict_run.data.tags, verdict_run.data.metrics
+    assert tags["claim_report"] == "position" and tags["verdict"] == "reproduced"
+    assert tags["claim_commits"] == "abc"
+    assert metrics["order_sinusoidal_vs_order_none/test/acc/effect"] == pytest.approx(0.46)
+    assert metrics["order_sinusoidal_vs_order_none/test/acc/low"] == pytest.approx(low)
+    artifacts = {f.path for f in client.list_artifacts(verdict_run.info.run_id)}
+    assert {"position.md", "position.html", "plots"} <= artifacts
+    assert "claim report position --scale cpu" in tags["command"]
 
 
 def test_a_report_names_its_store_without_an_absolute_path(tmp_path, monkeypatch):

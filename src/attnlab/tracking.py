@@ -469,13 +469,15 @@ def record_finished_run(
     started_ms: int,
     extra_tags: dict[str, str] | None = None,
     experiment: str = "bench",
+    tracking_uri: str | None = None,
 ) -> str:
-    """A run of work done outside a training run (a benchmark): its params, metrics and every
-    file of ``folder``, spanning from ``started_ms`` to now; return its id. MlflowClient, because
+    """A run of work done outside a training run (a benchmark, a claim's verdict): its params,
+    metrics and every file of ``folder``, spanning from ``started_ms`` to now, in
+    ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI``); return its id. MlflowClient, because
     the fluent ``start_run`` stamps the start when the run is opened, after the work."""
     from mlflow.entities import Metric, Param, RunStatus
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     with sqlite_store_lock(uri):
         client = mlflow.MlflowClient(uri)
         experiment_id = get_or_create_experiment(client, experiment)

@@ -3,7 +3,7 @@ seeds, report its verdict.
 
     attnlab claim list
     attnlab claim run agreement                 # the claim's seeds, the CPU scale
-    attnlab claim run agreement --seeds 7 8 9   # seeds nobody tuned for
+    attnlab claim run agreement --seeds 10 11 12   # seeds nobody tuned for
     attnlab claim run degradation --scale gpu   # the claim's preset near the paper's sizes
     attnlab claim run position trainer.max_epochs=3   # extra overrides for every variant
     attnlab claim report agreement              # Markdown and HTML under reports/claims
@@ -36,6 +36,13 @@ def add_report_options(parser: argparse.ArgumentParser, condition: str = "") -> 
     parser.add_argument(
         "--seeds", type=int, nargs="+", help=f"{condition}only these seeds (default: all)"
     )
+
+
+def report_command(opts: argparse.Namespace) -> list[str]:
+    """The ``attnlab claim report`` command line that ``opts`` stand for."""
+    which = [opts.claim] if opts.claim else ["--all"]
+    seeds = ["--seeds", *map(str, opts.seeds)] if opts.seeds else []
+    return ["attnlab", "claim", "report", *which, "--scale", opts.scale, *seeds]
 
 
 def report_verdicts(opts: argparse.Namespace) -> int:
@@ -75,6 +82,9 @@ def report_verdicts(opts: argparse.Namespace) -> int:
             client, results, Path(opts.out), stem, opts.tracking_uri
         )
         print(f"written {md_path} and {html_path}")
+        logged = report.log_verdicts(client, results, opts.tracking_uri, report_command(opts))
+        runs = ", ".join(f"{name} {run_id}" for name, run_id in logged.items())
+        print(f"verdicts logged in MLflow, experiment {report.VERDICTS_EXPERIMENT}: {runs}")
         if opts.readme:
             report.update_readme(Path(opts.readme), results)
             print(f"claims table of {opts.readme} rewritten")

@@ -13,7 +13,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import re
+import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -540,6 +543,56 @@ def write_documents(
         f"{html_table(*readme_rows(results, markdown=False))}{''.join(pages)}</body></html>"
     )
     return md_path, html_path
+
+
+VERDICTS_EXPERIMENT = "claims"  # where each report's verdicts are logged, one run a claim
+
+
+def verdict_metrics(result: ClaimResult) -> dict[str, float]:
+    """``<better>_vs_<than>/<metric>/effect`` (and ``low``, ``high``: its interval) of every
+    comparison that has them."""
+    metrics = {}
+    for comparison, judgement in zip(result.claim.comparisons, result.judgements, strict=True):
+        if judgement.effect is None:
+            continue
+        key = f"{comparison.better}_vs_{comparison.than}/{comparison.metric}"
+        effect = judgement.effect
+        values = {"effect": effect.effect, "low": effect.low, "high": effect.high}
+        metrics |= {f"{key}/{name}": v for name, v in values.items() if math.isfinite(v)}
+    return metrics
+
+
+def log_verdicts(
+    client: MlflowClient, results: list[ClaimResult], store: str, command: list[str]
+) -> dict[str, str]:
+    """One run per claim in the store's ``claims`` experiment, beside the claim's runs: tagged
+    with the claim, its verdict and the commits its runs ran at; the effects and intervals as
+    metrics; the claim's report (Markdown, HTML, plots) as artifacts. Returns claim -> run id."""
+    from attnlab.tracking import record_finished_run
+
+    started_ms = int(time.time() * 1000)
+    logged = {}
+    for result in results:
+        name = result.claim.name
+        commits = sorted({run.data.tags.get("git_commit", "unknown") for run in result.all_runs()})
+        with tempfile.TemporaryDirectory() as folder:
+            write_documents(client, [result], Path(folder), name, store)
+            logged[name] = record_finished_run(
+                f"claim:{name}",
+                command,
+                params={"scale": result.scale, "seeds": " ".join(map(str, result.seeds()))},
+                metrics=verdict_metrics(result),
+                folder=Path(folder),
+                started_ms=started_ms,
+                extra_tags={
+                    "claim_report": name,
+                    "verdict": result.verdict,
+                    "claim_commits": " ".join(commits),
+                },
+                experiment=VERDICTS_EXPERIMENT,
+                tracking_uri=store,
+            )
+    return logged
 
 
 def update_readme(readme: Path, results: list[ClaimResult]) -> None:
