@@ -214,3 +214,109 @@ def test_worker_command_composes_a_shared_sweep(name: str):
     host = cfg.logger.tracking_uri.removeprefix("http://")
     allowed = next(a for a in services["mlflow"]["command"] if a.startswith("--allowed-hosts="))
     assert host in allowed.removeprefix("--allowed-hosts=").split(",")
+
+
+# The team server's login (MLflow's basic-auth app): the secrets it and the workers need come
+# from the environment or docker/.env, each a required variable (Compose stops with the message
+# when it is unset) with no default and never on a command line that `ps` shows.
+SERVER_SECRETS = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+WORKER_LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def raw_compose_file() -> dict:
+    """compose.yaml as written: variable references left as they are."""
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def option(command: list[str], name: str) -> str | None:
+    """The value of ``--name=value`` or ``--name value`` in a command list."""
+    for i, arg in enumerate(command):
+        if arg.startswith(f"{name}="):
+            return arg.partition("=")[2]
+        if arg == name and i + 1 < len(command):
+            return command[i + 1]
+    return None
+
+
+def assert_required_reference(value: object, variable: str) -> None:
+    match = re.fullmatch(r"\$\{(\w+):\?([^}]+)\}", str(value))
+    assert match, f"{variable}={value!r}: not a required variable reference ${{VAR:?message}}"
+    assert match.group(1) == variable
+    assert variable in match.group(2) or "docker/.env" in match.group(2), match.group(2)
+
+
+def test_the_mlflow_server_runs_the_basic_auth_app():
+    mlflow = compose_file()["services"]["mlflow"]
+    assert mlflow["entrypoint"] == ["mlflow", "server"]
+    assert option(mlflow["command"], "--app-name") == "basic-auth"
+    # Without a config file of its own (MLFLOW_AUTH_CONFIG_PATH) the app keeps its users in
+    # basic_auth.db, relative to the directory the server starts in (MLflow's basic_auth.ini).
+    assert "MLFLOW_AUTH_CONFIG_PATH" not in mlflow.get("environment", {})
+
+
+def test_the_mlflow_servers_secrets_are_required_variables_of_its_environment():
+    mlflow = raw_compose_file()["services"]["mlflow"]
+    for variable in SERVER_SECRETS:
+        assert_required_reference(mlflow["environment"][variable], variable)
+
+
+@pytest.mark.parametrize("name", ["worker", "worker-gpu"])
+def test_workers_log_in_with_the_tracking_credentials_of_the_environment(name: str):
+    worker = raw_compose_file()["services"][name]
+    for variable in WORKER_LOGIN:
+        assert_required_reference(worker["environment"][variable], variable)
+    assert "logger.tracking_uri='http://mlflow:5000'" in worker["command"]
+
+
+def test_no_secret_is_written_in_the_file_or_on_a_command_line():
+    text = COMPOSE.read_text()
+    for variable in SERVER_SECRETS + WORKER_LOGIN:
+        # every mention is the required reference: no default value, no second copy
+        mentions = re.findall(rf"\$\{{{variable}\b[^}}]*\}}", text)
+        assert mentions and all(m.startswith(f"${{{variable}:?") for m in mentions), mentions
+    for name, service in raw_compose_file()["services"].items():
+        argv = [
+            *service.get("entrypoint", []),
+            *service.get("command", []),
+            *service.get("healthcheck", {}).get("test", []),
+        ]
+        for arg in map(str, argv):
+            for variable in SERVER_SECRETS + WORKER_LOGIN:
+                assert variable not in arg, f"{name} puts {variable} on its command line: {arg}"
+
+
+def test_the_user_store_lives_in_a_named_volume_the_image_lets_the_server_write():
+    compose = compose_file()
+    mlflow = compose["services"]["mlflow"]
+    folder = mlflow["working_dir"]  # where basic_auth.db is created
+    mounts = dict(reversed(volume.split(":")[:2]) for volume in mlflow["volumes"])
+    assert folder in mounts, f"{folder} (basic_auth.db) is not on a volume: lost on restart"
+    assert mounts[folder] in compose["volumes"], f"{mounts[folder]} is not a named volume"
+    # A new volume takes the owner of the image's folder it is mounted on: without the folder
+    # in the image, Docker creates it for root and the server (UID 10001) cannot write there.
+    runs = [args for keyword, args in instructions(DOCKERFILES[0]) if keyword == "RUN"]
+    assert any(
+        re.search(rf"mkdir [^&]*{folder}\b", run) and re.search(rf"chown \S+ [^&]*{folder}\b", run)
+        for run in runs
+    ), f"docker/Dockerfile does not create {folder} for the attnlab user"
+
+
+def test_the_health_check_needs_no_login():
+    # The basic-auth app leaves /health open (MLflow: mlflow.server.auth's unprotected routes),
+    # so the health check stays a plain GET without credentials.
+    test = compose_file()["services"]["mlflow"]["healthcheck"]["test"]
+    assert any("http://127.0.0.1:5000/health'" in arg for arg in test), test
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_images_install_the_auth_extra(dockerfile: Path):
+    """MLflow's basic-auth app needs Flask-WTF: pyproject.toml's auth extra."""
+    installs = [
+        re.search(r'"\./\[([^\]]*)\]"', args)
+        for keyword, args in instructions(dockerfile)
+        if keyword == "RUN" and "pip install" in args
+    ]
+    (extras,) = [match.group(1).split(",") for match in installs if match]
+    assert {"postgres", "auth"} <= set(extras), extras
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^auth = \[[^\]]*"Flask-WTF', pyproject, re.MULTILINE)
