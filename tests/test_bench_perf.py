@@ -181,6 +181,21 @@ def test_quick_platform_section_times_attnlab_train_against_the_bare_loop(tmp_pa
     ]
 
 
+def test_quick_cli_section_times_each_command_against_its_reference(tmp_path, monkeypatch):
+    """Fresh processes of the commands that answer at once (a few seconds; the tests' own
+    model, registered through $ATTNLAB_COMPONENTS, would make attnlab train import torch)."""
+    monkeypatch.delenv("ATTNLAB_COMPONENTS")
+    out = tmp_path / "perf"
+    assert perf.main(["--quick", "--only", "cli", "--out", str(out), "--no-mlflow"]) == 0
+    rows = _check_table(out, {"cli"})
+    assert [(row["case"], row["goal"]) for row in rows] == [
+        ("attnlab --help", "<= 0.3"),
+        ("attnlab claim list", "<= 0.3"),
+        ("attnlab train --help beyond import hydra", "<= 1.5"),
+        ("attnlab train --cfg job beyond import hydra", "<= 1.5"),
+    ]
+
+
 def test_steady_state_epoch_time_leaves_the_first_epoch_out():
     assert perf.seconds_per_epoch([10.0, 13.0, 12.0, 11.0]) == pytest.approx(1.0)
     output = "epoch 0: val/loss 1.0 val/acc 0.5 at 100.500\nepoch 1: val/loss 0.9 at 101.250\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -56,6 +57,41 @@ def test_the_help_lists_the_table_and_imports_no_command():
     listing, _, modules = done.stdout.strip().rpartition("\n")
     assert table(listing) == {command.name: command.summary for command in COMMANDS}
     assert modules == "['attnlab', 'attnlab.cli']"
+
+
+# Commands that answer before any training, with their exit codes (2: a config error).
+ANSWER_AT_ONCE = {
+    "help": (["--help"], 0),
+    "claim list": (["claim", "list"], 0),
+    "train help": (["train", "--help"], 0),
+    "train cfg job": (["train", "--cfg", "job"], 0),
+    "train cfg job, overrides": (["train", "--cfg", "job", "experiment=sort", "optim.lr=0.01"], 0),
+    "train cfg job, a bad value": (["train", "--cfg", "job", "model.width=abc"], 2),
+    "train cfg job, an unknown key": (["train", "--cfg", "job", "model.colour=red"], 2),
+    "train cfg job, an unknown option": (["train", "--cfg", "job", "model=nope"], 2),
+}
+
+
+@pytest.mark.parametrize("argv, code", ANSWER_AT_ONCE.values(), ids=ANSWER_AT_ONCE.keys())
+def test_commands_that_answer_at_once_import_no_torch(argv, code, tmp_path, monkeypatch):
+    """None imports torch, Lightning or MLflow (their speed: ``attnlab bench perf``, section
+    cli). A user's own components ($ATTNLAB_COMPONENTS, the tests' model) would bring torch in."""
+    monkeypatch.delenv("ATTNLAB_COMPONENTS")
+    heavy = ("torch", "lightning", "mlflow")
+    loaded = tmp_path / "modules.txt"
+    program = (
+        "import atexit, sys\n"
+        "def record():\n"
+        f"    names = sorted(m for m in sys.modules if m.partition('.')[0] in {heavy})\n"
+        f"    open({str(loaded)!r}, 'w').write(' '.join(names))\n"
+        "atexit.register(record)\n"
+        "from attnlab.cli import main\n"
+        f"main({argv!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    assert done.stdout if code == 0 else done.stderr.startswith("attnlab: config error: ")
+    assert loaded.read_text() == ""
 
 
 def test_version_prints_the_installed_version(capsys):
@@ -124,6 +160,8 @@ def test_claim_report_is_report_claim_on_a_filled_store(tmp_path, monkeypatch, c
     new, alias = run_both(
         ["position", *options], ["--claim", "position", *options], tmp_path, monkeypatch, capsys
     )
-    assert new == alias
+    run_ids = re.compile(r"position [0-9a-f]{32}")  # of the run each logs its verdict in
+    assert new[0] == alias[0] and new[2] == alias[2]
+    assert run_ids.sub("position RUN", new[1]) == run_ids.sub("position RUN", alias[1])
     assert new[0] == 0 and "claim position: reproduced" in new[1]
     assert (tmp_path / "claim/out/position.md").is_file()

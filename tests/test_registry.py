@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,54 @@ def test_schema_is_the_signature(component):
         assert value == default, name
     data_params = set(component.dims_params)
     assert not data_params & set(component.config_keys)  # the data's sizes are no config keys
+
+
+def test_the_index_holds_what_the_signatures_say():
+    """components.json (schemas without importing torch) is the signatures' schemas."""
+    written, current = registry.index(), registry.signature_index()
+    differ = sorted(
+        key
+        for key in written.keys() | current.keys()
+        if json.dumps(written.get(key)) != json.dumps(current.get(key))
+    )
+    assert not differ, f"{registry.INDEX.name} is out of date for {differ}: {registry.WRITE_INDEX}"
+    kinds = {kind for entry in written.values() for _, kind, _ in entry["fields"]}
+    assert {registry.type_name(registry.type_from_name(kind)) for kind in kinds} == kinds
+
+
+def test_a_signature_that_differs_from_the_index_stops_the_run():
+    component = registry.get("model", "transformer")
+    changed = [*component.fields, ["colour", "str", "red"]]
+    with pytest.raises(RuntimeError, match="index is out of date.*write_component_index"):
+        registry.schema_class(component.schema_name, changed)
+
+
+def test_a_run_imports_the_modules_of_the_components_it_names_only(monkeypatch):
+    """The default config validated as a run does: its model's module, not the ResNet's."""
+    monkeypatch.delenv("ATTNLAB_COMPONENTS")
+    program = (
+        "import sys\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from hydra.core.hydra_config import HydraConfig\n"
+        "from omegaconf import open_dict\n"
+        "from attnlab.config import register_schemas, validate\n"
+        "from attnlab.paths import config_dir\n"
+        "register_schemas()\n"
+        "with initialize_config_dir(str(config_dir()), version_base='1.3'):\n"
+        "    cfg = compose('train', return_hydra_config=True)\n"
+        "HydraConfig.instance().set_config(cfg)\n"
+        "with open_dict(cfg):\n"
+        "    del cfg['hydra']\n"
+        "validate(cfg)\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('attnlab.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    modules = done.stdout.split()
+    assert {"attnlab.models.transformer", "attnlab.data.dates", "attnlab.tasks.seq2seq"} <= set(
+        modules
+    )
+    assert "attnlab.models.resnet" not in modules and "attnlab.data.images" not in modules
 
 
 WITH_CHOICES = [(c, name) for c in COMPONENTS for name in c.choices]

@@ -95,16 +95,26 @@ def mode_for(direction: str) -> str:
     return {"maximize": "max", "minimize": "min"}[direction]
 
 
+def resume_folder(resume: str | None, tracking_uri: str | None, new_folder: str) -> str:
+    """The resolver behind ``hydra.run.dir`` (:func:`attnlab.resume.resume_folder`), whose
+    module (Lightning) is imported once a run resolves its folder, not by --help or --cfg."""
+    from attnlab import resume as resuming
+
+    return resuming.resume_folder(resume, tracking_uri, new_folder)
+
+
 def register_schemas() -> None:
     """Resolvers, the run schema, and every registered component's schema.
 
     A component is stored as ``schema/<group>/<name>`` (what YAML presets extend) and, when
-    conf/ has no preset of that name, as the option ``<group>/<name>`` itself. The sweeps of the
-    top-level sweeps/ folder become the options of the ``sweep`` group.
+    conf/ has no preset of that name, as the option ``<group>/<name>`` itself. attnlab's own
+    schemas come from the registry's index, so no component module (torch) is imported here.
+    The sweeps of the top-level sweeps/ folder become the options of the ``sweep`` group.
     """
     from attnlab.distributed import job_log_name, launch_token
-    from attnlab.resume import resume_folder
+    from attnlab.third_party import share_config_store
 
+    share_config_store()
     OmegaConf.register_new_resolver("lr_for_batch", lr_for_batch, replace=True)
     OmegaConf.register_new_resolver("monitor_for", monitor_for, replace=True)
     OmegaConf.register_new_resolver("mode_for", mode_for, replace=True)
@@ -116,12 +126,10 @@ def register_schemas() -> None:
     store.store(name="run", node=Run)
     for path in sorted(sweeps_dir().glob("*.yaml")):  # sweep=NAME
         store.store(group="sweep", name=path.stem, node=OmegaConf.load(path), package="_global_")
-    registry.load()
-    for component in registry.REGISTRY.values():
-        group, name = component.group, component.name
-        store.store(group=f"schema/{group}", name=name, node=component.schema)
+    for (group, name), schema in registry.schemas().items():
+        store.store(group=f"schema/{group}", name=name, node=schema)
         if not (config_dir() / group / f"{name}.yaml").is_file():
-            store.store(group=group, name=name, node=component.schema)
+            store.store(group=group, name=name, node=schema)
 
 
 def validate(cfg: DictConfig, dims: Any = None) -> None:

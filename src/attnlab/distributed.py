@@ -9,7 +9,8 @@ cleans up afterwards; :func:`is_global_zero` tells a process started by any laun
 torchrun, SLURM) whether it is the one that talks to MLflow.
 
 A rank that dies ends its job, not the sweep around it (:mod:`attnlab.launcher`), and
-:func:`launching_job` leaves no rank of its job behind.
+:func:`launching_job` leaves no rank of its job behind. torch is imported by the functions that
+use it: the config's resolvers (:func:`job_log_name`, :func:`launch_token`) load without it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import DictConfig, ListConfig, read_write
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Set by Lightning's subprocess launcher in the launching process itself.
 LAUNCHER_ENV = (
@@ -77,6 +81,8 @@ def launch_token() -> str:
 
 def world_size(trainer_cfg: DictConfig) -> int:
     """Processes in the run as the trainer config asks for them (``devices: auto`` counts)."""
+    import torch
+
     devices = trainer_cfg.get("devices", 1)
     if devices in ("auto", -1, "-1"):
         gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda", "auto")
@@ -115,6 +121,8 @@ def leaving_process_group() -> Iterator[None]:
     called without an active exception", SIGABRT; 6 of 60 two-rank exits on this machine,
     0 of 38 after destroying the group first), which a launcher reads as a rank that died.
     """
+    import torch
+
     try:
         yield
     finally:
@@ -131,6 +139,7 @@ def launching_job(output_dir: str, trainer) -> Iterator[None]:
     EXIT_GRACE_S to exit (none after a failure) and killed, and the launcher's environment,
     thread count and process group are reset, so the next job launches its own children.
     """
+    import torch
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
@@ -160,5 +169,7 @@ def launching_job(output_dir: str, trainer) -> Iterator[None]:
             torch.distributed.destroy_process_group()
 
 
-def uses_batchnorm(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+def uses_batchnorm(model: nn.Module) -> bool:
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return any(isinstance(m, _BatchNorm) for m in model.modules())

@@ -61,8 +61,11 @@ def one_line(exc: BaseException) -> str | None:
         MissingConfigException,
         OverrideParseException,
     )
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    # Only a process that imported Lightning can have raised its error; importing Lightning
+    # here would make the one-line error of ``attnlab train --cfg job`` wait for torch.
+    lightning = sys.modules.get("lightning.fabric.utilities.exceptions")
 
     for cause in chain(exc):  # e.g. a ConfigError raised while Hydra instantiated a plugin,
         if isinstance(cause, ConfigError):  # or inside a resolver (OmegaConf keeps it as the
@@ -88,8 +91,10 @@ def one_line(exc: BaseException) -> str | None:
             detail = str(cause).strip().splitlines()[0]
             return f"{head}: {detail}"
         return head
-    if isinstance(exc, InstantiationException) and isinstance(
-        exc.__cause__, MisconfigurationException
+    if (
+        lightning
+        and isinstance(exc, InstantiationException)
+        and isinstance(exc.__cause__, lightning.MisconfigurationException)
     ):  # a combination Lightning refuses that no check here knew of
         return str(exc.__cause__).strip().splitlines()[0]
     if isinstance(exc, OmegaConfBaseException):

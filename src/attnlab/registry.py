@@ -12,6 +12,14 @@ not config keys.
 Why not hydra-zen's ``builds``: it derives the same dataclass, but the rest (the Dims contract,
 ``Literal`` choices with one-line errors, checks that see the data's sizes, a registry the tests
 parametrise over) would still be written here; deriving the dataclass is a few lines of it.
+
+Why a generated index (``components.json``, written by ``python tools/write_component_index.py``):
+a schema comes from a signature, and reading the signature means importing the component's module
+(torch, Lightning, MLflow: seconds). Hydra needs every schema before it composes, so
+``attnlab train --help`` and ``--cfg job`` would pay that import for nothing. The index holds each
+component's fields and the module that registers it; schemas are built from it, and a run imports
+the modules of the components its config names. ``tests/test_registry.py`` fails when the index
+differs from the signatures, and so does a run that imports a component whose schema changed.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import json
 import math
 import os
 import pkgutil
+import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -39,6 +50,8 @@ COMPONENT_MODULES = (
     "attnlab.optim", "attnlab.schedules", "attnlab.regularization", "attnlab.trainer",
     "attnlab.tracking",
 )  # fmt: skip
+INDEX = Path(__file__).with_name("components.json")
+WRITE_INDEX = "python tools/write_component_index.py"
 
 
 class Settings:
@@ -107,6 +120,7 @@ class Component:
     partial: bool = False  # the config builds a factory (functools.partial), called later
     instantiate: bool = True  # False: a plain settings node without ``_target_``
     settings: type | None = None  # a dataclass whose fields are the keys, for a foreign target
+    module: str = ""  # the module whose import registers it (set by register and add)
 
     @cached_property
     def target_path(self) -> str:
@@ -141,34 +155,32 @@ class Component:
         return tuple(name for name in keys if name not in skip and name in parameters)
 
     @cached_property
-    def schema(self) -> type:
-        """The structured config: one field per config key, typed and defaulted by the signature."""
-        fields: list[tuple] = []
+    def fields(self) -> list[list]:
+        """The schema's fields as the index holds them: [name, type name, default] each, typed
+        and defaulted by the signature (``???``: no default; a tuple becomes a list)."""
+        fields: list[list] = []
         if self.instantiate:
-            fields.append(("_target_", str, dataclasses.field(default=self.target_path)))
+            fields.append(["_target_", "str", self.target_path])
         if self.partial:
-            fields.append(("_partial_", bool, dataclasses.field(default=True)))
+            fields.append(["_partial_", "bool", True])
         hints, parameters = self._hints(), self._parameters()
         for name in self.config_keys:
             default = parameters[name].default
-            kind = _config_type(hints.get(name, Any))
             if default is inspect.Parameter.empty:
-                fields.append((name, kind, dataclasses.field(default=MISSING)))
-            elif isinstance(default, list | tuple | dict):  # a fresh container per config
-                value = dict(default) if isinstance(default, dict) else list(default)
-                fields.append((name, kind, dataclasses.field(default_factory=value.copy)))
-            else:
-                fields.append((name, kind, dataclasses.field(default=default)))
-        # Named in this module (see __getattr__ below), so that pickle refers to the class by
-        # name. Pickled by value, a launcher's returns would overwrite the class's fields in
-        # this process with copies of dataclasses.MISSING, which OmegaConf no longer recognises.
-        schema = dataclasses.make_dataclass(self.schema_name, fields)
-        schema.__module__ = __name__
-        return schema
+                default = MISSING
+            elif isinstance(default, tuple):
+                default = list(default)
+            fields.append([name, type_name(_config_type(hints.get(name, Any))), default])
+        return fields
+
+    @cached_property
+    def schema(self) -> type:
+        """The structured config: one field per config key, typed and defaulted by the signature."""
+        return schema_class(self.schema_name, self.fields)
 
     @property
     def schema_name(self) -> str:
-        return "".join(part.title() for part in f"{self.group}_{self.name}_config".split("_"))
+        return schema_name(self.group, self.name)
 
     def takes(self, name: str) -> bool:
         """Whether the target has a parameter ``name`` (a config key or a runtime one)."""
@@ -245,6 +257,110 @@ def _config_type(hint: Any) -> Any:
     return Any
 
 
+CONFIG_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "Any": Any}
+
+
+def type_name(kind: Any) -> str:
+    """A type of ``_config_type`` as the index writes it: ``int``, ``list[float]``,
+    ``Optional[str]``."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Union:  # Optional[X]: the only union _config_type returns
+        return f"Optional[{type_name(typing.get_args(kind)[0])}]"
+    if origin is list:
+        return f"list[{type_name(typing.get_args(kind)[0])}]"
+    return next(name for name, known in CONFIG_TYPES.items() if known is kind)
+
+
+def type_from_name(name: str) -> Any:
+    """The type ``type_name`` wrote as ``name``."""
+    if name.startswith("Optional["):
+        return typing.Optional[type_from_name(name.removeprefix("Optional[")[:-1])]  # noqa: UP045
+    if name.startswith("list["):
+        return list[type_from_name(name.removeprefix("list[")[:-1])]
+    return CONFIG_TYPES[name]
+
+
+def schema_name(group: str, name: str) -> str:
+    """The schema class name of ``group=name``: model, transformer -> ModelTransformerConfig."""
+    return "".join(part.title() for part in f"{group}_{name}_config".split("_"))
+
+
+# Schema name -> (its fields as JSON, the class): one class per schema in a process, whether the
+# index or a component's signature built it first, so that a node's type identifies its component.
+_SCHEMAS: dict[str, tuple[str, type]] = {}
+
+
+def schema_class(name: str, fields: list[list]) -> type:
+    """The dataclass ``name`` with ``fields`` ([name, type name, default] each; a list or dict
+    default is copied for each config). Asked again with other fields (the index and a signature
+    disagree), a RuntimeError says to write the index again."""
+    spec = json.dumps(fields)
+    if name in _SCHEMAS:
+        known_spec, schema = _SCHEMAS[name]
+        if spec != known_spec:
+            raise RuntimeError(
+                f"{name}: the fields of {INDEX.name} differ from the component's signature "
+                f"(the index is out of date); write it again: {WRITE_INDEX}"
+            )
+        return schema
+    entries = []
+    for key, kind, default in fields:
+        if isinstance(default, list | dict):  # a fresh container per config
+            field = dataclasses.field(default_factory=default.copy)
+        else:
+            field = dataclasses.field(default=default)
+        entries.append((key, type_from_name(kind), field))
+    # Named in this module (see __getattr__ below), so that pickle refers to the class by
+    # name. Pickled by value, a launcher's returns would overwrite the class's fields in
+    # this process with copies of dataclasses.MISSING, which OmegaConf no longer recognises.
+    schema = dataclasses.make_dataclass(name, entries)
+    schema.__module__ = __name__
+    _SCHEMAS[name] = (spec, schema)
+    return schema
+
+
+@cache
+def index() -> dict[str, dict]:
+    """``{"group/name": {"module": ..., "fields": [...]}}`` of attnlab's own components, as
+    ``write_index`` wrote it: their schemas without importing their modules."""
+    return json.loads(INDEX.read_text())
+
+
+def signature_index() -> dict[str, dict]:
+    """The index as attnlab's component modules define it now (imports them all)."""
+    load_own()
+    own = [c for c in REGISTRY.values() if c.module.partition(".")[0] == "attnlab"]
+    own.sort(key=lambda c: (c.group, c.name))
+    return {f"{c.group}/{c.name}": {"module": c.module, "fields": c.fields} for c in own}
+
+
+def write_index() -> Path:
+    """Write ``components.json`` from the signatures, one field a line; return its path."""
+    entries = []
+    for key, entry in signature_index().items():
+        fields = ",\n".join(f"  {json.dumps(field)}" for field in entry["fields"])
+        module = json.dumps(entry["module"])
+        entries.append(f'{json.dumps(key)}: {{"module": {module}, "fields": [\n{fields}\n]}}')
+    INDEX.write_text("{\n" + ",\n".join(entries) + "\n}\n")
+    index.cache_clear()
+    return INDEX
+
+
+def schemas() -> dict[tuple[str, str], type]:
+    """{(group, name): schema} of every component: attnlab's from the index (no component
+    module is imported), then those the modules of $ATTNLAB_COMPONENTS register."""
+    found = {}
+    for key, entry in index().items():
+        group, name = key.split("/")
+        found[group, name] = schema_class(schema_name(group, name), entry["fields"])
+    for module_name in extra_modules():
+        importlib.import_module(module_name)
+    for component in list(REGISTRY.values()):
+        if (component.group, component.name) not in found:
+            found[component.group, component.name] = component.schema
+    return found
+
+
 REGISTRY: dict[tuple[str, str], Component] = {}
 
 
@@ -252,6 +368,9 @@ def __getattr__(name: str) -> type:
     """A component's schema by its class name (``ModelTransformerConfig``), for pickle."""
     if name.startswith("_") or not name.endswith("Config"):  # probes such as __wrapped__
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for key, entry in index().items():
+        if schema_name(*key.split("/")) == name:
+            return schema_class(name, entry["fields"])
     load()
     for component in list(REGISTRY.values()):
         if component.schema_name == name:
@@ -263,14 +382,17 @@ def register(group: str, name: str, **options: Any) -> Callable:
     """Class or function decorator: register it as ``group=name`` (see :class:`Component`)."""
 
     def decorate(target: Callable) -> Callable:
-        add(Component(group, name, target, **options))
+        add(Component(group, name, target, module=target.__module__, **options))
         return target
 
     return decorate
 
 
 def add(component: Component) -> Component:
-    """Register a component whose class is not ours (torch's optimizers, Lightning's Trainer)."""
+    """Register a component whose class is not ours (torch's optimizers, Lightning's Trainer);
+    the calling module is the one the index names as registering it."""
+    if not component.module:  # found as collections.namedtuple finds its module
+        component = dataclasses.replace(component, module=sys._getframe(1).f_globals["__name__"])
     key = (component.group, component.name)
     known = REGISTRY.get(key)
     if known is not None and known.target_path != component.target_path:
@@ -283,13 +405,24 @@ def load() -> None:
     """Import every module that registers components: attnlab's, then those named in
     $ATTNLAB_COMPONENTS (comma-separated modules of the user's own, importable everywhere the
     run goes: launchers' worker processes import them too)."""
+    load_own()
+    for module_name in extra_modules():
+        importlib.import_module(module_name)
+
+
+def load_own() -> None:
+    """Import every module of attnlab that registers components."""
     for package_name in COMPONENT_PACKAGES:
         package = importlib.import_module(package_name)
         for module in pkgutil.iter_modules(package.__path__, f"{package_name}."):
             importlib.import_module(module.name)
-    extra = [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
-    for module_name in (*COMPONENT_MODULES, *extra):
+    for module_name in COMPONENT_MODULES:
         importlib.import_module(module_name)
+
+
+def extra_modules() -> list[str]:
+    """The user's modules named in $ATTNLAB_COMPONENTS."""
+    return [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
 
 
 def components(group: str) -> list[Component]:
@@ -308,15 +441,28 @@ def get(group: str, name: str) -> Component:
 
 def for_node(group: str, node: DictConfig) -> Component | None:
     """The component a composed node configures: by its schema type, else by ``_target_``."""
-    load()
     kind = OmegaConf.get_type(node)
     target = node.get("_target_") if isinstance(node, DictConfig) else None
-    for component in REGISTRY.values():
+    import_registering(group, kind, target)
+    for component in list(REGISTRY.values()):
         if component.group == group and (
             component.schema is kind or (target and component.target_path == target)
         ):
             return component
     return None
+
+
+def import_registering(group: str, kind: Any, target: str | None) -> None:
+    """Import the module that registers the ``group`` component of a node of schema type
+    ``kind`` or with ``_target_`` ``target``: the one the index names, else every module."""
+    schema = kind.__name__ if getattr(kind, "__module__", None) == __name__ else None
+    for key, entry in index().items():
+        entry_group, name = key.split("/")
+        targeted = ["_target_", "str", target] in entry["fields"]
+        if entry_group == group and (schema == schema_name(group, name) or targeted):
+            importlib.import_module(entry["module"])
+            return
+    load()
 
 
 def build(group: str, node: DictConfig, dims: Any = None, **runtime: Any) -> Any:

@@ -2,6 +2,9 @@
 
 Sections, each a few rows of one table:
 
+- ``cli``: the wall time of commands that answer before any training (``attnlab --help``,
+  ``attnlab claim list``, ``attnlab train --help``, ``attnlab train --cfg job``), those of
+  ``attnlab train`` beyond a process that only imports Hydra.
 - ``models``: a training step (forward, backward, AdamW) of attnlab's Transformer,
   attention seq2seq, RNN encoder-decoder and ResNet-56 against the plain references of
   :mod:`attnlab.bench.references`; tokens (images) per second and the ratio; for the
@@ -64,18 +67,19 @@ class Sizes:
     platform: tuple[tuple[str, int, int], ...]  # (experiment, short epochs, long epochs)
     platform_rounds: int
     sweep_steps: int  # training steps of each trial of the thread test
+    cli_rounds: int  # runs of each command of the cli section
 
 
 DEFAULT = Sizes(
     gemm=1024, widths=(256, 512), batch=32, length=64, vocab=1000, rnn_width=256,
     resnet_depth=56, image=32, image_batch=32, decode_batch=32, decode_steps=32, beam=4,
     rounds=5, platform=(("digits_mlp", 2, 12), ("digits_resnet", 1, 4)), platform_rounds=3,
-    sweep_steps=60,
+    sweep_steps=60, cli_rounds=5,
 )  # fmt: skip
 QUICK = Sizes(
     gemm=256, widths=(64,), batch=4, length=12, vocab=50, rnn_width=32, resnet_depth=8,
     image=16, image_batch=4, decode_batch=4, decode_steps=8, beam=2, rounds=2,
-    platform=(("digits_mlp", 1, 3),), platform_rounds=1, sweep_steps=5,
+    platform=(("digits_mlp", 1, 3),), platform_rounds=1, sweep_steps=5, cli_rounds=2,
 )  # fmt: skip
 
 
@@ -439,6 +443,48 @@ def platform_rows(sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
     return rows
 
 
+# (command, its arguments, goal in seconds, whether it is measured beyond importing Hydra)
+CLI_COMMANDS = (
+    ("attnlab --help", ["--help"], 0.3, False),
+    ("attnlab claim list", ["claim", "list"], 0.3, False),
+    ("attnlab train --help", ["train", "--help"], 1.5, True),
+    ("attnlab train --cfg job", ["train", "--cfg", "job"], 1.5, True),
+)
+
+
+def cli_rows(sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
+    """Commands that answer before any training, each a fresh process, in turns with a bare
+    ``python -c pass`` and ``python -c "import hydra"`` (after a warm-up run of each). The
+    commands without Hydra are held to their goal whole, Python's start included; those of
+    ``attnlab train`` beyond the process that imports Hydra."""
+    python = sys.executable
+    runs = {case: [python, "-m", "attnlab.cli", *args] for case, args, _, _ in CLI_COMMANDS}
+    runs["python"] = [python, "-c", "pass"]
+    runs["import hydra"] = [python, "-c", "import hydra"]
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    with tempfile.TemporaryDirectory(prefix="attnlab-bench-") as tmp:
+        cwd, env = Path(tmp), dict(os.environ)
+        for command in runs.values():
+            wall(command, cwd, env)
+        for round_ in range(sizes.cli_rounds):
+            for name in runs if round_ % 2 == 0 else reversed(runs):
+                walls[name].append(wall(runs[name], cwd, env)[0])
+            last = ", ".join(f"{name} {values[-1]:.2f} s" for name, values in walls.items())
+            log(f"  round {round_ + 1}: {last}")
+    t = {name: statistics.median(values) for name, values in walls.items()}
+    rows = []
+    for case, _, goal, beyond_hydra in CLI_COMMANDS:
+        if beyond_hydra:
+            cost = t[case] - t["import hydra"]
+            rows.append(Row("cli", f"{case} beyond import hydra", cost, t["import hydra"], "s",
+                            cost, f"<= {goal}", f"whole command {t[case]:.2f} s; reference: "
+                            "python -c 'import hydra'"))  # fmt: skip
+        else:
+            rows.append(Row("cli", case, t[case], t["python"], "s", t[case], f"<= {goal}",
+                            "whole command; reference: python -c pass"))  # fmt: skip
+    return rows
+
+
 def sweep_trial(seed: int, steps: int, processes: int) -> float:
     """One trial of the thread test: a small bi-GRU trained ``steps`` steps with this process's
     thread budget (attnlab.threads, as ``attnlab train`` sets it); returns its seconds."""
@@ -604,7 +650,7 @@ def accelerator_rows(device: torch.device, quick: bool, log: Callable[[str], Non
     return rows
 
 
-SECTIONS = ("models", "decoding", "platform", "threads")
+SECTIONS = ("cli", "models", "decoding", "platform", "threads")
 
 
 def table(rows: list[Row]) -> str:
@@ -689,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = gemm_peak(sizes.gemm, sizes.rounds)
     log(f"fp32 GEMM peak ({sizes.gemm}^3 matmul): {peak / 1e9:.1f} GFLOP/s")
     builders = {
+        "cli": lambda: cli_rows(sizes, log),
         "models": lambda: model_rows(sizes, peak, log),
         "decoding": lambda: decoding_rows(sizes, log),
         "platform": lambda: platform_rows(sizes, log),
@@ -701,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     end_load = os.getloadavg()[0]
     text = (
         f"{header}\n\n{table(rows)}\n\nratio: speed (attnlab / reference) in models and "
-        "decoding; cost (attnlab / reference) in platform and threads. "
+        "decoding; cost (attnlab / reference) in platform and threads; seconds in cli. "
         f"{time.perf_counter() - start:.0f} s in all; load average {end_load:.2f} at the end."
     )
     print("\n" + text)

@@ -13,7 +13,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from hydra.core.config_store import ConfigStore
@@ -26,7 +26,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from attnlab.config import check_read_keys
 from attnlab.errors import ConfigError
-from attnlab.sweeper.parent_run import SweepTracker
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import (
     OUTPUT_DIR_ATTR,
@@ -36,6 +35,9 @@ from attnlab.sweeper.study import (
     make_sampler,
     make_storage,
 )
+
+if TYPE_CHECKING:  # imported by sweep(): Hydra imports this module for every command
+    from attnlab.sweeper.parent_run import SweepTracker
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -142,6 +144,8 @@ class OptunaSweeper(Sweeper):
         self.validate_batch_is_legal([fixed + first])
         check_read_keys(self._job_config(fixed + first))  # e.g. a +key=value nothing reads
         study, storage, created = self._open_study(space)
+        from attnlab.sweeper.parent_run import SweepTracker  # MLflow, Lightning: a sweep's own
+
         tracker = SweepTracker.for_config(self.config, study, created)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         values: list[float | None] = []
@@ -197,7 +201,7 @@ class OptunaSweeper(Sweeper):
         remaining = self.n_trials - len(started)
         return remaining if grid_left is None else min(remaining, grid_left)
 
-    def _trial_overrides(self, trial: optuna.Trial, tracker: SweepTracker) -> list[str]:
+    def _trial_overrides(self, trial: optuna.Trial, tracker: "SweepTracker") -> list[str]:
         """The sampled values, then what makes the job a trial: its pruning callback and tags."""
         sampled = [f"{key}={_override_value(value)}" for key, value in trial.params.items()]
         pruning = {
