@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from attnlab.errors import ConfigError
 
@@ -191,12 +191,13 @@ class ReconnectingStorage(RDBStorage):
         raise AssertionError("unreachable: the last try returns or raises")
 
 
-# Every call that reads or writes the database (the others compute or delegate to these).
+# Every call that reads or writes the database (the others compute or delegate to these; Optuna's
+# cache calls the private ones directly, so those are the ones wrapped).
 for _name in (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
     "get_study_user_attrs", "get_study_system_attrs", "get_trial_user_attrs",
-    "get_trial_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+    "get_trial_system_attrs", "get_all_studies", "_create_new_trial", "_set_trial_param",
     "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
     "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial",
     "_get_trials", "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids",
@@ -219,8 +220,9 @@ def make_storage(
     RetryHeartbeatStaleTrialCallback), and the next sweep on the study runs it first.
 
     Workers that start together on a new database race to create Optuna's tables; the loser
-    gets an IntegrityError (PostgreSQL) or "table ... already exists" (SQLite) and simply
-    connects again to the tables the winner made.
+    gets an IntegrityError or, when the winner committed between its check and its CREATE,
+    DuplicateTable (PostgreSQL), or "table ... already exists" (SQLite), and simply connects
+    again to the tables the winner made.
     """
     for attempt in range(3):
         try:
@@ -233,9 +235,9 @@ def make_storage(
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=retry,
                 )
-        except (IntegrityError, OperationalError) as error:
+        except (IntegrityError, OperationalError, ProgrammingError) as error:
             failure = error
-            if isinstance(error, OperationalError) and "already exists" not in str(error):
+            if not isinstance(error, IntegrityError) and "already exists" not in str(error):
                 break
             time.sleep(0.5 * (attempt + 1))
         except (SQLAlchemyError, ValueError, ImportError) as error:
