@@ -141,31 +141,26 @@ def test_a_sigkilled_run_resumes_into_its_mlflow_run_with_the_same_result(tmp_pa
     assert_same_as_uninterrupted(killed, uninterrupted)
 
 
-@pytest.mark.slow
-def test_a_killed_run_on_batches_of_one_class_resumes_with_the_same_batches(tmp_path):
-    """data.batches=by_class draws its batches from a generator of its own: the checkpoint
-    holds it (and the batches given so far), so the resumed run trains on the uninterrupted
-    run's batches and ends with its numbers."""
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    finish(train(whole, "data.batches=by_class"))
-    process = train(killed, "data.batches=by_class")
-    signal_at_step(killed, process, STEPS_PER_EPOCH + 4, signal.SIGKILL)  # mid-epoch 2
-    assert checkpoint_step(killed) < steps_logged(killed / "mlflow.db")
-    finish(train(killed, "data.batches=by_class", "resume=auto"))
-    assert_same_as_uninterrupted(killed, whole)
+# What decides the next batch beyond the shuffled default, and where a checkpoint keeps it.
+BATCH_SOURCES = {
+    # a generator of its own: the checkpoint holds it and the batches given so far
+    "by_class": "data.batches=by_class",
+    # worker processes: torchdata's StatefulDataLoader state, the workers' included
+    "loader_workers": "data.num_workers=2",
+}
 
 
 @pytest.mark.slow
-def test_a_killed_run_whose_loader_has_workers_resumes_with_the_same_batches(tmp_path):
-    """With ``data.num_workers=2`` the batches come from worker processes: the loader's state
-    in the checkpoint (torchdata's StatefulDataLoader, the workers' included) puts the resumed
-    run's loader where the killed one stopped."""
+@pytest.mark.parametrize("source", BATCH_SOURCES.values(), ids=BATCH_SOURCES.keys())
+def test_a_killed_run_resumes_with_the_uninterrupted_runs_batches(tmp_path, source):
+    """Killed mid-epoch 2 and resumed, the run trains on the uninterrupted run's batches and
+    ends with its numbers."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    finish(train(whole, "data.num_workers=2"))
-    process = train(killed, "data.num_workers=2")
+    finish(train(whole, source))
+    process = train(killed, source)
     signal_at_step(killed, process, STEPS_PER_EPOCH + 4, signal.SIGKILL)  # mid-epoch 2
     assert checkpoint_step(killed) < steps_logged(killed / "mlflow.db")
-    finish(train(killed, "data.num_workers=2", "resume=auto"))
+    finish(train(killed, source, "resume=auto"))
     assert_same_as_uninterrupted(killed, whole)
 
 
