@@ -166,6 +166,85 @@ def test_a_sigkilled_run_is_running_until_fix_stale_ends_it_failed(tmp_path, tra
     assert record.info.status == "FAILED"
 
 
+# -- 6. A tracking store that refuses values ---------------------------------------------------
+
+
+class FlakyStore:
+    """Stands in for a logger's ``log_batch``: refused while ``down`` (raised when synchronous,
+    a failed future when not, as MLflow's queue reports it), else the real call."""
+
+    def __init__(self, real):
+        self.real, self.down = real, True
+
+    def __call__(self, run_id, metrics=(), synchronous=True, **kwargs):
+        if not self.down:
+            return self.real(run_id, metrics=metrics, synchronous=synchronous, **kwargs)
+        from concurrent.futures import Future
+
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.async_logging.run_operations import RunOperations
+
+        refused = Future()
+        refused.set_exception(MlflowException("API request failed: Connection refused"))
+        if synchronous:
+            raise refused.exception()
+        return RunOperations([refused])
+
+
+def refusing_logger(tracking_uri: str, unlogged: Path, synchronous: bool, monkeypatch):
+    from attnlab.tracking import RunLogger, get_or_create_experiment
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(get_or_create_experiment(client, "e")).info.run_id
+    logger = RunLogger(
+        tracking_uri=tracking_uri, run_id=run_id, log_model=False, synchronous=synchronous,
+        unlogged=str(unlogged),
+    )  # fmt: skip
+    store = FlakyStore(logger.experiment.log_batch)
+    monkeypatch.setattr(logger.experiment, "log_batch", store)
+    return logger, store, client
+
+
+@pytest.mark.parametrize("synchronous", [False, True], ids=["queued", "synchronous"])
+def test_values_the_store_refused_are_kept_and_written_once_it_takes_them(
+    synchronous, tracking_uri, tmp_path, monkeypatch
+):
+    unlogged = tmp_path / "unlogged_metrics.jsonl"
+    logger, store, client = refusing_logger(tracking_uri, unlogged, synchronous, monkeypatch)
+    for step in range(3):
+        logger.log_metrics({"val/acc": step / 10, "val/loss": 1 - step / 10}, step)
+    logger.flush()
+    assert len(unlogged.read_text().splitlines()) == 6  # two values of three steps, kept
+    store.down = False
+    logger.log_metrics({"val/acc": 0.3, "val/loss": 0.7}, 3)
+    logger.finalize("success")
+    assert not unlogged.exists()
+    history = client.get_metric_history(logger.run_id, "val/acc")
+    assert sorted((m.step, m.value) for m in history) == [(s, s / 10) for s in range(4)]
+    assert client.get_run(logger.run_id).info.status == "FINISHED"
+
+
+def test_a_store_that_still_refuses_at_the_end_stops_the_run_naming_the_file(
+    tracking_uri, tmp_path, monkeypatch
+):
+    from attnlab.errors import TrackingUnreachable
+
+    unlogged = tmp_path / "unlogged_metrics.jsonl"
+    logger, store, client = refusing_logger(tracking_uri, unlogged, False, monkeypatch)
+    for step in range(2):
+        logger.log_metrics({"val/acc": 0.5}, step)
+    with pytest.raises(TrackingUnreachable) as stopped:
+        logger.finalize("success")
+    assert str(stopped.value).startswith(
+        f"the tracking store {tracking_uri} did not take 2 metric values; they are in {unlogged}"
+    )
+    assert len(unlogged.read_text().splitlines()) == 2
+    monkeypatch.setattr(client, "set_terminated", lambda *a: pytest.fail("the store was asked"))
+    monkeypatch.setattr(logger.experiment, "set_terminated", client.set_terminated)
+    logger.finalize("failed")  # Lightning's call after the exception: nothing more is sent
+    assert client.get_run(logger.run_id).info.status == "RUNNING"
+
+
 # -- 8. Security -------------------------------------------------------------------------------
 
 SECRET = "s3cret-Pa55"

@@ -177,6 +177,71 @@ def test_a_run_survives_a_restart_of_its_tracking_server(tmp_path):
         assert len(history) == epochs
 
 
+@pytest.mark.slow
+def test_a_run_whose_tracking_server_never_comes_back_keeps_its_metrics_for_a_resume(tmp_path):
+    """The server goes away after the first epoch and is not back when training ends: the run
+    ends in one line naming the file that holds the values the server did not take, its last
+    checkpoint loadable; the same command with resume=auto once the server is back writes them
+    and ends the run FINISHED with one value per epoch."""
+    import torch
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "attnlab.cli", "ui", "--server", "--no-browser",
+        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+        "--artifacts-destination", str(tmp_path / "artifacts"),
+        "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    epochs = 8
+    train_command = [
+        sys.executable, "-m", "attnlab.cli", "train", "experiment=digits_mlp",
+        f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null",
+        "callbacks.progress_bar=null", f"logger.tracking_uri={url}",
+        "hydra.run.dir=run", "resume=auto",
+    ]  # fmt: skip
+    env = {
+        **os.environ, "OMP_NUM_THREADS": "1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    }  # fmt: skip
+    with serving(command, f"{url}/health", tmp_path / "server-1.log"):
+        train = subprocess.Popen(
+            train_command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not logged_epochs(url):
+            assert train.poll() is None, train.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no epoch logged in 300 s"
+            time.sleep(0.5)
+    out, err = train.communicate(timeout=600)
+    assert train.returncode == 1, err[-3000:]
+    unlogged = tmp_path / "run" / "unlogged_metrics.jsonl"
+    assert err.strip().splitlines()[-1] == (
+        f"attnlab: the tracking store {url} did not take "
+        f"{len(unlogged.read_text().splitlines())} metric values; they are in {unlogged}: run "
+        "the same command with resume=auto once the store answers, and they are written to "
+        "the run"
+    )
+    kept = [json.loads(line) for line in unlogged.read_text().splitlines()]
+    assert {row["step"] for row in kept if row["key"] == "val/acc"}, kept[:5]
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == epochs - 1
+
+    with serving(command, f"{url}/health", tmp_path / "server-2.log"):
+        resumed = subprocess.run(
+            train_command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert not unlogged.exists()
+        (run,) = rest(url, "mlflow/runs/search", {"experiment_ids": ["1"]})["runs"]
+        assert run["info"]["status"] == "FINISHED"
+        history = rest(url, "mlflow/metrics/get-history", run_id=run["info"]["run_id"],
+                       metric_key="val/acc")["metrics"]  # fmt: skip
+        assert sorted(m["step"] for m in history) == sorted({m["step"] for m in history})
+        assert len(history) == epochs
+
+
 def logged_epochs(url: str) -> int:
     """How many validation values the server's only run holds so far (0 before it exists)."""
     try:

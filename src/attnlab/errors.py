@@ -1,6 +1,7 @@
 """One-line errors: configuration mistakes (the key, the value given and what is allowed, exit
-code 2), a diverged training run (the step and the loss, exit code 1) and a full disk (the file
-being written, exit code 1)."""
+code 2), a diverged training run (the step and the loss, exit code 1), a full disk (the file
+being written, exit code 1) and a tracking store that never took a run's metrics back (the file
+that holds them, exit code 1)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 EXIT_CONFIG_ERROR = 2
 EXIT_DIVERGED = 1
 EXIT_DISK_FULL = 1
+EXIT_UNLOGGED = 1
 
 # The password of a URL (``scheme://user:PASSWORD@host``) or a ``password=`` query parameter.
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]*:)[^\s/'\"]*(@)")
@@ -51,6 +53,20 @@ class Diverged(RuntimeError):
             "lower optim.lr or clip gradients (trainer.gradient_clip_val)"
         )
         self.step, self.loss = step, loss
+
+
+class TrackingUnreachable(RuntimeError):
+    """At the end of fitting, the tracking store still refuses values it failed to take during
+    training; they stay in ``file`` and the run's checkpoints are intact."""
+
+    def __init__(self, tracking_uri: str, values: int, file: Any):
+        super().__init__(
+            mask_secrets(
+                f"the tracking store {tracking_uri} did not take {values} metric values; they "
+                f"are in {file}: run the same command with resume=auto once the store answers, "
+                "and they are written to the run"
+            )
+        )
 
 
 def one_line(exc: BaseException) -> str | None:
@@ -128,13 +144,16 @@ def chain(exc: BaseException) -> Iterator[BaseException]:
 
 @contextmanager
 def report_config_errors() -> Iterator[None]:
-    """Turn configuration mistakes into one line on stderr and exit code 2, a diverged run or a
-    full disk into one line and exit code 1; re-raise the rest."""
+    """Turn configuration mistakes into one line on stderr and exit code 2, a diverged run, a
+    full disk or unlogged metrics into one line and exit code 1; re-raise the rest."""
     try:
         yield
     except Diverged as exc:
         print(f"attnlab: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
+    except TrackingUnreachable as exc:
+        print(f"attnlab: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_UNLOGGED) from None
     except Exception as exc:
         full = disk_full(exc)
         if full:

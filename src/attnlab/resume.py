@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from attnlab.errors import ConfigError
+from attnlab.tracking import RunLogger
 
 RUN_ID_FILE = "mlflow_run_id"
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
@@ -338,13 +338,15 @@ class LastCheckpoint(L.Callback):
             self._saved_step = trainer.global_step
 
 
-class SkipLoggedSteps(MLFlowLogger):
-    """Lightning's MLFlowLogger for a resumed run: values of steps the run already holds
-    (logged after its last checkpoint, before it was killed) are not logged again, so each
-    metric's history has one value per step."""
+class SkipLoggedSteps(RunLogger):
+    """attnlab's logger for a resumed run: it first writes the values the store did not take
+    before (the run folder's unlogged file), then skips the values of steps the run already
+    holds (logged after its last checkpoint, before it was killed), so each metric's history
+    has one value per step."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.replay_unlogged()
         client = self.experiment
         run = client.get_run(self.run_id)
         self.logged_until = {

@@ -7,6 +7,7 @@ ends the run FAILED instead of leaving it RUNNING.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -27,10 +29,10 @@ import mlflow
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import MLFlowLogger
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.errors import ConfigError, mask_secrets
+from attnlab.errors import ConfigError, TrackingUnreachable, chain, mask_secrets
 from attnlab.registry import Component, Settings, add
 from attnlab.run_names import describe, job_pairs, swept_keys, trial_name
 from attnlab.ui import prepare_experiment
@@ -73,7 +75,109 @@ def check_logger(c: Settings) -> None:
         c.fail("experiment_name", "a non-empty name")
 
 
-add(Component("logger", "mlflow", MLFlowLogger, check=check_logger, settings=MLflowLoggerSettings))
+UNLOGGED_FILE = "unlogged_metrics.jsonl"  # in a run's folder: values the store did not take
+MAX_PENDING_BATCHES = 1000  # batches in flight to the store before logging waits for the oldest
+
+
+class RunLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger that keeps every value the tracking store did not take.
+
+    Lightning drops what ``log_batch`` returns, so a batch that MLflow's background queue fails
+    to write (a server down for longer than the client's retries) is lost with one ERROR line.
+    Here each batch is held until the store answers; one it refused is appended to
+    ``unlogged`` (JSON lines: key, value, timestamp, step) and training goes on. When fitting
+    ends, the file is written to the run; if the store still refuses it, the run stops with
+    :class:`~attnlab.errors.TrackingUnreachable` naming the file, before the final checkpoint
+    upload, and a resumed run writes it first (see :meth:`replay_unlogged`).
+    """
+
+    def __init__(self, *args: Any, unlogged: str | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.unlogged = Path(unlogged) if unlogged else None
+        self.store_refused = False  # the kept values could not be written at the end
+        self._pending: deque[tuple[Any, list]] = deque()  # (RunOperations, its Metrics)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+        from mlflow.exceptions import MlflowException
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        try:
+            operations = self.experiment.log_batch(
+                run_id=self.run_id, metrics=batch, **self._log_batch_kwargs
+            )
+        except MlflowException:  # synchronous logging: the store refused it after its retries
+            self._keep(batch)
+            return
+        if operations is not None:
+            self._pending.append((operations, batch))
+            self._settle(wait=len(self._pending) > MAX_PENDING_BATCHES)
+
+    def _settle(self, wait: bool) -> None:
+        """Forget the batches the store has answered, keeping those it refused; with ``wait``,
+        first wait for the oldest one."""
+        while self._pending:
+            operations, batch = self._pending[0]
+            # RunOperations has no non-blocking check; its futures are concurrent.futures ones.
+            futures = operations._operation_futures
+            if not wait and not all(future.done() for future in futures):
+                return
+            wait = False
+            self._pending.popleft()
+            if any(future.exception() for future in futures):
+                self._keep(batch)
+
+    def _keep(self, batch: list) -> None:
+        if self.unlogged is None:
+            return
+        lines = [
+            json.dumps({"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step})
+            for m in batch
+        ]
+        with self.unlogged.open("a") as file:
+            file.write("".join(line + "\n" for line in lines))
+            file.flush()
+            os.fsync(file.fileno())
+
+    def flush(self) -> None:
+        """Wait until the store has answered every batch logged so far."""
+        while self._pending:
+            self._settle(wait=True)
+
+    def replay_unlogged(self) -> None:
+        """Write the values of ``unlogged`` to the run and remove the file; raise
+        TrackingUnreachable, the file kept, when the store refuses them."""
+        from mlflow.entities import Metric
+
+        from attnlab.errors import TrackingUnreachable
+
+        if self.unlogged is None or not self.unlogged.is_file():
+            return
+        rows = [json.loads(line) for line in self.unlogged.read_text().splitlines() if line]
+        metrics = [Metric(r["key"], r["value"], r["timestamp"], r["step"]) for r in rows]
+        try:
+            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                chunk = metrics[start : start + MAX_METRICS_PER_BATCH]
+                self.experiment.log_batch(run_id=self.run_id, metrics=chunk, synchronous=True)
+        except Exception as error:
+            self.store_refused = True
+            raise TrackingUnreachable(self._tracking_uri, len(rows), self.unlogged) from error
+        self.unlogged.unlink()
+
+    def finalize(self, status: str = "success") -> None:
+        """Settle the batches in flight and write the kept values, then upload the checkpoints
+        and set the status as Lightning does; nothing more is sent to a store that refused."""
+        if self.store_refused:
+            return
+        if self._initialized:
+            self.flush()
+            if status == "success":
+                self.replay_unlogged()
+        super().finalize(status)
+
+
+add(Component("logger", "mlflow", RunLogger, check=check_logger, settings=MLflowLoggerSettings))
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -452,12 +556,32 @@ def mlflow_run(
         except (TrialPruned, Preempted):
             mlflow.end_run("KILLED")
             raise
-        except BaseException:
-            mlflow.end_run("FAILED")
+        except BaseException as error:
+            if any(isinstance(cause, TrackingUnreachable) for cause in chain(error)):
+                _end_run_without_retries("FAILED")  # the store has refused for minutes already
+            else:
+                mlflow.end_run("FAILED")
             raise
         finally:
             os.environ.pop(RUN_ID_ENV, None)
         mlflow.end_run("FINISHED")
+
+
+def _end_run_without_retries(status: str) -> None:
+    """End the active run with one request to its store; if that fails, the run stays as the
+    store has it (RUNNING: ``resume=auto`` continues it)."""
+    retries = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+    before = os.environ.get(retries)
+    os.environ[retries] = "0"
+    try:
+        mlflow.end_run(status)  # forgets the run before asking the store
+    except Exception:
+        pass
+    finally:
+        if before is None:
+            os.environ.pop(retries)
+        else:
+            os.environ[retries] = before
 
 
 def record_finished_run(

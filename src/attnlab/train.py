@@ -101,7 +101,12 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     from attnlab.runs import fail_stale_of_experiment
     from attnlab.serving import save_and_log
     from attnlab.threads import set_run_thread_budget
-    from attnlab.tracking import check_tracking_store, fail_rank_zero_run, mlflow_run
+    from attnlab.tracking import (
+        UNLOGGED_FILE,
+        check_tracking_store,
+        fail_rank_zero_run,
+        mlflow_run,
+    )
     from attnlab.trainer import build_trainer, distributed_params
 
     set_run_thread_budget(cfg.trainer)  # cores / processes sharing them (attnlab.threads)
@@ -153,7 +158,8 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
             write_run_id(output_dir, run_id)
         # a resumed run's logger skips the steps its history already holds
         target = {"_target_": "attnlab.resume.SkipLoggedSteps"} if resume else {}
-        logger = instantiate(cfg.logger, run_id=run_id, **target)
+        unlogged = str(Path(output_dir or ".", UNLOGGED_FILE))  # what the store did not take
+        logger = instantiate(cfg.logger, run_id=run_id, unlogged=unlogged, **target)
         if isinstance(datamodule, HasBaselines):  # chance and shortcut scores beside the model's
             baselines = {f"{BASELINE}{k}": v for k, v in datamodule.baselines().items()}
             logger.log_metrics(baselines, step=0)
