@@ -1,7 +1,9 @@
-"""``attnlab claim``: the claims of the notes (claims/NAME.yaml): list them, run one over its
-seeds, report its verdict.
+"""``attnlab claim``: the claims of the notes (claims/NAME.yaml): list them, plan one's cost,
+run one over its seeds, report its verdict.
 
     attnlab claim list
+    attnlab claim plan degradation              # the GPU preset: FLOPs, GPU hours, commands
+    attnlab claim plan --all --peak-tflops 50   # every claim, at another assumed throughput
     attnlab claim run agreement                 # the claim's seeds, the CPU scale
     attnlab claim run agreement --seeds 10 11 12   # seeds nobody tuned for
     attnlab claim run degradation --scale gpu   # the claim's preset near the paper's sizes
@@ -16,6 +18,7 @@ import argparse
 import os
 import textwrap
 
+from attnlab.claims import plan as claim_plan
 from attnlab.claims import run as claim_run
 from attnlab.claims import spec
 from attnlab.cli import command_parser, plain
@@ -91,6 +94,44 @@ def report_verdicts(opts: argparse.Namespace) -> int:
     return 0
 
 
+def plan_runs(opts: argparse.Namespace) -> int:
+    """Plan claim ``opts.claim`` (or every claim with ``opts.claims``) at ``opts.scale``: one
+    table per claim, then the total."""
+    with report_config_errors():
+        if not opts.peak_tflops > 0:
+            raise ConfigError("--peak-tflops", opts.peak_tflops, "a throughput > 0 in TFLOPS")
+        if opts.measure_rows is not None and opts.measure_rows < 1:
+            raise ConfigError("--measure-rows", opts.measure_rows, "a number of rows >= 1")
+        claims = [spec.load(opts.claim)] if opts.claim else [spec.load(n) for n in spec.names()]
+        totals = []
+        for claim in claims:
+            seeds = checked_seeds(opts.seeds or claim.seeds)
+            plans = claim_plan.plan_claim(
+                claim, opts.scale, seeds, opts.overrides, opts.measure_rows
+            )
+            text, total = claim_plan.report(claim, plans, opts.scale, seeds, opts.peak_tflops)
+            print(text, flush=True)
+            totals.append(total)
+    if len(claims) > 1:
+        known = [total for total in totals if total is not None]
+        unknown = len(totals) - len(known)
+        rest = f" (and {unknown} claims of unknown FLOPs)" if unknown else ""
+        print(f"all claims: {sum(known):.3g} GPU hours at {opts.peak_tflops:g} TFLOPS{rest}")
+    print(
+        f"assumed: {opts.peak_tflops:g} TFLOPS sustained on one GPU (an H100's dense bf16 peak is "
+        "~989; small models reach far less, so the hours are a floor); FLOPs: one training "
+        "batch counted by torch's FlopCounterMode on the CPU, times the batches of a run; "
+        "validation, test and the optimizer's updates not counted"
+    )
+    return 0
+
+
+def checked_seeds(seeds: list[int]) -> list[int]:
+    if len(set(seeds)) < 2:
+        raise ConfigError("--seeds", seeds, "two or more distinct seeds (3 for a verdict)")
+    return seeds
+
+
 def claim_parser(names: list[str]) -> argparse.ArgumentParser:
     """``attnlab claim list | run | report``, the claims ``names`` listed in the help."""
     one_of = f"one of {', '.join(names)}"
@@ -103,6 +144,32 @@ def claim_parser(names: list[str]) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     what_list_prints = "the claims, their sections of the notes and their sources"
     commands.add_parser("list", help=what_list_prints, description=f"Print {what_list_prints}.")
+    planner = commands.add_parser(
+        "plan",
+        usage="attnlab claim plan (NAME [overrides] | --all) [options]",
+        help="a claim's cost at a scale: FLOPs, GPU hours and the commands, nothing run",
+        description=plain(claim_plan.__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chosen = planner.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("claim", nargs="?", metavar="NAME", help=f"the claim: {one_of}")
+    chosen.add_argument("--all", dest="claims", action="store_true", help="every claim")
+    planner.add_argument("--scale", default="gpu", help="the preset (default: %(default)s)")
+    planner.add_argument("--seeds", type=int, nargs="+", help="default: the claim's seeds")
+    planner.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=claim_plan.PEAK_TFLOPS,
+        help=f"the sustained TFLOPS assumed on one GPU (default: {claim_plan.PEAK_TFLOPS:g}, an "
+        "assumption; an H100's dense bf16 peak is ~989)",
+    )
+    planner.add_argument(
+        "--measure-rows",
+        type=int,
+        help="count one step on this many rows of the batch, scaled to the whole batch: "
+        "exact at a padded width, an estimate for a packed RNN (default: the whole batch)",
+    )
+    planner.add_argument("overrides", nargs="*", help="with NAME: extra overrides, as for run")
     runner = commands.add_parser(
         "run", help="run a claim's variants over its seeds", description=plain(claim_run.__doc__)
     )
@@ -134,6 +201,8 @@ def main(argv: list[str]) -> int:
     names = spec.names()
     parser = claim_parser(names)
     opts = parser.parse_args(argv)
+    if opts.command == "plan":
+        return plan_runs(opts)
     if opts.command == "report":
         if opts.readme and not opts.claims:
             parser.error("claim report: --readme needs --all")
@@ -145,7 +214,5 @@ def main(argv: list[str]) -> int:
                 print(f"{name:<20} notes {claim.notes:<10} {claim.title} ({claim.source})")
             return 0
         claim = spec.load(opts.name)
-        seeds = opts.seeds or claim.seeds
-        if len(set(seeds)) < 2:
-            raise ConfigError("--seeds", seeds, "two or more distinct seeds (3 for a verdict)")
+        seeds = checked_seeds(opts.seeds or claim.seeds)
         return claim_run.run(claim, seeds, opts.scale, opts.overrides)

@@ -36,26 +36,42 @@ def check_scale(claim: Claim, scale: str) -> None:
         raise ConfigError("--scale", scale, f"one of {', '.join([DEFAULT_SCALE, *claim.scales])}")
 
 
-def train_command(
-    claim: Claim, variant: str, seeds: list[int], scale: str, extra: list[str]
+def job_overrides(
+    claim: Claim, variant: str, seeds: str, scale: str, extra: list[str]
 ) -> list[str]:
-    """The ``attnlab train -m`` command line of one variant over ``seeds``."""
+    """The ``attnlab train`` overrides of one variant over ``seeds`` (Hydra's sweep syntax,
+    ``0,1,2``), all but the machine tag, which names the machine that runs them."""
     check_scale(claim, scale)
     return [
-        sys.executable, "-m", "attnlab.cli", "train", "-m",
         *claim.overrides,
         *claim.variants[variant],
         *claim.scales.get(scale, []),
         *extra,
-        f"seed={','.join(map(str, seeds))}",
+        f"seed={seeds}",
         "data.seed=${seed}",  # a seed draws its own data sample and split, not only weights
         "trainer.deterministic=true",
         f"+tags.claim={claim.name}",
         f"+tags.variant={variant}",
         "+tags.seed=${seed}",
         f"+tags.claim_scale={scale}",
+    ]
+
+
+def train_command(
+    claim: Claim, variant: str, seeds: list[int], scale: str, extra: list[str]
+) -> list[str]:
+    """The ``attnlab train -m`` command line of one variant over ``seeds``."""
+    overrides = job_overrides(claim, variant, ",".join(map(str, seeds)), scale, extra)
+    return [
+        sys.executable, "-m", "attnlab.cli", "train", "-m", *overrides,
         f"+tags.machine='{machine()}'",
     ]  # fmt: skip
+
+
+def command_args(claim: Claim, variant: str, scale: str, extra: list[str]) -> list[str]:
+    """The arguments after ``attnlab`` of one variant of a claim on another command."""
+    check_scale(claim, scale)
+    return [*claim.command, *claim.variants[variant], *claim.scales.get(scale, []), *extra]
 
 
 def command_runs(
@@ -63,10 +79,8 @@ def command_runs(
 ) -> list[list[str]]:
     """A claim on another attnlab command (a benchmark): one run per seed, tagged likewise.
     The seed only numbers the repeat: a timing benchmark draws no random numbers."""
-    check_scale(claim, scale)
     tags = {"claim": claim.name, "variant": variant, "claim_scale": scale, "machine": machine()}
-    base = [sys.executable, "-m", "attnlab.cli", *claim.command, *claim.variants[variant]]
-    base += [*claim.scales.get(scale, []), *extra]
+    base = [sys.executable, "-m", "attnlab.cli", *command_args(claim, variant, scale, extra)]
     return [
         [*base, *(f"--tag={k}={v}" for k, v in {**tags, "seed": seed}.items())] for seed in seeds
     ]

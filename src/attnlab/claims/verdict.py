@@ -21,6 +21,14 @@ Rule (stated in every report):
 - ``resolvable``: the smallest distance from ``size`` that this design (its seeds, the observed
   spread, the comparison's level) detects with ``POWER`` (noncentral t); a finer ``size`` is
   reported with the seeds that would resolve it.
+- A pilot, then a fresh run (:func:`confirmatory_size`; not yet a ``claim run`` option): the
+  pilot's seeds decide nothing; their spread sizes the confirmatory run (the seeds at which
+  each comparison resolves its ``size`` at Holm's strictest level, alpha / k), which takes that
+  many fresh seeds and is judged on them alone by the rule above. Given the pilot, the fresh
+  seeds are independent of it, so each test keeps its level conditionally on any pilot and
+  hence unconditionally: sizing from a pilot that is then set aside inflates no error rate
+  (unlike Wittes & Brittain's 1990 internal pilot, whose seeds stay in the analysis). The power
+  holds only as well as the pilot's spread estimates the true one, and the cap can lower it.
 - A claim is reproduced when every comparison is, not reproduced when any is, else inconclusive.
   Holm bounds the chance that any decision of the claim is wrong, so a verdict resting on one
   decision (not reproduced) or on all of them (reproduced) keeps that bound.
@@ -177,6 +185,41 @@ def seeds_to_resolve(effect: Effect, size: float, alpha: float) -> int | None:
         middle = (fails + works) // 2
         fails, works = (fails, middle) if resolves(middle) else (middle, works)
     return works
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Fresh seeds per variant for a confirmatory run: ``needed`` by the pilot's spread (None
+    when a comparison has no spread or needs more than ``MAX_SEEDS``), ``seeds`` after the cap."""
+
+    needed: int | None
+    seeds: int
+    capped: bool
+
+
+def confirmatory_size(
+    comparisons: list[Comparison],
+    pilot: list[tuple[dict[int, float], dict[int, float]]],
+    confidence: float,
+    max_seeds: int,
+) -> Sizing:
+    """The seeds at which every comparison resolves its ``size`` with ``POWER`` at alpha / k,
+    the spread taken from the pilot's scores (as :func:`judge_claim` takes them); at least
+    ``MIN_SEEDS``, at most ``max_seeds``."""
+    alpha = (1 - confidence) / 2 / len(comparisons)
+    needs: list[int | None] = []
+    for comparison, (better, than) in zip(comparisons, pilot, strict=True):
+        effect = estimate(better, than, comparison.direction)
+        if effect is None or effect.se == 0:
+            needs.append(None)
+        elif resolvable(effect.se, effect.df, alpha) <= comparison.size:
+            needs.append(effect.seeds)
+        else:
+            needs.append(seeds_to_resolve(effect, comparison.size, alpha))
+    needed = None if None in needs else max(MIN_SEEDS, *needs)
+    if needed is None or needed > max_seeds:
+        return Sizing(needed, max_seeds, capped=True)
+    return Sizing(needed, needed, capped=False)
 
 
 def judge_claim(
