@@ -272,9 +272,14 @@ class LastCheckpoint(L.Callback):
         self._random_states = state_dict["random"]  # set when training starts again
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
-        """A checkpoint of a finished epoch resumes into a new epoch, as uninterrupted training
-        does. torchdata marks its loader finished only once it ran out of batches, which it
-        does not when ``trainer.limit_train_batches`` ends the epoch first."""
+        """Before any checkpoint is written, the values logged so far go to the store: a run
+        resumed from it does not log them again. A checkpoint of a finished epoch resumes into
+        a new epoch, as uninterrupted training does. torchdata marks its loader finished only
+        once it ran out of batches, which it does not when ``trainer.limit_train_batches`` ends
+        the epoch first."""
+        for logger in trainer.loggers:
+            if isinstance(logger, RunLogger):
+                logger.send_held()
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
         if progress.processed < trainer.num_training_batches:
             return

@@ -95,14 +95,32 @@ class RunLogger(MLFlowLogger):
         super().__init__(*args, **kwargs)
         self.unlogged = Path(unlogged) if unlogged else None
         self.store_refused = False  # the kept values could not be written at the end
+        self._held: list = []  # the Metrics of the step logged last, not yet sent
         self._pending: deque[tuple[Any, list]] = deque()  # (RunOperations, its Metrics)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Hold the values of one step (each with the time it was logged) and send them as one
+        batch when a value of another step arrives, a checkpoint is saved or fitting ends:
+        Lightning logs a step's values in several calls (the loss, the learning rates, the
+        epoch's validation and training values), and each batch costs the store a
+        transaction, in a thread that shares the interpreter with training."""
         from mlflow.entities import Metric
+
+        step = step or 0
+        if self._held and self._held[0].step != step:
+            self.send_held()
+        now = int(time.time() * 1000)
+        held = {metric.key: metric for metric in self._held}
+        held.update({key: Metric(key, float(value), now, step) for key, value in metrics.items()})
+        self._held = list(held.values())
+
+    def send_held(self) -> None:
+        """Send the held values to the store (queued, unless logging is synchronous)."""
         from mlflow.exceptions import MlflowException
 
-        now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        batch, self._held = self._held, []
+        if not batch:
+            return
         try:
             operations = self.experiment.log_batch(
                 run_id=self.run_id, metrics=batch, **self._log_batch_kwargs
@@ -141,7 +159,8 @@ class RunLogger(MLFlowLogger):
             os.fsync(file.fileno())
 
     def flush(self) -> None:
-        """Wait until the store has answered every batch logged so far."""
+        """Send the held values and wait until the store has answered every batch."""
+        self.send_held()
         while self._pending:
             self._settle(wait=True)
 
