@@ -460,3 +460,23 @@ def test_token_accuracy_exact_match_and_bleu_are_logged_per_source_length_bucket
     assert 0.0 < logged["test/bleu_by_len/4-9"] < 1.0
     assert "test/exact_match_by_len/ge10" not in logged  # no source that long: no value
     assert logged["test/exact_match"] == pytest.approx(2 / 3)  # the overall metrics stay
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post_ln", "pre_ln"])
+def test_without_positions_a_mean_pooled_encoder_is_blind_to_word_order(norm_first):
+    """Notes §4.8: self-attention, the feed-forward layers and mean pooling treat a sequence as
+    a bag of tokens, so without positions any reordering gives the same logits ("does A come
+    before B?" is then at chance by construction); sinusoidal positions tell the orders apart."""
+    tokens = torch.randint(1, SRC_V, (6, 11))
+    reordered = torch.stack([row[torch.randperm(len(row))] for row in tokens])
+    logits = {}
+    for positional in ("none", "sinusoidal"):
+        torch.manual_seed(0)
+        model = TransformerClassifier(
+            vocab_size=SRC_V, num_classes=2, pad_id=PAD, width=32, heads=4, ff_width=64,
+            dropout=0.0, norm_first=norm_first, positional=positional,
+        ).eval()  # fmt: skip
+        with torch.no_grad():
+            logits[positional] = model(tokens), model(reordered)
+    torch.testing.assert_close(*logits["none"], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(*logits["sinusoidal"], atol=1e-3)

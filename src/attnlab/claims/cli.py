@@ -8,6 +8,7 @@ run one over its seeds, report its verdict.
     attnlab claim run agreement --seeds 10 11 12   # seeds nobody tuned for
     attnlab claim run degradation --scale gpu   # the claim's preset near the paper's sizes
     attnlab claim run position trainer.max_epochs=3   # extra overrides for every variant
+    attnlab claim run agreement --until-decided # a pilot sizes fresh seeds; they alone judged
     attnlab claim report agreement              # Markdown and HTML under reports/claims
     attnlab claim report --all --readme README.md     # every claim, and the README's table
 """
@@ -15,7 +16,7 @@ run one over its seeds, report its verdict.
 from __future__ import annotations
 
 import argparse
-import os
+import shlex
 import textwrap
 
 from attnlab.claims import plan as claim_plan
@@ -23,6 +24,8 @@ from attnlab.claims import run as claim_run
 from attnlab.claims import spec
 from attnlab.cli import command_parser, plain
 from attnlab.errors import ConfigError, report_config_errors
+
+DEFAULT_MAX_SEEDS = 12  # fresh seeds of a confirmatory run (--until-decided) at most
 
 
 def add_report_options(parser: argparse.ArgumentParser, condition: str = "") -> None:
@@ -126,6 +129,85 @@ def plan_runs(opts: argparse.Namespace) -> int:
     return 0
 
 
+def run_claim(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> int:
+    """``attnlab claim run``: the claim's seeds (or ``opts.seeds``), then with
+    ``opts.until_decided`` the fresh seeds its pilot sizes, judged alone."""
+    from attnlab.claims import verdict
+
+    with report_config_errors():
+        if opts.max_seeds is not None and not opts.until_decided:
+            raise ConfigError("--max-seeds", opts.max_seeds, "only with --until-decided")
+        max_seeds = DEFAULT_MAX_SEEDS if opts.max_seeds is None else opts.max_seeds
+        if max_seeds < verdict.MIN_SEEDS:
+            raise ConfigError("--max-seeds", max_seeds, f"a number >= {verdict.MIN_SEEDS}")
+        claim = spec.load(opts.name)
+        seeds = checked_seeds(opts.seeds or claim.seeds)
+        if opts.until_decided and len(set(seeds)) < verdict.MIN_SEEDS:
+            allowed = f"{verdict.MIN_SEEDS} or more distinct seeds for the pilot"
+            raise ConfigError("--seeds", seeds, allowed)
+        store = claim_run.tracking_store()
+        code = claim_run.run(claim, seeds, opts.scale, opts.overrides, store)
+        if code:
+            return code
+        if not opts.until_decided:
+            command = shlex.join(report_command(verdict_options(parser, claim, opts.scale, seeds)))
+            print(f"attnlab claim {claim.name}: the verdict: {command}")
+            return 0
+        fresh = confirmatory_seeds(claim, seeds, opts.scale, max_seeds, store)
+        code = claim_run.run(claim, fresh, opts.scale, opts.overrides, store)
+        if code:
+            return code
+    report_opts = verdict_options(parser, claim, opts.scale, fresh)
+    print(
+        f"attnlab claim {claim.name}: the verdict on the fresh seeds alone, reproduced by "
+        f"`{shlex.join(report_command(report_opts))}`:"
+    )
+    return report_verdicts(report_opts)
+
+
+def confirmatory_seeds(
+    claim: spec.Claim, pilot: list[int], scale: str, max_seeds: int, store: str
+) -> list[int]:
+    """The fresh seeds of a confirmatory run, as many as the ``pilot``'s spread in ``store``
+    needs (verdict.confirmatory_size), numbered after every seed of the claim and scale ever
+    run there; the sizing printed in one line."""
+    from mlflow import MlflowClient
+
+    from attnlab.claims import report, verdict
+
+    client = MlflowClient(store)
+    pilot_result = report.ClaimResult(claim, scale, report.find_runs(client, claim, scale, pilot))
+    sizing = verdict.confirmatory_size(
+        claim.comparisons, pilot_result.comparison_scores(), claim.confidence, max_seeds
+    )
+    ever_run = report.find_runs(client, claim, scale, finished=False)
+    first = 1 + max([*pilot, *(seed for by_seed in ever_run.values() for seed in by_seed)])
+    fresh = list(range(first, first + sizing.seeds))
+    needed = sizing.needed or (
+        f"unknown (a comparison lacks a spread or {verdict.MIN_SEEDS} seeds in the pilot, or "
+        f"needs over {verdict.MAX_SEEDS})"
+    )
+    line = (
+        f"attnlab claim {claim.name}: pilot seeds {claim_run.seeds_text(pilot)}; seeds needed per "
+        f"the pilot's spread: {needed}; seeds run: {sizing.seeds} fresh "
+        f"({claim_run.seeds_text(fresh)})"
+    )
+    if sizing.capped:
+        line += (
+            f"; capped at {max_seeds}: the verdict may be inconclusive; the smallest effect it "
+            "resolves is in the report"
+        )
+    print(line, flush=True)
+    return fresh
+
+
+def verdict_options(
+    parser: argparse.ArgumentParser, claim: spec.Claim, scale: str, seeds: list[int]
+) -> argparse.Namespace:
+    """The options of ``attnlab claim report`` of ``claim`` at ``scale`` on ``seeds``."""
+    return parser.parse_args(["report", claim.name, "--scale", scale, "--seeds", *map(str, seeds)])
+
+
 def checked_seeds(seeds: list[int]) -> list[int]:
     if len(set(seeds)) < 2:
         raise ConfigError("--seeds", seeds, "two or more distinct seeds (3 for a verdict)")
@@ -178,6 +260,19 @@ def claim_parser(names: list[str]) -> argparse.ArgumentParser:
     runner.add_argument(
         "--scale", default=claim_run.DEFAULT_SCALE, help="cpu (default) or a preset"
     )
+    runner.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="the seeds are a pilot that decides nothing: their spread sizes a run of fresh "
+        "seeds (numbered after every seed of the claim in the store), which alone is judged "
+        "and reported; error rates hold as for any fixed number of seeds",
+    )
+    runner.add_argument(
+        "--max-seeds",
+        type=int,
+        help=f"with --until-decided: the most fresh seeds (default: {DEFAULT_MAX_SEEDS}; no "
+        "fewer than a verdict needs)",
+    )
     runner.add_argument("overrides", nargs="*", help="extra overrides for every variant")
     reporter = commands.add_parser(
         "report",
@@ -189,9 +284,7 @@ def claim_parser(names: list[str]) -> argparse.ArgumentParser:
     which = reporter.add_mutually_exclusive_group(required=True)
     which.add_argument("claim", nargs="?", metavar="NAME", help=f"the claim: {one_of}")
     which.add_argument("--all", "--claims", dest="claims", action="store_true", help="every claim")
-    reporter.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    )
+    reporter.add_argument("--tracking-uri", default=claim_run.tracking_store())
     add_report_options(reporter)
     reporter.add_argument("--readme", help="with --all: rewrite this file's claims table")
     return parser
@@ -207,12 +300,10 @@ def main(argv: list[str]) -> int:
         if opts.readme and not opts.claims:
             parser.error("claim report: --readme needs --all")
         return report_verdicts(opts)
+    if opts.command == "run":
+        return run_claim(parser, opts)
     with report_config_errors():
-        if opts.command == "list":
-            for name in names:
-                claim = spec.load(name)
-                print(f"{name:<20} notes {claim.notes:<10} {claim.title} ({claim.source})")
-            return 0
-        claim = spec.load(opts.name)
-        seeds = checked_seeds(opts.seeds or claim.seeds)
-        return claim_run.run(claim, seeds, opts.scale, opts.overrides)
+        for name in names:
+            claim = spec.load(name)
+            print(f"{name:<20} notes {claim.notes:<10} {claim.title} ({claim.source})")
+    return 0

@@ -46,12 +46,18 @@ def run_metrics(run: Run) -> dict[str, float]:
 
 
 def find_runs(
-    client: MlflowClient, claim: Claim, scale: str, seeds: list[int] | None = None
+    client: MlflowClient,
+    claim: Claim,
+    scale: str,
+    seeds: list[int] | None = None,
+    finished: bool = True,
 ) -> dict[str, dict[int, Run]]:
-    """variant -> seed -> the latest FINISHED run of that claim, variant, seed and scale
-    (only ``seeds`` when given)."""
+    """variant -> seed -> the latest FINISHED run (any run, unless ``finished``) of that claim,
+    variant, seed and scale (only ``seeds`` when given)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    query = f"tags.claim = '{claim.name}' and attributes.status = 'FINISHED'"
+    query = f"tags.claim = '{claim.name}'"
+    if finished:
+        query += " and attributes.status = 'FINISHED'"
     found: dict[str, dict[int, Run]] = defaultdict(dict)
     if not experiments:
         return found
@@ -99,6 +105,16 @@ class ClaimResult:
         values = {seed: run_metrics(by_seed[seed]).get(metric) for seed in sorted(by_seed)}
         return {seed: value for seed, value in values.items() if value is not None}
 
+    def comparison_scores(self) -> list[tuple[dict[int, float], dict[int, float]]]:
+        """Per comparison, the per-seed scores of its two sides, as the verdict takes them."""
+        return [
+            (
+                self.scores_by_seed(comparison.better, comparison.metric),
+                self.scores_by_seed(comparison.than, comparison.than_metric or comparison.metric),
+            )
+            for comparison in self.claim.comparisons
+        ]
+
     def scores(self, variant: str, metric: str) -> list[float]:
         """Per-seed values of ``metric`` for ``variant``, in the order of the seeds."""
         return list(self.scores_by_seed(variant, metric).values())
@@ -135,16 +151,9 @@ def evaluate(
         )
         for comparison in claim.comparisons
     ]
-    scores = [
-        (
-            result.scores_by_seed(comparison.better, comparison.metric),
-            result.scores_by_seed(comparison.than, comparison.than_metric or comparison.metric),
-        )
-        for comparison in claim.comparisons
-    ]
     result.judgements = verdict.judge_claim(
         claim.comparisons,
-        scores,
+        result.comparison_scores(),
         claim.confidence,
         [
             baseline if comparison.expect == "better" else None

@@ -4,21 +4,35 @@ Each variant is one ``attnlab train -m`` over the seeds (Hydra's basic launcher 
 after another in one process); the seed sets the weights, the batch order and the data's own
 sample (``data.seed``), with determinism on and the MLflow tags ``claim``, ``variant``,
 ``seed``, ``claim_scale`` and ``machine`` that ``attnlab claim report`` and the MLflow UI group
-by. Any failing variant stops the claim with its exit code.
+by. A seed is not run again when the run the report would take (the latest finished one of
+that variant, seed and scale in the store: ``$MLFLOW_TRACKING_URI``, else
+``sqlite:///mlflow.db``) ran at this commit with the same overrides (its ``hydra.overrides``
+tag; a benchmark's ``command`` tag), the machine's tag aside: it is reused. Any failing variant
+stops the claim with its exit code. With ``--until-decided`` the seeds are a pilot whose spread
+sizes a run of fresh seeds, judged alone (attnlab.claims.verdict.confirmatory_size).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from attnlab.claims.spec import Claim
 from attnlab.errors import ConfigError
 
 DEFAULT_SCALE = "cpu"
+MACHINE_ARGUMENTS = ("+tags.machine=", "--tag=machine=")  # no part of a run's config
+
+
+def tracking_store() -> str:
+    """The MLflow store ``attnlab train`` logs to (conf/logger/mlflow.yaml) and ``attnlab claim
+    report`` reads by default."""
+    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 
 
 def machine() -> str:
@@ -57,6 +71,22 @@ def job_overrides(
     ]
 
 
+def seed_overrides(
+    claim: Claim, variant: str, seed: int, scale: str, extra: list[str]
+) -> list[str]:
+    """The overrides Hydra's basic sweeper gives the job of ``seed`` (what the run's
+    ``hydra.overrides`` tag records, less the machine tag): each key once, values re-quoted."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    overrides = parser.parse_overrides(job_overrides(claim, variant, str(seed), scale, extra))
+    jobs = BasicSweeper.split_arguments(overrides, None)[0]
+    if len(jobs) > 1:
+        raise ConfigError("overrides", extra, "one value per key: a claim runs one job a seed")
+    return [o.input_line for o in parser.parse_overrides(jobs[0]) if not o.is_hydra_override()]
+
+
 def train_command(
     claim: Claim, variant: str, seeds: list[int], scale: str, extra: list[str]
 ) -> list[str]:
@@ -74,36 +104,134 @@ def command_args(claim: Claim, variant: str, scale: str, extra: list[str]) -> li
     return [*claim.command, *claim.variants[variant], *claim.scales.get(scale, []), *extra]
 
 
+def seed_command_args(
+    claim: Claim, variant: str, seed: int, scale: str, extra: list[str]
+) -> list[str]:
+    """The arguments after ``attnlab`` of one seed of a claim on another command, tagged as
+    ``attnlab train`` runs are, all but the machine tag."""
+    tags = {"claim": claim.name, "variant": variant, "claim_scale": scale, "seed": seed}
+    return [
+        *command_args(claim, variant, scale, extra),
+        *(f"--tag={k}={v}" for k, v in tags.items()),
+    ]
+
+
 def command_runs(
     claim: Claim, variant: str, seeds: list[int], scale: str, extra: list[str]
 ) -> list[list[str]]:
     """A claim on another attnlab command (a benchmark): one run per seed, tagged likewise.
     The seed only numbers the repeat: a timing benchmark draws no random numbers."""
-    tags = {"claim": claim.name, "variant": variant, "claim_scale": scale, "machine": machine()}
-    base = [sys.executable, "-m", "attnlab.cli", *command_args(claim, variant, scale, extra)]
+    base, machine_tag = [sys.executable, "-m", "attnlab.cli"], f"--tag=machine={machine()}"
     return [
-        [*base, *(f"--tag={k}={v}" for k, v in {**tags, "seed": seed}.items())] for seed in seeds
+        [*base, *seed_command_args(claim, variant, seed, scale, extra), machine_tag]
+        for seed in seeds
     ]
 
 
-def run(claim: Claim, seeds: list[int], scale: str, extra: list[str]) -> int:
-    """Run the variants one after another; return the first failing exit code, else 0."""
+def run_arguments(claim: Claim, variant: str, seed: int, scale: str, extra: list[str]) -> list[str]:
+    """The config a run of ``seed`` records, less the machine tag: a training run's overrides
+    (tag ``hydra.overrides``), a benchmark's command line (tag ``command``)."""
     if claim.command:
-        commands = {v: command_runs(claim, v, seeds, scale, extra) for v in claim.variants}
-    else:
-        commands = {v: [train_command(claim, v, seeds, scale, extra)] for v in claim.variants}
+        return ["attnlab", *seed_command_args(claim, variant, seed, scale, extra)]
+    return seed_overrides(claim, variant, seed, scale, extra)
+
+
+def recorded_arguments(claim: Claim, tags: dict[str, str]) -> list[str]:
+    """The config a run of ``claim`` recorded in its ``tags``, less the machine tag."""
+    recorded = tags.get("command" if claim.command else "hydra.overrides", "")
+    return [arg for arg in shlex.split(recorded) if not arg.startswith(MACHINE_ARGUMENTS)]
+
+
+def reusable_seeds(
+    claim: Claim, seeds: list[int], scale: str, extra: list[str], store: str
+) -> dict[str, list[int]]:
+    """variant -> the ``seeds`` whose run the report takes from ``store`` (the latest finished
+    one) ran at this commit with this config; none where the store does not exist yet."""
+    from attnlab import tracking
+
+    tracking.check_tracking_store("logger.tracking_uri", store)
+    expected = {
+        (variant, seed): run_arguments(claim, variant, seed, scale, extra)
+        for variant in claim.variants
+        for seed in seeds
+    }
+    commit = tracking.git_commit(Path(tracking.__file__).parent)
+    sqlite_file = Path(store.removeprefix("sqlite:///"))
+    if commit == "unknown" or (store.startswith("sqlite:///") and not sqlite_file.is_file()):
+        return {variant: [] for variant in claim.variants}
+    from mlflow import MlflowClient
+
+    from attnlab.claims.report import find_runs
+
+    found = find_runs(MlflowClient(store), claim, scale, seeds)
+    return {
+        variant: [
+            seed
+            for seed, found_run in sorted(found.get(variant, {}).items())
+            if found_run.data.tags.get("git_commit") == commit
+            and recorded_arguments(claim, found_run.data.tags) == expected[variant, seed]
+        ]
+        for variant in claim.variants
+    }
+
+
+def launch(line: list[str]) -> int:
+    """Run one command line of a claim; its exit code."""
+    return subprocess.run(line).returncode
+
+
+def seeds_text(seeds: list[int]) -> str:
+    return " ".join(map(str, seeds)) or "none"
+
+
+def run(claim: Claim, seeds: list[int], scale: str, extra: list[str], store: str) -> int:
+    """Run the variants one after another over the seeds without a reusable run in ``store``;
+    return the first failing exit code, else 0."""
+    reused = reusable_seeds(claim, seeds, scale, extra, store)
+    started_ms = int(time.time() * 1000)
     walls = {}
-    for variant, lines in commands.items():
-        print(f"attnlab claim {claim.name}: variant {variant}, seeds {seeds}", flush=True)
+    for variant in claim.variants:
+        missing = [seed for seed in seeds if seed not in reused[variant]]
+        reuses = f"reuses seeds {seeds_text(reused[variant])} (this commit and config); "
+        print(
+            f"attnlab claim {claim.name}: variant {variant}: {reuses if reused[variant] else ''}"
+            f"runs seeds {seeds_text(missing)}",
+            flush=True,
+        )
+        if not missing:
+            continue
+        if claim.command:
+            lines = command_runs(claim, variant, missing, scale, extra)
+        else:
+            lines = [train_command(claim, variant, missing, scale, extra)]
         start = time.perf_counter()
         for line in lines:
-            code = subprocess.run(line).returncode
+            code = launch(line)
             if code:
                 print(f"attnlab claim {claim.name}: variant {variant} failed (exit {code})")
                 return code
         walls[variant] = time.perf_counter() - start
-    summary = ", ".join(f"{v} {s:.0f} s" for v, s in walls.items())
-    total = sum(walls.values())
-    print(f"attnlab claim {claim.name}: done in {total:.0f} s ({summary}); the verdict: "
-          f"attnlab claim report {claim.name}")  # fmt: skip
+    summary = ", ".join(f"{v} {s:.0f} s" for v, s in walls.items()) or "all reused"
+    line = f"attnlab claim {claim.name}: done in {sum(walls.values()):.0f} s ({summary})"
+    training = runs_seconds(claim, scale, seeds, store, started_ms) if walls else 0.0
+    if training:
+        overhead = sum(walls.values()) / training
+        line += f"; its runs trained for {training:.0f} s: wall time / training time {overhead:.2f}"
+    print(line)
     return 0
+
+
+def runs_seconds(claim: Claim, scale: str, seeds: list[int], store: str, since_ms: int) -> float:
+    """The summed duration (MLflow start to end: fitting and testing, not the process's start,
+    imports and data building) of the runs of ``seeds`` that started after ``since_ms``."""
+    from mlflow import MlflowClient
+
+    from attnlab.claims.report import find_runs
+
+    found = find_runs(MlflowClient(store), claim, scale, seeds)
+    return sum(
+        (run.info.end_time - run.info.start_time) / 1000
+        for by_seed in found.values()
+        for run in by_seed.values()
+        if run.info.start_time >= since_ms and run.info.end_time
+    )

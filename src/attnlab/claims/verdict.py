@@ -21,7 +21,7 @@ Rule (stated in every report):
 - ``resolvable``: the smallest distance from ``size`` that this design (its seeds, the observed
   spread, the comparison's level) detects with ``POWER`` (noncentral t); a finer ``size`` is
   reported with the seeds that would resolve it.
-- A pilot, then a fresh run (:func:`confirmatory_size`; not yet a ``claim run`` option): the
+- A pilot, then a fresh run (:func:`confirmatory_size`, ``claim run --until-decided``): the
   pilot's seeds decide nothing; their spread sizes the confirmatory run (the seeds at which
   each comparison resolves its ``size`` at Holm's strictest level, alpha / k), which takes that
   many fresh seeds and is judged on them alone by the rule above. Given the pilot, the fresh
