@@ -36,12 +36,23 @@ def tracking_store() -> str:
 
 
 def machine() -> str:
-    """What the runs ran on, in words: the accelerator if any, else the CPU and its cores."""
+    """What the runs ran on, in words: the accelerator if any, else the CPU's model (seeded
+    runs give the same figures on the same CPU, not on another) and its cores."""
     import torch
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores"
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it; "CPU" where it does not."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "CPU"
+    names = (line.partition(":")[2].strip() for line in lines if line.startswith("model name"))
+    return next(names, "") or "CPU"
 
 
 def check_scale(claim: Claim, scale: str) -> None:
