@@ -191,3 +191,16 @@ def test_bad_max_seeds_or_a_small_pilot_is_one_line_and_runs_nothing(claim, args
     done = claim("run", "resnet_v1_v2", *args, train=train)
     assert done.returncode == 2 and train.launched == [] and done.stdout == ""
     assert done.stderr.count("\n") == 1 and message in done.stderr
+
+
+def test_overrides_may_follow_the_seeds(claim):
+    """``--seeds 0 1 trainer.max_steps=5``: the seeds' list does not take the override, which
+    reaches every variant's runs as it does when written before the options."""
+    train = FakeTrain()
+    done = claim("run", "resnet_v1_v2", "--seeds", "0", "1", "trainer.max_steps=5", train=train)
+    assert done.returncode == 0, done.stderr
+    assert train.launched == [("v2", [0, 1]), ("v1", [0, 1])]
+    assert "reuses seeds" not in done.stdout
+    again = FakeTrain()
+    reused = claim("run", "resnet_v1_v2", "trainer.max_steps=5", "--seeds", "0", "1", train=again)
+    assert reused.returncode == 0 and again.launched == []  # the same config both ways

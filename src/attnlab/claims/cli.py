@@ -290,10 +290,23 @@ def claim_parser(names: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` without the Hydra overrides of ``run`` and ``plan`` (``key=value`` arguments,
+    not options), and those overrides: they may then also follow an option such as
+    ``--seeds 0 1``, whose list would otherwise take them."""
+    if argv[:1] not in (["run"], ["plan"]):
+        return argv, []
+    overrides = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+    return [arg for arg in argv if arg not in overrides], overrides
+
+
 def main(argv: list[str]) -> int:
     names = spec.names()
     parser = claim_parser(names)
-    opts = parser.parse_args(argv)
+    arguments, overrides = split_overrides(argv)
+    opts = parser.parse_args(arguments)
+    if overrides:
+        opts.overrides = [*opts.overrides, *overrides]
     if opts.command == "plan":
         return plan_runs(opts)
     if opts.command == "report":
