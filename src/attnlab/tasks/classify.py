@@ -97,7 +97,6 @@ class ClassifyTask(BaseTask):
         self.log(
             f"{split}/loss", loss, on_step=on_step, on_epoch=True, batch_size=size, sync_dist=sync
         )
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
         if len(batch) > 2 and split in self.group_metrics:
             self._update_groups(preds, y, batch[2], split)
         return loss
@@ -139,12 +138,26 @@ class ClassifyTask(BaseTask):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def _log_epoch_metrics(self, split: str) -> None:
+        """The epoch's accuracy and error of ``split``, logged once. Logging the metric objects
+        at every step costs a ``self.log`` each a step, and Lightning's bookkeeping of one
+        (moving its result entry to the value's device) is a sizeable share of a small model's
+        step; the values are the same, since Lightning too logs ``compute()`` at the end."""
+        metrics = getattr(self, f"{split}_metrics")
+        self.log_dict(metrics.compute(), sync_dist=True)  # equal on every process
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
     def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
         self.log_dict(self.group_metrics["val"].compute(), sync_dist=True)  # equal everywhere
 
     def on_test_epoch_end(self) -> None:
         """Log accuracy per group; score the training split as the test split is scored (eval
         mode, no augmentation, same weights): test/error - train_eval/error is the gap."""
+        self._log_epoch_metrics("test")
         self.log_dict(self.group_metrics["test"].compute(), sync_dist=True)
         data = self.trainer.datamodule
         if data is None:
