@@ -193,11 +193,13 @@ def test_a_run_whose_tracking_server_never_comes_back_keeps_its_metrics_for_a_re
         "--artifacts-destination", str(tmp_path / "artifacts"),
         "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    epochs = 8
+    # Batches of 8: ~0.5 s an epoch, so the run trains on for seconds once its server is down
+    # (at batch 64 the digits MLP's epochs took ~0.15 s, and a run under load could end first).
+    epochs = 20
     train_command = [
         sys.executable, "-m", "attnlab.cli", "train", "experiment=digits_mlp",
         f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null",
-        "callbacks.progress_bar=null", f"logger.tracking_uri={url}",
+        "callbacks.progress_bar=null", f"logger.tracking_uri={url}", "data.batch_size=8",
         "hydra.run.dir=run", "resume=auto",
     ]  # fmt: skip
     env = {
@@ -214,6 +216,7 @@ def test_a_run_whose_tracking_server_never_comes_back_keeps_its_metrics_for_a_re
             assert train.poll() is None, train.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no epoch logged in 300 s"
             time.sleep(0.5)
+    assert train.poll() is None, "the run ended before its server went down: train it longer"
     out, err = train.communicate(timeout=600)
     assert train.returncode == 1, err[-3000:]
     unlogged = tmp_path / "run" / "unlogged_metrics.jsonl"

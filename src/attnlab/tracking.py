@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -80,7 +80,8 @@ MAX_PENDING_BATCHES = 1000  # batches in flight to the store before logging wait
 
 
 class RunLogger(MLFlowLogger):
-    """Lightning's MLFlowLogger that keeps every value the tracking store did not take.
+    """Lightning's MLFlowLogger that sends one batch a logged step and keeps every value the
+    tracking store did not take.
 
     Lightning drops what ``log_batch`` returns, so a batch that MLflow's background queue fails
     to write (a server down for longer than the client's retries) is lost with one ERROR line.
@@ -168,8 +169,6 @@ class RunLogger(MLFlowLogger):
         """Write the values of ``unlogged`` to the run and remove the file; raise
         TrackingUnreachable, the file kept, when the store refuses them."""
         from mlflow.entities import Metric
-
-        from attnlab.errors import TrackingUnreachable
 
         if self.unlogged is None or not self.unlogged.is_file():
             return
@@ -593,9 +592,8 @@ def _end_run_without_retries(status: str) -> None:
     before = os.environ.get(retries)
     os.environ[retries] = "0"
     try:
-        mlflow.end_run(status)  # forgets the run before asking the store
-    except Exception:
-        pass
+        with suppress(Exception):
+            mlflow.end_run(status)  # forgets the run before asking the store
     finally:
         if before is None:
             os.environ.pop(retries)
