@@ -134,19 +134,39 @@ def test_a_run_is_logged_over_http_to_the_team_server(server, tiny, tmp_path):
         assert value.fetchone() == ("32",)
 
 
-@pytest.mark.slow
-def test_a_run_survives_a_restart_of_its_tracking_server(tmp_path):
-    """The server goes away in the middle of a run and comes back 10 s later on the same store:
-    the run's logging calls wait (MLflow's client retries with backoff) and the run ends
-    FINISHED with one value per epoch, none lost, none twice."""
+def local_server(tmp_path) -> tuple[str, list[str]]:
+    """The URL and command line of an ``attnlab ui --server`` on a free loopback port, its
+    store and artifacts in ``tmp_path``: stopped and started again, it serves the same runs."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "attnlab.cli", "ui", "--server", "--no-browser",
         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
         "--artifacts-destination", str(tmp_path / "artifacts"),
         "--port", str(port), "--workers", "1",
     ]  # fmt: skip
+    return f"http://127.0.0.1:{port}", command
+
+
+def train_until_first_epoch(command: list[str], cwd, env: dict, url: str) -> subprocess.Popen:
+    """Start ``command`` (an attnlab train logging to ``url``); return once its run exists and
+    has logged its first epoch."""
+    train = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not logged_epochs(url):
+        assert train.poll() is None, train.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no epoch logged in 300 s"
+        time.sleep(0.5)
+    return train
+
+
+@pytest.mark.slow
+def test_a_run_survives_a_restart_of_its_tracking_server(tmp_path):
+    """The server goes away in the middle of a run and comes back 10 s later on the same store:
+    the run's logging calls wait (MLflow's client retries with backoff) and the run ends
+    FINISHED with one value per epoch, none lost, none twice."""
+    url, command = local_server(tmp_path)
     epochs = 30
     train_command = [
         sys.executable, "-m", "attnlab.cli", "train", "experiment=digits_mlp",
@@ -155,15 +175,7 @@ def test_a_run_survives_a_restart_of_its_tracking_server(tmp_path):
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
     with serving(command, f"{url}/health", tmp_path / "server-1.log"):
-        train = subprocess.Popen(
-            train_command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 300
-        while not logged_epochs(url):  # the run exists and has logged its first epoch
-            assert train.poll() is None, train.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no epoch logged in 300 s"
-            time.sleep(0.5)
+        train = train_until_first_epoch(train_command, tmp_path, env, url)
     time.sleep(10)  # the server is down; training goes on and its logging waits
     assert train.poll() is None, "the run ended while its server was down"
     with serving(command, f"{url}/health", tmp_path / "server-2.log"):
@@ -185,14 +197,7 @@ def test_a_run_whose_tracking_server_never_comes_back_keeps_its_metrics_for_a_re
     and ends the run FINISHED with one value per epoch."""
     import torch
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "attnlab.cli", "ui", "--server", "--no-browser",
-        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-        "--artifacts-destination", str(tmp_path / "artifacts"),
-        "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
+    url, command = local_server(tmp_path)
     # Batches of 8: ~0.5 s an epoch, so the run trains on for seconds once its server is down
     # (at batch 64 the digits MLP's epochs took ~0.15 s, and a run under load could end first).
     epochs = 20
@@ -207,15 +212,7 @@ def test_a_run_whose_tracking_server_never_comes_back_keeps_its_metrics_for_a_re
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     }  # fmt: skip
     with serving(command, f"{url}/health", tmp_path / "server-1.log"):
-        train = subprocess.Popen(
-            train_command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 300
-        while not logged_epochs(url):
-            assert train.poll() is None, train.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no epoch logged in 300 s"
-            time.sleep(0.5)
+        train = train_until_first_epoch(train_command, tmp_path, env, url)
     assert train.poll() is None, "the run ended before its server went down: train it longer"
     out, err = train.communicate(timeout=600)
     assert train.returncode == 1, err[-3000:]
