@@ -63,6 +63,7 @@ def test_the_help_lists_the_table_and_imports_no_command():
 ANSWER_AT_ONCE = {
     "help": (["--help"], 0),
     "claim list": (["claim", "list"], 0),
+    "claim plan help": (["claim", "plan", "--help"], 0),
     "train help": (["train", "--help"], 0),
     "train cfg job": (["train", "--cfg", "job"], 0),
     "train cfg job, overrides": (["train", "--cfg", "job", "experiment=sort", "optim.lr=0.01"], 0),
