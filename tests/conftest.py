@@ -12,9 +12,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from attnlab.config import register_schemas
-from attnlab.paths import config_dir
-from attnlab.registry import PLUGINS_ENV
+from attnlab.core.config import register_schemas
+from attnlab.core.paths import config_dir
+from attnlab.core.registry import PLUGINS_ENV
 
 # model=test_mean_pool, registered by a module of the tests as a user's own module would be: named
 # in $ATTNLAB_COMPONENTS and importable (tests/ on PYTHONPATH) here and in every child process.

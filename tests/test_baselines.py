@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from attnlab.core.metric_keys import best_baseline
 from attnlab.data.adding import AddingDataModule
 from attnlab.data.baselines import (
     classification_baselines,
@@ -22,7 +23,6 @@ from attnlab.data.series import SineDataModule
 from attnlab.data.symbols import SymbolsDataModule
 from attnlab.data.tagging import AmbiguousTaggingDataModule
 from attnlab.data.text import CharVocab
-from attnlab.metric_keys import best_baseline
 from attnlab.tasks.classify import ClassifyTask
 from attnlab.tasks.forecast import ForecastTask
 from attnlab.tasks.seq2seq import Seq2SeqTask
@@ -139,7 +139,7 @@ def test_best_baseline_reads_the_direction_from_the_metric():
 def test_one_bucket_order_for_plots_and_reports():
     """lt first and ge last within their numbers, numbered buckets by their first number,
     names without a number at the end: the order of every bucket table and bar plot."""
-    from attnlab.metric_keys import bucket_order
+    from attnlab.core.metric_keys import bucket_order
 
     names = ["ge40", "left", "20-39", "lt20", "plain", "ge15", "5-8", "10-14", "lt10", "1-4"]
     assert sorted(names, key=bucket_order) == [
@@ -148,7 +148,7 @@ def test_one_bucket_order_for_plots_and_reports():
 
 
 def test_the_train_test_gap_needs_both_errors():
-    from attnlab.metric_keys import train_test_gap
+    from attnlab.core.metric_keys import train_test_gap
 
     assert train_test_gap({"test/error": 0.25, "train_eval/error": 0.125}) == 0.125
     assert train_test_gap({"test/error": 0.25}) is None

@@ -15,7 +15,7 @@ from attnlab.bench import references as ref
 from attnlab.models.decoding import beam_search, greedy_decode
 from attnlab.models.rnn import AttentionSeq2Seq, RNNEncoderDecoder
 from attnlab.models.transformer import Seq2SeqTransformer
-from attnlab.threads import processes_sharing_cores, set_thread_budget, thread_budget
+from attnlab.training.threads import processes_sharing_cores, set_thread_budget, thread_budget
 
 VOCAB = 23
 FAMILIES = {
@@ -204,7 +204,7 @@ def test_steady_state_epoch_time_leaves_the_first_epoch_out():
 
 def test_a_job_of_a_parallel_sweep_gets_its_share_of_the_cores(make_cfg, monkeypatch):
     """What ``train.run`` calls first: under ``-m`` with 2 joblib jobs, half the cores each."""
-    from attnlab.threads import available_cores, set_run_thread_budget
+    from attnlab.training.threads import available_cores, set_run_thread_budget
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
@@ -225,7 +225,8 @@ def test_starting_a_run_imports_neither_scikit_learn_nor_the_sweep_s_pruning():
     import sys
 
     code = (
-        "import sys, attnlab.train, attnlab.callbacks, attnlab.tracking; "
+        "import sys, attnlab.training.train, attnlab.training.callbacks, "
+        "attnlab.tracking.mlflow_run, attnlab.tracking.logger; "
         "print(sorted({'sklearn', 'optuna_integration'} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

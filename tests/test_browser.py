@@ -256,7 +256,7 @@ def test_sweep_trials_are_named_by_number_and_sampled_values(store):
     import optuna
     from mlflow import MlflowClient
 
-    from attnlab.run_names import trial_name
+    from attnlab.tracking.names import trial_name
 
     study = optuna.load_study(
         study_name="transformer_dates", storage=f"sqlite:///{store}/optuna.db"

@@ -9,11 +9,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from attnlab import callbacks
-from attnlab.callbacks import BucketPlot
-from attnlab.metric_keys import bucket_metrics, bucket_order
-from attnlab.plots import bucket_bars
-from attnlab.train import run
+from attnlab.core.metric_keys import bucket_metrics, bucket_order
+from attnlab.training import callbacks
+from attnlab.training.callbacks import BucketPlot
+from attnlab.training.plots import bucket_bars
+from attnlab.training.train import run
 
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 

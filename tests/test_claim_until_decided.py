@@ -15,13 +15,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
 from test_claims import Done
 
-from attnlab import tracking
 from attnlab.claims import run as claim_run
 from attnlab.claims import spec
 from attnlab.claims.cli import main as claim_main
+from attnlab.tracking.mlflow_run import attnlab_commit
+from attnlab.tracking.store import get_or_create_experiment
 
 CLAIM = spec.load("resnet_v1_v2")  # one comparison: v2's train_eval/error below v1's by 0.005
-COMMIT = tracking.git_commit(Path(tracking.__file__).parent)
+COMMIT = attnlab_commit()
 
 
 def error(variant: str, seed: int, spread: float) -> float:
@@ -60,7 +61,7 @@ class FakeTrain:
     def record(self, tags: dict[str, str]) -> None:
         """One run of ``tags`` at ``self.commit``, with its seed's score, ending ``self.status``."""
         client = MlflowClient(claim_run.tracking_store())
-        experiment_id = tracking.get_or_create_experiment(client, "fake")
+        experiment_id = get_or_create_experiment(client, "fake")
         start = int(time.time() * 1000)
         tags = {**tags, "git_commit": self.commit}
         run = client.create_run(experiment_id, start_time=start, tags=tags)

@@ -19,9 +19,9 @@ from attnlab.claims.cli import main as claim_main
 from attnlab.claims.report import README_BEGIN, README_END, effect_text, store_label
 from attnlab.claims.run import machine, train_command
 from attnlab.claims.spec import Comparison
-from attnlab.config import validate
-from attnlab.errors import ConfigError
-from attnlab.report import main as report_main
+from attnlab.commands.report import main as report_main
+from attnlab.core.config import validate
+from attnlab.core.errors import ConfigError
 
 CLAIMS = spec.names()
 TRAINING_CLAIMS = [name for name in CLAIMS if not spec.load(name).command]

@@ -13,12 +13,12 @@ from mlflow import MlflowClient
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from attnlab.callbacks import GradientNorms
-from attnlab.config import validate
-from attnlab.paths import sweeps_dir
-from attnlab.schedules import warmup_multistep
+from attnlab.core.config import validate
+from attnlab.core.paths import sweeps_dir
 from attnlab.tasks.classify import ClassifyTask
-from attnlab.train import run
+from attnlab.training.callbacks import GradientNorms
+from attnlab.training.schedules import warmup_multistep
+from attnlab.training.train import run
 
 QUICK = ["model.depth=8", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 

@@ -12,15 +12,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from attnlab import registry
-from attnlab.config import GROUPS, validate
-from attnlab.contracts import ImageDims, PairDims, SeriesDims, TaggingDims, TokenDims
-from attnlab.errors import ConfigError
-from attnlab.paths import config_dir, sweeps_dir
+from attnlab.core import registry
+from attnlab.core.config import GROUPS, validate
+from attnlab.core.contracts import ImageDims, PairDims, SeriesDims, TaggingDims, TokenDims
+from attnlab.core.errors import ConfigError
+from attnlab.core.paths import config_dir, sweeps_dir
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import make_pruner, make_sampler
-from attnlab.train import build_task
-from attnlab.trainer import build_trainer
+from attnlab.tasks.build import build_task
+from attnlab.training.trainer import build_trainer
 
 # Presets in conf/ and the registered components that have none (options of ConfigStore).
 GROUP_OPTIONS = sorted(
@@ -113,7 +113,7 @@ def _without_hydra(cfg):
 def test_a_sweep_appended_with_plus_is_refused_with_what_to_type(capsys):
     """``sweep`` has a default (null), so Hydra refuses ``+sweep=NAME`` with a message that does
     not say what to type; attnlab names the override that works."""
-    from attnlab.train import main
+    from attnlab.training.train import main
 
     with pytest.raises(SystemExit) as stop:
         main(["-m", "+sweep=transformer"])
@@ -132,7 +132,7 @@ def test_every_argument_of_lightnings_trainer_that_a_config_can_hold_is_a_traine
 
     import lightning.pytorch as L
 
-    from attnlab.trainer import BUILT_BY_ATTNLAB, build_trainer
+    from attnlab.training.trainer import BUILT_BY_ATTNLAB, build_trainer
 
     arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
     cfg = make_cfg(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from attnlab.core.errors import ConfigError
 from attnlab.data.corpus import CorpusDataModule
 from attnlab.data.text import CharVocab, Vocab, read_parallel_corpus, word_tokens
-from attnlab.errors import ConfigError
 
 SAMPLE = [
     ("Go.", "Va !"),

@@ -15,7 +15,7 @@ import torch
 from helpers.record_metrics import RecordMetrics
 from mlflow import MlflowClient
 
-from attnlab.train import run
+from attnlab.training.train import run
 
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 RECORD = "+callbacks.record._target_=helpers.record_metrics.RecordMetrics"

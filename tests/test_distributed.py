@@ -23,11 +23,11 @@ from torchmetrics import Metric
 
 from attnlab.data.images import DigitsDataModule
 from attnlab.data.seq2seq import Seq2SeqBatch
-from attnlab.distributed import is_global_zero, job_log_name, world_size
 from attnlab.models.mlp import MLP
+from attnlab.tasks.build import build_model
 from attnlab.tasks.seq2seq import Seq2SeqTask
-from attnlab.train import build_model
-from attnlab.trainer import build_trainer, sync_batchnorm
+from attnlab.training.distributed import is_global_zero, job_log_name, world_size
+from attnlab.training.trainer import build_trainer, sync_batchnorm
 
 # digits + MLP, no dropout, two short epochs. test_fraction 0.2005 leaves 1292 training and 144
 # validation images: both even, so DistributedSampler pads no split with repeated images.
@@ -243,7 +243,7 @@ def test_torchrun_gives_one_folder_one_mlflow_run_and_a_log_per_rank(tmp_path, t
     """The README's torchrun recipe on one node: both ranks write into one folder."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     done = subprocess.run(
-        [*torchrun, "-m", "attnlab.train", *DIGITS, *DDP, "hydra.run.dir=runs/one"],
+        [*torchrun, "-m", "attnlab.training.train", *DIGITS, *DDP, "hydra.run.dir=runs/one"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -399,7 +399,7 @@ def _python(code: str) -> subprocess.Popen:
 
 
 def test_a_rank_that_dies_interrupts_its_job_and_the_other_ranks_are_killed():
-    from attnlab.launcher import RankFailed, RankWatcher
+    from attnlab.training.launcher import RankFailed, RankWatcher
 
     dying, waiting = (
         _python("import os, time; time.sleep(0.5); os.abort()"),
@@ -416,7 +416,7 @@ def test_a_rank_that_dies_interrupts_its_job_and_the_other_ranks_are_killed():
 
 
 def test_a_finished_job_gives_its_ranks_time_to_exit_then_kills_the_rest():
-    from attnlab.launcher import RankWatcher
+    from attnlab.training.launcher import RankWatcher
 
     exiting, hanging = (
         _python("import time; time.sleep(0.5)"),
@@ -443,7 +443,7 @@ def test_a_finished_job_gives_its_ranks_time_to_exit_then_kills_the_rest():
 def test_ddp_strategies_are_watched_and_time_out(name, processes, launcher_kind):
     from datetime import timedelta
 
-    from attnlab.launcher import WatchedDDPStrategy, ddp_strategy
+    from attnlab.training.launcher import WatchedDDPStrategy, ddp_strategy
 
     strategy = ddp_strategy(name, processes, timeout_s=42)
     if launcher_kind is None:
@@ -456,7 +456,7 @@ def test_ddp_strategies_are_watched_and_time_out(name, processes, launcher_kind)
 
 def test_a_rank_leaves_its_process_group_before_it_exits(tmp_path):
     """Not left to the interpreter's exit, where gloo aborts the process now and then."""
-    from attnlab.distributed import leaving_process_group
+    from attnlab.training.distributed import leaving_process_group
 
     store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
     torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)

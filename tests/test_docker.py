@@ -21,8 +21,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from attnlab.config import register_schemas
-from attnlab.paths import config_dir, sweeps_dir
+from attnlab.core.config import register_schemas
+from attnlab.core.paths import config_dir, sweeps_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cuda"]

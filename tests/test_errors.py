@@ -305,7 +305,7 @@ def test_bad_input_gives_one_line_and_exit_2(overrides, expected, capsys, tmp_pa
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "attnlab.train", "model.width=30", "model.heads=4"],
+        [sys.executable, "-m", "attnlab.training.train", "model.width=30", "model.heads=4"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -403,7 +403,7 @@ def test_command_line_misuse_gives_a_few_lines_and_exit_2(
 def test_a_full_disk_is_one_line_whatever_wraps_it():
     import errno
 
-    from attnlab.errors import disk_full
+    from attnlab.core.errors import disk_full
 
     written = OSError(errno.ENOSPC, "No space left on device", "/runs/checkpoints/last.ckpt")
     try:
@@ -421,7 +421,7 @@ def test_a_full_disk_is_one_line_whatever_wraps_it():
 def test_an_exception_chain_with_a_cycle_is_read_once():
     """Hydra's error handling can leave an exception that is the context of its own context:
     reading the chain (config errors, a full disk) must end."""
-    from attnlab.errors import chain, disk_full, one_line
+    from attnlab.core.errors import chain, disk_full, one_line
 
     first, second = ValueError("first"), RuntimeError("second")
     first.__context__, second.__context__ = second, first

@@ -22,10 +22,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab import registry
-from attnlab.config import register_schemas
-from attnlab.paths import config_dir, sweeps_dir
-from attnlab.train import run
+from attnlab.core import registry
+from attnlab.core.config import register_schemas
+from attnlab.core.paths import config_dir, sweeps_dir
+from attnlab.training.train import run
 
 CONF = Path(config_dir())
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
@@ -106,8 +106,8 @@ def tiny_experiment(name: str, corpus: Path) -> TinyExperiment:
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny models gain nothing from a second thread, and two OpenMP threads beside another busy
-    process spin-wait (see the docstring of ``attnlab.threads``): this module took 275 s that way
-    instead of 33 s."""
+    process spin-wait (see the docstring of ``attnlab.training.threads``): this module took 275 s
+    that way instead of 33 s."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from attnlab.core.errors import ConfigError
 from attnlab.data.adding import AddingDataModule
 from attnlab.data.series import SineDataModule
 from attnlab.data.tables import (
@@ -19,9 +20,8 @@ from attnlab.data.tables import (
     StatsmodelsSeriesDataModule,
     random_walk_prices,
 )
-from attnlab.errors import ConfigError
 from attnlab.models.forecast import RNNForecaster, Seq2SeqForecaster
-from attnlab.train import run
+from attnlab.training.train import run
 
 WINDOW = dict(input_len=12, horizon=4, batch_size=6)
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from attnlab.contracts import ImageDims
+from attnlab.core.contracts import ImageDims
+from attnlab.core.errors import ConfigError
 from attnlab.data import image_files
 from attnlab.data.image_files import (
     CIFAR10_BATCHES,
@@ -32,7 +33,6 @@ from attnlab.data.images import (
     MNISTDataModule,
     random_crop,
 )
-from attnlab.errors import ConfigError
 
 N_DIGITS = 1797
 

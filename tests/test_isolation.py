@@ -12,9 +12,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from attnlab.distributed import launch_token
+from attnlab.training.distributed import launch_token
 
-TOKEN = "from attnlab.distributed import launch_token; print(launch_token())"
+TOKEN = "from attnlab.training.distributed import launch_token; print(launch_token())"
 
 
 def _tokens(env: dict[str, str], count: int = 2) -> list[str]:

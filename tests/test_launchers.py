@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from attnlab.config import register_schemas
-from attnlab.paths import config_dir
+from attnlab.core.config import register_schemas
+from attnlab.core.paths import config_dir
 
 
 def test_the_slurm_launcher_asks_for_one_task_per_gpu_on_every_node():

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from attnlab import registry
-from attnlab.contracts import ImageDims, PairDims, SeriesDims, TaggingDims, TokenDims
+from attnlab.core import registry
+from attnlab.core.contracts import ImageDims, PairDims, SeriesDims, TaggingDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.decoding import greedy_decode
 from attnlab.models.norms import SequenceBatchNorm

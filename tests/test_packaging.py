@@ -58,13 +58,13 @@ def test_installed_wheel_composes_from_its_own_configs(wheel: Path, tmp_path: Pa
     env = _install(wheel, tmp_path)
     site = Path(env["PYTHONPATH"])
     found = subprocess.run(
-        [sys.executable, "-c", "from attnlab.paths import config_dir; print(config_dir())"],
+        [sys.executable, "-c", "from attnlab.core.paths import config_dir; print(config_dir())"],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()) == site / "attnlab" / "conf"
     composed = subprocess.run(
-        [sys.executable, "-m", "attnlab.train", "--cfg", "job", "model.heads=2"],
+        [sys.executable, "-m", "attnlab.training.train", "--cfg", "job", "model.heads=2"],
         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert composed.returncode == 0, composed.stderr
@@ -78,7 +78,7 @@ def test_installed_wheel_runs_a_sweep_in_an_empty_directory(wheel: Path, tmp_pat
     empty = tmp_path / "empty"
     empty.mkdir()
     swept = subprocess.run(
-        [sys.executable, "-m", "attnlab.train", "-m", "sweep=overfitting",
+        [sys.executable, "-m", "attnlab.training.train", "-m", "sweep=overfitting",
          "hydra.sweeper.n_trials=1", "trainer.max_epochs=1", "logger=none",
          "callbacks.progress_bar=null", "callbacks.model_summary=null"],
         env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, cwd=empty,

@@ -8,8 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from attnlab.callbacks import AttentionMaps
-from attnlab.contracts import AttendsPairs, HasTokenText
+from attnlab.core.contracts import AttendsPairs, HasTokenText
 from attnlab.data.baselines import bag_of_tokens_accuracy, token_counts
 from attnlab.data.probes import OrderCountDataModule
 from attnlab.data.sentiment import (
@@ -20,6 +19,7 @@ from attnlab.data.sentiment import (
     PairSentimentDataModule,
 )
 from attnlab.models.pairwise import PairwiseSelfAttention
+from attnlab.training.callbacks import AttentionMaps
 
 SMALL = dict(emb_dim=8, width=16, dropout=0.0)
 

@@ -17,12 +17,12 @@ import test_models
 import yaml
 from omegaconf import MISSING, OmegaConf
 
-from attnlab import registry
-from attnlab.config import GROUPS
-from attnlab.contracts import TokenDims
-from attnlab.errors import ConfigError
-from attnlab.paths import config_dir
-from attnlab.train import build_model
+from attnlab.core import registry
+from attnlab.core.config import GROUPS
+from attnlab.core.contracts import TokenDims
+from attnlab.core.errors import ConfigError
+from attnlab.core.paths import config_dir
+from attnlab.tasks.build import build_model
 
 COMPONENTS = [c for group in GROUPS for c in registry.components(group)]
 
@@ -94,8 +94,8 @@ def test_a_run_imports_the_modules_of_the_components_it_names_only(monkeypatch):
         "from hydra import compose, initialize_config_dir\n"
         "from hydra.core.hydra_config import HydraConfig\n"
         "from omegaconf import open_dict\n"
-        "from attnlab.config import register_schemas, validate\n"
-        "from attnlab.paths import config_dir\n"
+        "from attnlab.core.config import register_schemas, validate\n"
+        "from attnlab.core.paths import config_dir\n"
         "register_schemas()\n"
         "with initialize_config_dir(str(config_dir()), version_base='1.3'):\n"
         "    cfg = compose('train', return_hydra_config=True)\n"

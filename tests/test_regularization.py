@@ -7,9 +7,10 @@ import torch
 from mlflow import MlflowClient
 from torch import nn
 
-from attnlab.contracts import ImageDims
-from attnlab.regularization import Ensemble, weight_penalty
-from attnlab.train import build_model, run
+from attnlab.core.contracts import ImageDims
+from attnlab.tasks.build import build_model
+from attnlab.tasks.regularization import Ensemble, weight_penalty
+from attnlab.training.train import run
 
 
 def test_weight_penalty_skips_biases():
@@ -68,7 +69,7 @@ def test_ensemble_members_start_from_different_weights(make_cfg):
 def test_weight_decay_falls_on_weight_matrices_only():
     """Biases, norm gains and embeddings (tied ones included) get no decay; matrices do."""
     from attnlab.models.transformer import Seq2SeqTransformer
-    from attnlab.regularization import decay_groups
+    from attnlab.tasks.regularization import decay_groups
 
     model = Seq2SeqTransformer(9, 9, width=16, heads=2, depth=1, ff_width=32, tie_embeddings=True)
     decayed, rest = decay_groups(model)
@@ -89,7 +90,7 @@ def test_weight_decay_falls_on_weight_matrices_only():
 def test_weight_norm_decays_directions_not_gains():
     """w = g v / ||v||: v is the matrix that decay shrinks; g is a gain, like a norm's."""
     from attnlab.models.resnet import ResNet
-    from attnlab.regularization import decay_groups
+    from attnlab.tasks.regularization import decay_groups
 
     model = ResNet(1, 3, depth=8, norm="weight")
     decayed, rest = decay_groups(model)
@@ -103,7 +104,7 @@ def test_weight_norm_decays_directions_not_gains():
 
 def test_a_run_decays_only_what_the_groups_name(make_cfg):
     """A step with zero gradients and weight decay shrinks matrices; biases stay put."""
-    from attnlab.train import build_task
+    from attnlab.tasks.build import build_task
 
     cfg = make_cfg("experiment=digits_mlp", "optim.weight_decay=0.5")
     dims = ImageDims(in_channels=1, image_size=8, num_classes=10)
@@ -123,8 +124,8 @@ def test_a_run_decays_only_what_the_groups_name(make_cfg):
 def test_regularization_a_task_does_not_use_is_dropped_or_refused(make_cfg):
     """Forecasts take no label smoothing: left at the preset it is dropped from the run (and its
     params); named on the command line it is a one-line error."""
-    from attnlab.config import validate
-    from attnlab.errors import ConfigError
+    from attnlab.core.config import validate
+    from attnlab.core.errors import ConfigError
 
     cfg = make_cfg("experiment=sines_rnn", "regularization=default")
     validate(cfg)

@@ -18,9 +18,9 @@ import pytest
 from mlflow import MlflowClient
 
 from attnlab.cli import main
-from attnlab.errors import Diverged
+from attnlab.core.errors import Diverged
 from attnlab.tasks.classify import ClassifyTask
-from attnlab.train import run
+from attnlab.training.train import run
 
 DIGITS = [
     "experiment=digits_mlp",
@@ -192,7 +192,8 @@ class FlakyStore:
 
 
 def refusing_logger(tracking_uri: str, unlogged: Path, synchronous: bool, monkeypatch):
-    from attnlab.tracking import RunLogger, get_or_create_experiment
+    from attnlab.tracking.logger import RunLogger
+    from attnlab.tracking.store import get_or_create_experiment
 
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(get_or_create_experiment(client, "e")).info.run_id
@@ -227,7 +228,7 @@ def test_values_the_store_refused_are_kept_and_written_once_it_takes_them(
 def test_a_store_that_still_refuses_at_the_end_stops_the_run_naming_the_file(
     tracking_uri, tmp_path, monkeypatch
 ):
-    from attnlab.errors import TrackingUnreachable
+    from attnlab.core.errors import TrackingUnreachable
 
     unlogged = tmp_path / "unlogged_metrics.jsonl"
     logger, store, client = refusing_logger(tracking_uri, unlogged, False, monkeypatch)
@@ -263,8 +264,8 @@ def logged_text(client: MlflowClient, run_id: str, folder: str | None = None) ->
 
 
 def test_passwords_in_urls_are_masked_in_params_tags_and_errors(make_cfg, monkeypatch):
-    from attnlab.errors import ConfigError
-    from attnlab.tracking import config_params, run_tags
+    from attnlab.core.errors import ConfigError
+    from attnlab.tracking.mlflow_run import config_params, run_tags
 
     uri = f"postgresql://user:{SECRET}@db-host:5432/mlflow"
     monkeypatch.setattr(sys, "argv", ["attnlab train", f"logger.tracking_uri={uri}"])

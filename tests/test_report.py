@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from attnlab.report import load_runs
+from attnlab.commands.report import load_runs
 
 
 def test_varying_params_leave_out_the_sweepers_bookkeeping(tracking_uri: str):

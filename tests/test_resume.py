@@ -20,7 +20,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from attnlab.resume import LAST_CHECKPOINT, RUN_ID_FILE
+from attnlab.training.resume import LAST_CHECKPOINT, RUN_ID_FILE
 
 STEPS_PER_EPOCH = 10
 # Every step logged, a checkpoint every 4 steps and at epoch ends, deterministic kernels.
@@ -237,8 +237,8 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_loadable
 
 
 def test_a_folder_reused_with_another_config_is_refused_before_its_run_changes(tracking_uri):
-    from attnlab.errors import ConfigError
-    from attnlab.tracking import check_same_config
+    from attnlab.core.errors import ConfigError
+    from attnlab.tracking.mlflow_run import check_same_config
 
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(client.create_experiment("reused")).info.run_id
@@ -252,10 +252,11 @@ def test_a_folder_reused_with_another_config_is_refused_before_its_run_changes(t
 
 
 def test_a_folder_is_owned_by_one_living_process_at_a_time(tmp_path):
-    from attnlab.errors import ConfigError
-    from attnlab.resume import in_use, owning
+    from attnlab.core.errors import ConfigError
+    from attnlab.training.resume import in_use, owning
 
-    hold = "import sys, time; from attnlab.resume import owning; held = owning(sys.argv[1], 'k')"
+    hold = "import sys, time; from attnlab.training.resume import owning"
+    hold += "; held = owning(sys.argv[1], 'k')"
     hold += "; held.__enter__(); print('held', flush=True); time.sleep(120)"
     holder = subprocess.Popen(
         [sys.executable, "-c", hold, tmp_path],
@@ -319,8 +320,8 @@ def _resumable_folder(tmp_path: Path, client: MlflowClient) -> tuple[Path, str]:
 def test_a_truncated_last_checkpoint_resumes_from_the_newest_that_can_be_read(
     tracking_uri, tmp_path
 ):
-    from attnlab.errors import ConfigError
-    from attnlab.resume import unfinished_resume_point
+    from attnlab.core.errors import ConfigError
+    from attnlab.training.resume import unfinished_resume_point
 
     folder, run_id = _resumable_folder(tmp_path, MlflowClient(tracking_uri))
     whole = (folder / LAST_CHECKPOINT).read_bytes()
@@ -333,7 +334,7 @@ def test_a_truncated_last_checkpoint_resumes_from_the_newest_that_can_be_read(
 
 
 def test_a_folder_whose_mlflow_run_was_deleted_starts_a_new_run(tracking_uri, tmp_path):
-    from attnlab.resume import unfinished_resume_point
+    from attnlab.training.resume import unfinished_resume_point
 
     client = MlflowClient(tracking_uri)
     folder, run_id = _resumable_folder(tmp_path, client)

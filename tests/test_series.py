@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from attnlab.config import validate
-from attnlab.contracts import SeriesDims
+from attnlab.core.config import validate
+from attnlab.core.contracts import SeriesDims
+from attnlab.core.errors import ConfigError
 from attnlab.data.adding import ADDING_BASELINE_MSE, AddingDataModule, adding_problem
 from attnlab.data.series import SPLITS, SineDataModule, noisy_sines
 from attnlab.data.tables import (
@@ -20,7 +21,6 @@ from attnlab.data.tables import (
     StatsmodelsSeriesDataModule,
     random_walk_prices,
 )
-from attnlab.errors import ConfigError
 
 WINDOW = dict(input_len=10, horizon=3, batch_size=8)
 

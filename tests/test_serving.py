@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from attnlab.errors import ConfigError
+from attnlab.core.errors import ConfigError
 from attnlab.serving import MODEL_TAG, PREDICTOR_FILE, TextPredictor
-from attnlab.tracking import EVALUATES_TAG
+from attnlab.tracking.mlflow_run import EVALUATES_TAG
 
 # The copy task learns within seconds at this size: exact match well above 0 in 4 epochs.
 COPY = [
@@ -56,7 +56,7 @@ def copy_run(tmp_path_factory) -> tuple[Path, str]:
 
 
 def test_a_run_prints_no_python_warning_and_logs_no_noise(copy_run):
-    """Warnings attnlab cannot fix are silenced narrowly (attnlab.third_party); nothing else
+    """Warnings attnlab cannot fix are silenced narrowly (attnlab.core.third_party); nothing else
     of a training run that logs and registers its model prints one."""
     cwd, folder = copy_run
     stderr = (cwd / "train.stderr").read_text()
@@ -207,7 +207,7 @@ def test_eval_refuses_data_that_builds_other_ids_before_any_run(copy_run):
 
 def test_eval_reads_a_run_whose_folder_is_elsewhere_from_its_artifacts(copy_run, tmp_path):
     """A run trained on another machine: its overrides and best checkpoint come from MLflow."""
-    from attnlab.evaluate import trained_run
+    from attnlab.commands.evaluate import trained_run
 
     cwd, folder = copy_run
     trained_id = (folder / "mlflow_run_id").read_text().strip()

@@ -480,7 +480,7 @@ def test_a_worker_that_loses_the_race_to_tag_the_parent_run_tags_it_again(tracki
 
 def test_a_lost_get_or_create_reads_back_the_experiment_the_other_creator_made(tracking_uri):
     """The lookup finds nothing, another process creates the experiment, the create fails."""
-    from attnlab.tracking import get_or_create_experiment
+    from attnlab.tracking.store import get_or_create_experiment
 
     client = MlflowClient(tracking_uri)
     made_by_the_other = client.create_experiment("e")

@@ -6,14 +6,14 @@ import pytest
 import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 
-from attnlab.contracts import TokenDims
+from attnlab.core.contracts import TokenDims
 from attnlab.data.baselines import bag_of_tokens_accuracy
 from attnlab.data.bucketing import BucketBatchSampler, padding_fraction
 from attnlab.data.probes import MARK, VERB, A, AgreementDataModule, B, OrderCountDataModule
 from attnlab.data.sampling import bucket_ranges
 from attnlab.data.sentiment import PairSentimentDataModule
 from attnlab.data.symbols import SYMBOL_TASKS, SymbolsDataModule
-from attnlab.train import run
+from attnlab.training.train import run
 
 SMALL = dict(n_train=200, n_val=20, n_test=20)
 CLASSIFICATION = {
@@ -194,7 +194,7 @@ def test_attention_seq2seq_trains_on_reverse_through_the_config_tree(make_cfg):
 def test_a_tracked_run_logs_the_data_baselines(make_cfg, tracking_uri):
     from mlflow import MlflowClient
 
-    from attnlab.train import run
+    from attnlab.training.train import run
 
     run(make_cfg("experiment=order_count", "debug=limit", "data.n_train=256", "data.n_val=64",
                  "data.n_test=64", "logger.log_model=false"))  # fmt: skip

@@ -11,18 +11,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from attnlab.contracts import IGNORE_TAG, TaggingDims
+from attnlab.core.contracts import IGNORE_TAG, TaggingDims
+from attnlab.core.errors import ConfigError
 from attnlab.data.tagging import (
     AmbiguousTaggingDataModule,
     ConlluDataModule,
     collate_sentences,
 )
-from attnlab.errors import ConfigError
 from attnlab.models.conv import ConvTagger
 from attnlab.models.rnn import RNNTagger
 from attnlab.models.transformer import TransformerTagger
 from attnlab.tasks.tag import TagTask
-from attnlab.train import run
+from attnlab.training.train import run
 
 SMALL = dict(n_train=300, n_val=30, n_test=300)
 

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from attnlab.cli import main
 from attnlab.tasks.seq2seq import Seq2SeqTask
-from attnlab.train import run
+from attnlab.training.train import run
 
 
 def only_run(tracking_uri: str, experiment: str = "date_transformer"):
@@ -121,7 +121,7 @@ def test_a_compiled_model_trains_and_its_checkpoint_loads_uncompiled(make_cfg, t
 def test_the_progress_bar_shows_the_loss_and_the_monitored_metric_not_v_num():
     from types import SimpleNamespace
 
-    from attnlab.callbacks import ProgressBar
+    from attnlab.training.callbacks import ProgressBar
 
     trainer = SimpleNamespace(
         loggers=[SimpleNamespace(version="0123456789abcdef")],  # shown as v_num by Lightning

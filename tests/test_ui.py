@@ -12,7 +12,9 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from attnlab.cli import main
-from attnlab.run_names import (
+from attnlab.commands.ui import open_when_up
+from attnlab.tracking.mlflow_run import compare_columns, distinguishing, run_name
+from attnlab.tracking.names import (
     MAX_LENGTH,
     describe,
     job_pairs,
@@ -20,12 +22,10 @@ from attnlab.run_names import (
     swept_keys,
     trial_name,
 )
-from attnlab.tracking import compare_columns, distinguishing, run_name
-from attnlab.ui import (
+from attnlab.tracking.views import (
     KIND,
     KIND_TAG,
     VIEW_TAG,
-    open_when_up,
     prepare_experiment,
     runs_url,
     view_state,
@@ -198,8 +198,8 @@ def test_ui_execs_the_servers_bound_to_loopback(monkeypatch, capsys, tmp_path):
 def test_ui_opens_a_browser_where_one_exists(monkeypatch, capsys):
     opened = []
     monkeypatch.setattr("os.execv", lambda program, argv: None)
-    monkeypatch.setattr("attnlab.ui.browser_available", lambda: True)
-    monkeypatch.setattr("attnlab.ui_command.open_later", lambda url, health: opened.append(health))
+    monkeypatch.setattr("attnlab.commands.ui.browser_available", lambda: True)
+    monkeypatch.setattr("attnlab.commands.ui.open_later", lambda url, health: opened.append(health))
     main(["ui", "--no-browser"])
     main(["ui", "--port", "5001"])
     assert opened == ["http://127.0.0.1:5001/health"]

@@ -19,14 +19,34 @@ class Command(NamedTuple):
 
 
 COMMANDS = (
-    Command("train", "attnlab.train", "train and test one config (Hydra: -m, --cfg job, k=v ...)"),
-    Command("eval", "attnlab.evaluate", "test a trained run again, on its data or data you change"),
-    Command("predict", "attnlab.predict", "a trained seq2seq model's output for your texts"),
-    Command("report", "attnlab.report", "compare MLflow runs: params that differ, metrics, gap"),
+    Command(
+        "train",
+        "attnlab.training.train",
+        "train and test one config (Hydra: -m, --cfg job, k=v ...)",
+    ),
+    Command(
+        "eval",
+        "attnlab.commands.evaluate",
+        "test a trained run again, on its data or data you change",
+    ),
+    Command(
+        "predict", "attnlab.commands.predict", "a trained seq2seq model's output for your texts"
+    ),
+    Command(
+        "report", "attnlab.commands.report", "compare MLflow runs: params that differ, metrics, gap"
+    ),
     Command("claim", "attnlab.claims.cli", "the claims of the notes: list, run, report a verdict"),
     Command("bench", "attnlab.bench.cli", "benchmarks: layer cost vs n and d, speed vs PyTorch"),
-    Command("runs", "attnlab.runs", "runs shown RUNNING; --fix-stale ends FAILED the dead ones"),
-    Command("ui", "attnlab.ui_command", "the MLflow UI, a tracking server or the Optuna dashboard"),
+    Command(
+        "runs",
+        "attnlab.commands.runs",
+        "runs shown RUNNING; --fix-stale ends FAILED the dead ones",
+    ),
+    Command(
+        "ui",
+        "attnlab.commands.ui",
+        "the MLflow UI, a tracking server or the Optuna dashboard",
+    ),
 )
 
 

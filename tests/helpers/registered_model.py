@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from attnlab.contracts import TokenDims
-from attnlab.registry import Settings, register
+from attnlab.core.contracts import TokenDims
+from attnlab.core.registry import Settings, register
 
 
 def check_mean_pool(c: Settings) -> None:

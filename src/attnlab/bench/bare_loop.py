@@ -57,8 +57,8 @@ def build(experiment: str, steps: int):
     """Model, optimizer and per-step scheduler as the experiment config builds them."""
     from attnlab.models.mlp import MLP
     from attnlab.models.resnet import ResNet
-    from attnlab.regularization import decay_groups
-    from attnlab.schedules import warmup_cosine, warmup_multistep
+    from attnlab.tasks.regularization import decay_groups
+    from attnlab.training.schedules import warmup_cosine, warmup_multistep
 
     if experiment == "digits_mlp":
         model = MLP(1, 8, 10, width=256, depth=2, dropout=0.1)

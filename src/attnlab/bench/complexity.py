@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, **{k: str(v) for k, v in asdict(grid).items()},
         }  # fmt: skip
         command = ["attnlab", "bench", "complexity", *argv]
-        from attnlab.tracking import record_finished_run
+        from attnlab.tracking.mlflow_run import record_finished_run
 
         run_id = record_finished_run(
             "complexity", command, params, metrics, opts.out, started_ms, tags

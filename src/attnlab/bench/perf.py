@@ -487,8 +487,8 @@ def cli_rows(sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
 
 def sweep_trial(seed: int, steps: int, processes: int) -> float:
     """One trial of the thread test: a small bi-GRU trained ``steps`` steps with this process's
-    thread budget (attnlab.threads, as ``attnlab train`` sets it); returns its seconds."""
-    from attnlab.threads import set_thread_budget
+    thread budget (attnlab.training.threads, as ``attnlab train`` sets it); returns its seconds."""
+    from attnlab.training.threads import set_thread_budget
 
     set_thread_budget(processes)
     torch.manual_seed(seed)
@@ -509,7 +509,7 @@ def thread_rows(sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
     trials one after the other in this process (all cores); the pool is started beforehand."""
     from joblib import Parallel, delayed
 
-    from attnlab.threads import set_thread_budget
+    from attnlab.training.threads import set_thread_budget
 
     trials = (1, 2)
     pool = Parallel(n_jobs=2, backend="loky")
@@ -712,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
     sizes = QUICK if opts.quick else DEFAULT
-    from attnlab.threads import set_thread_budget
+    from attnlab.training.threads import set_thread_budget
 
     threads = set_thread_budget(1)
 
@@ -765,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak_gflops": f"{peak / 1e9:.1f}",
             "sections": ",".join(opts.only),
         }
-        from attnlab.tracking import record_finished_run
+        from attnlab.tracking.mlflow_run import record_finished_run
 
         metrics = {metric_name(r): r.ratio for r in rows if math.isfinite(r.ratio)}
         command = ["attnlab", "bench", "perf", *argv]

@@ -23,7 +23,7 @@ from attnlab.claims import plan as claim_plan
 from attnlab.claims import run as claim_run
 from attnlab.claims import spec
 from attnlab.cli import command_parser, plain
-from attnlab.errors import ConfigError, report_config_errors
+from attnlab.core.errors import ConfigError, report_config_errors
 
 DEFAULT_MAX_SEEDS = 12  # fresh seeds of a confirmatory run (--until-decided) at most
 
@@ -59,7 +59,7 @@ def report_verdicts(opts: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from attnlab.claims import report
-    from attnlab.tracking import check_existing_store
+    from attnlab.tracking.store import check_existing_store
 
     with report_config_errors():
         check_existing_store("--tracking-uri", opts.tracking_uri)

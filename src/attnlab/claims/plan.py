@@ -88,8 +88,8 @@ def compose(overrides: list[str]) -> tuple[Any, dict[str, str]]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
-    from attnlab.config import register_schemas, validate
-    from attnlab.paths import config_dir
+    from attnlab.core.config import register_schemas, validate
+    from attnlab.core.paths import config_dir
 
     register_schemas()
     GlobalHydra.instance().clear()
@@ -139,7 +139,7 @@ def build_data(cfg: Any) -> Any:
     import lightning.pytorch as L
     from hydra.utils import instantiate
 
-    from attnlab.config import validate
+    from attnlab.core.config import validate
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data, num_workers=0)  # the batches are the same
@@ -175,7 +175,7 @@ def step_flops(cfg: Any, datamodule: Any, measure_rows: int | None) -> float:
     """FLOPs of one training step on the first batch, counted by FlopCounterMode on the CPU."""
     import lightning.pytorch as L
 
-    from attnlab.train import build_model, build_task
+    from attnlab.tasks.build import build_model, build_task
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg, datamodule.dims)

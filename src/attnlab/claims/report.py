@@ -25,11 +25,11 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from attnlab import metric_keys
 from attnlab.claims import verdict
 from attnlab.claims.spec import Claim, Comparison
 from attnlab.claims.verdict import Judgement, mean_interval, percent
-from attnlab.metric_keys import bucket_order
+from attnlab.core import metric_keys
+from attnlab.core.metric_keys import bucket_order
 
 GAP = metric_keys.GAP
 BASELINE = metric_keys.PREFIX
@@ -577,7 +577,7 @@ def log_verdicts(
     """One run per claim in the store's ``claims`` experiment, beside the claim's runs: tagged
     with the claim, its verdict and the commits its runs ran at; the effects and intervals as
     metrics; the claim's report (Markdown, HTML, plots) as artifacts. Returns claim -> run id."""
-    from attnlab.tracking import record_finished_run
+    from attnlab.tracking.mlflow_run import record_finished_run
 
     started_ms = int(time.time() * 1000)
     logged = {}
@@ -608,7 +608,7 @@ def update_readme(readme: Path, results: list[ClaimResult]) -> None:
     """Replace the table between the README's claims markers with the generated one."""
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
-        from attnlab.errors import ConfigError
+        from attnlab.core.errors import ConfigError
 
         raise ConfigError(
             "--readme", str(readme), f"a file holding {README_BEGIN} ... {README_END}"

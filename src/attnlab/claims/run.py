@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from attnlab.claims.spec import Claim
-from attnlab.errors import ConfigError
+from attnlab.core.errors import ConfigError
 
 DEFAULT_SCALE = "cpu"
 MACHINE_ARGUMENTS = ("+tags.machine=", "--tag=machine=")  # no part of a run's config
@@ -158,15 +158,16 @@ def reusable_seeds(
 ) -> dict[str, list[int]]:
     """variant -> the ``seeds`` whose run the report takes from ``store`` (the latest finished
     one) ran at this commit with this config; none where the store does not exist yet."""
-    from attnlab import tracking
+    from attnlab.tracking.mlflow_run import attnlab_commit
+    from attnlab.tracking.store import check_tracking_store
 
-    tracking.check_tracking_store("logger.tracking_uri", store)
+    check_tracking_store("logger.tracking_uri", store)
     expected = {
         (variant, seed): run_arguments(claim, variant, seed, scale, extra)
         for variant in claim.variants
         for seed in seeds
     }
-    commit = tracking.git_commit(Path(tracking.__file__).parent)
+    commit = attnlab_commit()
     sqlite_file = Path(store.removeprefix("sqlite:///"))
     if commit == "unknown" or (store.startswith("sqlite:///") and not sqlite_file.is_file()):
         return {variant: [] for variant in claim.variants}

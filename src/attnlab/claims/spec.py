@@ -14,8 +14,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from attnlab.errors import ConfigError
-from attnlab.paths import claims_dir
+from attnlab.core.errors import ConfigError
+from attnlab.core.paths import claims_dir
 
 DIRECTIONS = ("maximize", "minimize")
 EXPECTATIONS = ("better", "equal")

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from attnlab.contracts import SeriesDims
+from attnlab.core.contracts import SeriesDims
+from attnlab.core.registry import Settings, register
 from attnlab.data.loaders import check_loading
 from attnlab.data.series import SPLITS, RegressionDataModule
-from attnlab.registry import Settings, register
 
 # Predicting the constant 1.0 on the adding problem: Var(u1 + u2) = 2/12 for u ~ U[0, 1].
 ADDING_BASELINE_MSE = 1 / 6

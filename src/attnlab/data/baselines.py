@@ -1,6 +1,6 @@
 """Shortcut baselines that data modules log beside a model's score (chance, majority, bag of
 tokens: a task one of them solves cannot compare architectures); their keys follow
-attnlab.metric_keys."""
+attnlab.core.metric_keys."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from scipy.sparse import csr_matrix
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_exact_match
 from torchmetrics.functional.text import bleu_score
 
+from attnlab.core.metric_keys import baseline_key
 from attnlab.data.text import Vocab, pad_batch
-from attnlab.metric_keys import baseline_key
 
 Labelled = Sequence[tuple[Sequence[int], int]]  # (token ids, label) per example
 

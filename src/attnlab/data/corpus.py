@@ -6,11 +6,11 @@ import random
 from functools import partial
 from typing import Literal
 
+from attnlab.core.errors import ConfigError
+from attnlab.core.registry import Settings, register
 from attnlab.data.loaders import check_loading, check_split_fractions
 from attnlab.data.seq2seq import SPLITS, Pairs, PairsDataModule
 from attnlab.data.text import Vocab, read_parallel_corpus
-from attnlab.errors import ConfigError
-from attnlab.registry import Settings, register
 
 
 def check_corpus(c: Settings) -> None:

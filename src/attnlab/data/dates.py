@@ -12,9 +12,9 @@ import random
 
 from babel.dates import format_date
 
+from attnlab.core.registry import Settings, register
 from attnlab.data.loaders import check_loading
 from attnlab.data.seq2seq import Pairs, PairsDataModule
-from attnlab.registry import Settings, register
 
 # CLDR's own styles; "short" is left out because it writes two-digit years.
 CLDR_STYLES = ("full", "long", "medium")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attnlab.errors import ConfigError
+from attnlab.core.errors import ConfigError
 
 Arrays = tuple[Tensor, Tensor]  # images (N, C, H, W) float in [0, 1], labels (N,) long
 

@@ -19,12 +19,12 @@ from torch import Tensor, nn
 from torch.utils.data import Sampler, TensorDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from attnlab.contracts import ImageDims
+from attnlab.core.contracts import ImageDims
+from attnlab.core.errors import ConfigError
+from attnlab.core.registry import Settings, register
 from attnlab.data.baselines import classification_baselines, one_hot
 from attnlab.data.image_files import Arrays, read_cifar10, read_mnist
 from attnlab.data.loaders import SplitLoaders, check_loading, stateful_loader
-from attnlab.errors import ConfigError
-from attnlab.registry import Settings, register
 
 
 def check_images(c: Settings) -> None:

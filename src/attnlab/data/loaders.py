@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from attnlab.registry import Settings
+from attnlab.core.registry import Settings
 
 SPLIT_SIZES = ("n_train", "n_val", "n_test")
 

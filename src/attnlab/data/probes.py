@@ -18,14 +18,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from attnlab.contracts import TokenDims
+from attnlab.core.contracts import TokenDims
+from attnlab.core.registry import Settings, register
 from attnlab.data.baselines import bag_of_tokens_predictions, classification_baselines, one_hot
 from attnlab.data.bucketing import bucketed_loader
 from attnlab.data.loaders import SplitLoaders, check_loading, stateful_loader
 from attnlab.data.sampling import bucket_ranges, check_buckets, split_rng
 from attnlab.data.seq2seq import SPLITS
 from attnlab.data.text import pad_batch
-from attnlab.registry import Settings, register
 
 Example = tuple[list[int], int, int]  # token ids, label, group (bucket index)
 

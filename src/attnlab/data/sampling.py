@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from attnlab.registry import Settings
+from attnlab.core.registry import Settings
 
 
 def split_rng(seed: int, split: str) -> random.Random:

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from attnlab.core.registry import Settings, register
 from attnlab.data.baselines import one_hot
 from attnlab.data.loaders import check_loading
 from attnlab.data.probes import Example, SequenceClassificationDataModule
 from attnlab.data.sampling import bucket_ranges, check_buckets
-from attnlab.registry import Settings, register
 
 NEGATIVE_WORDS = ("bad", "awful", "poor", "dull", "hate", "boring")
 POSITIVE_WORDS = ("good", "great", "fine", "nice", "like", "love")

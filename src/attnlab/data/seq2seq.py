@@ -12,12 +12,12 @@ import torch
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from attnlab.contracts import PairDims
+from attnlab.core.contracts import PairDims
+from attnlab.core.errors import ConfigError
 from attnlab.data.baselines import copy_source_baselines
 from attnlab.data.bucketing import bucketed_loader
 from attnlab.data.loaders import SplitLoaders, stateful_loader
 from attnlab.data.text import CharVocab, Vocab, pad_batch
-from attnlab.errors import ConfigError
 
 Pairs = list[tuple[str, str]]
 VocabFactory = Callable[[Iterable[str]], Vocab]

@@ -23,9 +23,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from attnlab.contracts import SeriesDims
+from attnlab.core.contracts import SeriesDims
+from attnlab.core.registry import Settings, register
 from attnlab.data.loaders import SplitLoaders, check_loading, stateful_loader
-from attnlab.registry import Settings, register
 
 SPLITS = ("train", "val", "test")
 SINE_FREQUENCY = (0.01, 0.1)  # cycles per step: periods of 10 to 100 steps

@@ -7,10 +7,10 @@ import string
 from collections.abc import Callable
 from typing import Literal
 
+from attnlab.core.registry import Settings, register
 from attnlab.data.loaders import check_loading
 from attnlab.data.sampling import split_rng
 from attnlab.data.seq2seq import Pairs, PairsDataModule
-from attnlab.registry import Settings, register
 
 SYMBOL_TASKS: dict[str, Callable[[str], str]] = {
     "copy": lambda text: text,

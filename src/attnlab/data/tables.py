@@ -11,10 +11,10 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from attnlab.core.errors import ConfigError
+from attnlab.core.registry import Settings, register
 from attnlab.data.loaders import check_split_fractions
 from attnlab.data.series import SPLITS, SeriesDataModule, check_windows, split_sizes
-from attnlab.errors import ConfigError
-from attnlab.registry import Settings, register
 
 PriceColumn = Literal["Open", "High", "Low", "Close", "Volume"]
 PRICE_COLUMNS = get_args(PriceColumn)

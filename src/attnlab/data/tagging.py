@@ -17,13 +17,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from attnlab.contracts import IGNORE_TAG, TaggingDims
+from attnlab.core.contracts import IGNORE_TAG, TaggingDims
+from attnlab.core.errors import ConfigError
+from attnlab.core.registry import Settings, register
 from attnlab.data.loaders import SplitLoaders, check_loading, check_split_fractions, stateful_loader
 from attnlab.data.sampling import split_rng
 from attnlab.data.seq2seq import SPLITS
 from attnlab.data.text import pad_batch
-from attnlab.errors import ConfigError
-from attnlab.registry import Settings, register
 
 Sentence = tuple[list[int], list[int], list[int]]  # token ids, tag ids, group of each token
 

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.contracts import PairDims, TaggingDims, TokenDims
+from attnlab.core.contracts import PairDims, TaggingDims, TokenDims
+from attnlab.core.registry import Settings, register
 from attnlab.models.attention import Score
 from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize, weight_normalize
 from attnlab.models.recurrent import Cell, init_weights
 from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource
-from attnlab.registry import Settings, register
 
 
 def check_conv(c: Settings) -> None:

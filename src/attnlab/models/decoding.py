@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnlab.contracts import DecodesStepwise
+from attnlab.core.contracts import DecodesStepwise
 
 
 def batch_select(memory: Any, index: Tensor) -> Any:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlab.contracts import SeriesDims
+from attnlab.core.contracts import SeriesDims
+from attnlab.core.registry import Settings, register
 from attnlab.models.recurrent import Cell, RecurrentNorm, make_rnn
-from attnlab.registry import Settings, register
 
 
 def check_forecaster(c: Settings) -> None:

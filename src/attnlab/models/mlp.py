@@ -6,9 +6,9 @@ from typing import Literal, get_args
 
 from torch import Tensor, nn
 
-from attnlab.contracts import ImageDims
+from attnlab.core.contracts import ImageDims
+from attnlab.core.registry import Settings, register
 from attnlab.models.norms import make_norm, weight_normalize
-from attnlab.registry import Settings, register
 
 MLPNorm = Literal["none", "batch", "layer", "weight"]
 MLP_NORMS = get_args(MLPNorm)

@@ -17,8 +17,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.contracts import TokenDims
-from attnlab.registry import Settings, register
+from attnlab.core.contracts import TokenDims
+from attnlab.core.registry import Settings, register
 
 
 def check_pairwise(c: Settings) -> None:

@@ -29,9 +29,9 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from attnlab.contracts import ImageDims
+from attnlab.core.contracts import ImageDims
+from attnlab.core.registry import Settings, register
 from attnlab.models.norms import Norm, make_norm, weight_normalize
-from attnlab.registry import Settings, register
 
 Unit = Literal["v1", "v2"]
 ShortcutKind = Literal["identity", "projection", "scaling", "gated", "dropout", "none"]

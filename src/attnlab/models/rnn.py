@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnlab.contracts import PairDims, TaggingDims, TokenDims
+from attnlab.core.contracts import PairDims, TaggingDims, TokenDims
+from attnlab.core.registry import Settings, register
 from attnlab.models.attention import Attention, Score
 from attnlab.models.recurrent import (
     Cell,
@@ -31,7 +32,6 @@ from attnlab.models.recurrent import (
     map_state,
     top_hidden,
 )
-from attnlab.registry import Settings, register
 
 
 def check_rnn(c: Settings) -> None:

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.contracts import PairDims, TaggingDims, TokenDims
+from attnlab.core.contracts import PairDims, TaggingDims, TokenDims
+from attnlab.core.registry import Settings, register
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.norms import SEQUENCE_NORMS, SequenceNorm, make_seq_norm, normalize
 from attnlab.models.positional import Positional, positional_encoding
-from attnlab.registry import Settings, register
 
 # Weight norm is refused (check_transformer): these norms act on residual sums x + F(x), which
 # no single weight matrix produces, so there is no layer whose weights WN could normalise.

@@ -23,11 +23,8 @@ from mlflow.entities import Run, RunStatus, RunTag  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from attnlab.tracking import (  # noqa: E402
-    get_or_create_experiment,
-    retry_on_conflict,
-    sqlite_store_lock,
-)
+from attnlab.tracking.mlflow_run import provenance_tags  # noqa: E402
+from attnlab.tracking.store import open_experiment, retry_on_conflict  # noqa: E402
 
 PARENT_TAG = "attnlab.sweep_parent"
 PARENT_WAIT_S = 60  # how long a worker waits for the study creator's parent run
@@ -114,7 +111,11 @@ class SweepTracker:
             run = client.create_run(
                 experiment_id,
                 run_name=f"sweep:{study.study_name}",
-                tags={PARENT_TAG: study.study_name, "optuna.study": study.study_name},
+                tags={
+                    **provenance_tags(),
+                    PARENT_TAG: study.study_name,
+                    "optuna.study": study.study_name,
+                },
             )
             self.parent_run_id = _settle(client, experiment_id, study.study_name, run)
 
@@ -125,12 +126,8 @@ class SweepTracker:
         logger = config.get("logger") or {}
         if not logger.get("_target_"):
             return cls(None, None, study, created_study)
-        # The lock: workers starting together on a new SQLite store would each create and
-        # migrate its schema (MlflowClient does on construction) at once.
-        with sqlite_store_lock(logger.tracking_uri):
-            client = MlflowClient(logger.tracking_uri)
-            found = get_or_create_experiment(client, logger.experiment_name)
-        return cls(client, found, study, created_study)
+        client, experiment_id = open_experiment(logger.tracking_uri, logger.experiment_name)
+        return cls(client, experiment_id, study, created_study)
 
     def __enter__(self) -> SweepTracker:
         return self

@@ -21,7 +21,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from attnlab.errors import ConfigError
+from attnlab.core.errors import ConfigError
 
 SYNTAX = "interval(a, b), tag(log, interval(a, b)), int(interval(a, b)), range(a, b), choice(...)"
 

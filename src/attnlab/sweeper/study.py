@@ -14,7 +14,7 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from attnlab.errors import ConfigError
+from attnlab.core.errors import ConfigError
 
 PRUNER_ATTR = "attnlab.pruner"  # study attribute: the pruner spec, read by each job
 OUTPUT_DIR_ATTR = "attnlab.output_dir"  # trial attribute: the folder its job trains in

@@ -11,12 +11,12 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric, SumMetric
 
-from attnlab.regularization import TASK_KEYS, Ensemble, decay_groups, weight_penalty
+from attnlab.tasks.regularization import TASK_KEYS, Ensemble, decay_groups, weight_penalty
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 # What the run passes to every task, beside the data's sizes: built objects and the
-# regularization group's values (attnlab.regularization.TASK_KEYS) that the task takes.
+# regularization group's values (attnlab.tasks.regularization.TASK_KEYS) that the task takes.
 RUNTIME = ("model", "optimizer", "scheduler", *TASK_KEYS)
 
 

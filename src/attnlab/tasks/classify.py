@@ -8,9 +8,8 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassHammingDistance
 
-from attnlab.contracts import ImageDims, TokenDims
-from attnlab.registry import register
-from attnlab.regularization import Ensemble
+from attnlab.core.contracts import ImageDims, TokenDims
+from attnlab.core.registry import register
 from attnlab.tasks.base import (
     RUNTIME,
     BaseTask,
@@ -18,6 +17,7 @@ from attnlab.tasks.base import (
     OptimizerFactory,
     SchedulerFactory,
 )
+from attnlab.tasks.regularization import Ensemble
 
 
 @register("task", "classify", data=(TokenDims, ImageDims), runtime=RUNTIME)

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
-from attnlab.contracts import SeriesDims
-from attnlab.errors import ConfigError
-from attnlab.registry import Settings, register
+from attnlab.core.contracts import SeriesDims
+from attnlab.core.errors import ConfigError
+from attnlab.core.registry import Settings, register
 from attnlab.tasks.base import RUNTIME, BaseTask, OptimizerFactory, SchedulerFactory
 
 

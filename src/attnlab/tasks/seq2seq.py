@@ -9,9 +9,9 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 from torchmetrics.text import BLEUScore
 
-from attnlab.contracts import PairDims
+from attnlab.core.contracts import PairDims
+from attnlab.core.registry import Settings, register
 from attnlab.models.decoding import beam_search, greedy_decode
-from attnlab.registry import Settings, register
 from attnlab.tasks.base import (
     RUNTIME,
     BaseTask,

@@ -7,8 +7,8 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch, MulticlassF1Score
 
-from attnlab.contracts import IGNORE_TAG, TaggingDims
-from attnlab.registry import register
+from attnlab.core.contracts import IGNORE_TAG, TaggingDims
+from attnlab.core.registry import register
 from attnlab.tasks.base import (
     RUNTIME,
     BaseTask,

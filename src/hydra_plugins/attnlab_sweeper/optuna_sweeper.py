@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from attnlab.config import check_read_keys
-from attnlab.errors import ConfigError
+from attnlab.core.config import check_read_keys
+from attnlab.core.errors import ConfigError
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import (
     OUTPUT_DIR_ATTR,
@@ -245,7 +245,7 @@ class OptunaSweeper(Sweeper):
 def resumable_folder(trial: FrozenTrial) -> str | None:
     """The folder of the killed trial that ``trial`` runs again, if it holds a checkpoint to
     resume from: the job trains there and continues the killed trial's MLflow run."""
-    from attnlab.resume import resume_point  # torch: only once a sweep runs
+    from attnlab.training.resume import resume_point  # torch: only once a sweep runs
 
     with warnings.catch_warnings():  # "experimental" since Optuna 2.8, still the way
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

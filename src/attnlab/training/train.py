@@ -1,6 +1,6 @@
 """The one training entry: compose -> validate -> data -> model -> task -> Trainer fit/test.
 
-Run as ``attnlab train [overrides]`` or ``python -m attnlab.train [overrides]``; any Hydra
+Run as ``attnlab train [overrides]`` or ``python -m attnlab.training.train [overrides]``; any Hydra
 flag works (``-m``, ``--cfg job``, ``hydra/launcher=joblib``). Returns the objective metric.
 """
 
@@ -11,53 +11,20 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from attnlab.config import register_schemas, validate
-from attnlab.errors import EXIT_CONFIG_ERROR, ConfigError, mask_secrets, report_config_errors
-from attnlab.paths import config_dir
-from attnlab.third_party import silence_known_warnings
+from attnlab.core.config import register_schemas, validate
+from attnlab.core.errors import EXIT_CONFIG_ERROR, ConfigError, mask_secrets, report_config_errors
+from attnlab.core.paths import config_dir
+from attnlab.core.third_party import silence_known_warnings
+from attnlab.tasks.build import build_model, build_task
 
 register_schemas()
 log = logging.getLogger(__name__)
-
-
-def build_model(cfg: DictConfig, dims: Any):
-    """The model of ``cfg.model`` sized by the data, or an ensemble of such models."""
-    import torch
-
-    from attnlab import registry
-    from attnlab.regularization import Ensemble
-
-    size = cfg.regularization.get("ensemble_size", 1)  # tasks without ensembles drop the key
-    members = []
-    for member in range(size):
-        if size > 1:
-            torch.manual_seed(cfg.seed + member)  # each member starts from its own weights
-        members.append(registry.build("model", cfg.model, dims))
-    if size == 1:
-        return members[0]
-    return Ensemble(members, bagging=cfg.regularization.ensemble_mode == "bagging")
-
-
-def build_task(cfg: DictConfig, model, dims: Any):
-    """The task of ``cfg.task`` around ``model``, with the optimizer, schedule and penalties."""
-    from hydra.utils import instantiate
-
-    from attnlab import registry
-    from attnlab.regularization import TASK_KEYS
-
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    penalties = {k: v for k, v in cfg.regularization.items() if k in TASK_KEYS}
-    optimizer = instantiate(cfg.optim)
-    return registry.build(
-        "task", cfg.task, dims, model=model, optimizer=optimizer, scheduler=scheduler, **penalties
-    )
 
 
 def run(cfg: DictConfig) -> float:
@@ -67,8 +34,9 @@ def run(cfg: DictConfig) -> float:
     run started in the same folder (``resume=auto``, ``hydra.run.dir``) is refused meanwhile.
     """
     validate(cfg)
-    from attnlab.distributed import is_global_zero
-    from attnlab.resume import Preempted, owning
+    from attnlab.core.errors import Preempted
+    from attnlab.training.distributed import is_global_zero
+    from attnlab.training.resume import owning
 
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
     try:
@@ -93,23 +61,20 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     from lightning.pytorch.callbacks import LearningRateMonitor
     from optuna import TrialPruned
 
-    from attnlab.callbacks import StopOnDivergence
-    from attnlab.contracts import HasBaselines
-    from attnlab.distributed import is_global_zero, process_rank
-    from attnlab.metric_keys import PREFIX as BASELINE
-    from attnlab.resume import unfinished_resume_point, write_run_id
-    from attnlab.runs import fail_stale_of_experiment
+    from attnlab.core.contracts import HasBaselines
+    from attnlab.core.metric_keys import PREFIX as BASELINE
     from attnlab.serving import save_and_log
-    from attnlab.threads import set_run_thread_budget
-    from attnlab.tracking import (
-        UNLOGGED_FILE,
-        check_tracking_store,
-        fail_rank_zero_run,
-        mlflow_run,
-    )
-    from attnlab.trainer import build_trainer, distributed_params
+    from attnlab.tracking.logger import UNLOGGED_FILE
+    from attnlab.tracking.mlflow_run import fail_rank_zero_run, mlflow_run
+    from attnlab.tracking.stale import fail_stale_of_experiment
+    from attnlab.tracking.store import check_tracking_store
+    from attnlab.training.callbacks import StopOnDivergence
+    from attnlab.training.distributed import is_global_zero, process_rank
+    from attnlab.training.resume import unfinished_resume_point, write_run_id
+    from attnlab.training.threads import set_run_thread_budget
+    from attnlab.training.trainer import build_trainer, distributed_params
 
-    set_run_thread_budget(cfg.trainer)  # cores / processes sharing them (attnlab.threads)
+    set_run_thread_budget(cfg.trainer)  # cores / processes sharing them (attnlab.training.threads)
     # One decision: rank 0 of a run with a logger owns the MLflow run; everyone else logs nowhere.
     tracked = bool(cfg.logger.get("_target_")) and is_global_zero()
     if tracked:
@@ -157,7 +122,7 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
         if output_dir:
             write_run_id(output_dir, run_id)
         # a resumed run's logger skips the steps its history already holds
-        target = {"_target_": "attnlab.resume.SkipLoggedSteps"} if resume else {}
+        target = {"_target_": "attnlab.training.resume.SkipLoggedSteps"} if resume else {}
         unlogged = str(Path(output_dir or ".", UNLOGGED_FILE))  # what the store did not take
         logger = instantiate(cfg.logger, run_id=run_id, unlogged=unlogged, **target)
         if isinstance(datamodule, HasBaselines):  # chance and shortcut scores beside the model's
@@ -187,7 +152,7 @@ def check_trained_data(checkpoint: str, datamodule) -> None:
 def _fit_and_test(trainer, task, datamodule, cfg: DictConfig, resume_from=None) -> float:
     """Fit (from ``resume_from``, a checkpoint, if given), then score the best checkpoint on
     the split the objective names."""
-    from attnlab.distributed import is_global_zero, launching_job, leaving_process_group
+    from attnlab.training.distributed import is_global_zero, launching_job, leaving_process_group
 
     # Loaded (optuna_integration, ~0.3 s) only by a sweep, which then adds FitPruning.
     trial = sys.modules.get("attnlab.sweeper.trial")
@@ -232,7 +197,7 @@ def remove_unstarted_output_dir(output_dir: Path) -> None:
     """After a config error: remove the folder Hydra made for the run when it holds nothing
     but Hydra's records (``.hydra/``, the job's log), so a run that never started leaves no
     folder behind. A folder with anything else in it (a reused ``hydra.run.dir``) stays."""
-    from attnlab.resume import OWNER_LOCK, in_use
+    from attnlab.training.resume import OWNER_LOCK, in_use
 
     if in_use(output_dir):  # refused because another living process trains in it
         return
@@ -260,8 +225,8 @@ def remove_unstarted_output_dir(output_dir: Path) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """``attnlab train ARGS`` (or ``python -m attnlab.train`` on sys.argv): run the Hydra app;
-    configuration mistakes exit 2 with one line."""
+    """``attnlab train ARGS`` (or ``python -m attnlab.training.train`` on sys.argv): run the
+    Hydra app; configuration mistakes exit 2 with one line."""
     if args is not None:  # Hydra parses sys.argv, and names the program after its first item
         sys.argv = [f"{os.path.basename(sys.argv[0])} train", *args]
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach our reporter

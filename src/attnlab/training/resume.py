@@ -34,31 +34,14 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from attnlab.errors import ConfigError
-from attnlab.tracking import RunLogger
+from attnlab.core.errors import ConfigError, Preempted
+from attnlab.tracking.logger import RunLogger
 
 RUN_ID_FILE = "mlflow_run_id"
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
 # SIGUSR1: the warning SLURM sends before the end (--signal=USR1@120); SIGUSR2: submitit's
 # (SUBMITIT_PREEMPT_SIGNAL), which hydra/launcher=slurm jobs get before a preemption or timeout.
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-
-
-class Preempted(SystemExit):
-    """Training stopped by a signal after saving ``last.ckpt``; exit code 128 + the signal.
-
-    ``outer`` is the handler the process had for that signal before training (submitit's
-    checkpoint-and-requeue, for one): ``hand_on`` calls it once the run is saved and ended.
-    """
-
-    def __init__(self, signum: int, outer: Any = None):
-        super().__init__(128 + signum)
-        self.signum, self.outer = signum, outer
-
-    def hand_on(self) -> None:
-        """Let the handler that was there before attnlab's act on the signal (it may exit)."""
-        if callable(self.outer):
-            self.outer(self.signum, None)
 
 
 @dataclass(frozen=True)

@@ -41,15 +41,17 @@ from typing import Any, Literal
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from attnlab.errors import ConfigError
+from attnlab.core.errors import ConfigError
 
 PLUGINS_ENV = "ATTNLAB_COMPONENTS"
 # Packages whose modules register components; importing them fills the registry.
 COMPONENT_PACKAGES = ("attnlab.data", "attnlab.models", "attnlab.tasks")
 COMPONENT_MODULES = (
-    "attnlab.optim", "attnlab.schedules", "attnlab.regularization", "attnlab.trainer",
-    "attnlab.tracking",
-)  # fmt: skip
+    "attnlab.training.optim",
+    "attnlab.training.schedules",
+    "attnlab.training.trainer",
+    "attnlab.tracking.logger",
+)
 INDEX = Path(__file__).with_name("components.json")
 WRITE_INDEX = "python tools/write_component_index.py"
 
@@ -463,6 +465,30 @@ def import_registering(group: str, kind: Any, target: str | None) -> None:
             importlib.import_module(entry["module"])
             return
     load()
+
+
+# Modules whose components moved when attnlab's top level was grouped by concern: a config
+# stored before (a predictor.pt's) names its ``_target_`` there.
+MOVED_MODULES = {
+    "attnlab.optim": "attnlab.training.optim",
+    "attnlab.schedules": "attnlab.training.schedules",
+    "attnlab.regularization": "attnlab.tasks.regularization",
+    "attnlab.trainer": "attnlab.training.trainer",
+    "attnlab.tracking": "attnlab.tracking.logger",
+}
+
+
+def current_targets(tree: Any) -> Any:
+    """A stored config (plain dicts and lists) with each ``_target_`` in a moved module renamed."""
+    if isinstance(tree, list):
+        return [current_targets(item) for item in tree]
+    if not isinstance(tree, dict):
+        return tree
+    renamed = {key: current_targets(value) for key, value in tree.items()}
+    module, _, name = str(renamed.get("_target_", "")).rpartition(".")
+    if module in MOVED_MODULES:
+        renamed["_target_"] = f"{MOVED_MODULES[module]}.{name}"
+    return renamed
 
 
 def build(group: str, node: DictConfig, dims: Any = None, **runtime: Any) -> Any:

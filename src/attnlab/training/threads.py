@@ -52,7 +52,7 @@ def set_thread_budget(processes: int = 1, cores: int | None = None) -> int:
 def processes_sharing_cores(trainer_cfg, launcher_cfg=None) -> int:
     """Processes of one run on this machine (DDP ranks here) times the jobs a parallel launcher
     runs side by side (hydra/launcher=joblib's ``n_jobs``; -1 means one per core)."""
-    from attnlab.distributed import world_size
+    from attnlab.training.distributed import world_size
 
     ranks = world_size(trainer_cfg) // max(1, int(trainer_cfg.get("num_nodes", 1)))
     jobs = int((launcher_cfg or {}).get("n_jobs", 1) or 1)

@@ -21,9 +21,9 @@ import mlflow
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.contracts import HasSourceText, PairDims
+from attnlab.core.contracts import HasSourceText, PairDims
+from attnlab.core.errors import ConfigError
 from attnlab.data.text import Vocab, pad_batch
-from attnlab.errors import ConfigError
 
 PREDICTOR_FILE = "predictor.pt"
 MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
@@ -65,12 +65,13 @@ class TextPredictor:
     @classmethod
     def load(cls, path: str | Path) -> TextPredictor:
         """The predictor saved at ``path`` (a ``predictor.pt``), on the CPU."""
-        from attnlab.config import register_schemas
-        from attnlab.train import build_model, build_task
+        from attnlab.core.config import register_schemas
+        from attnlab.core.registry import current_targets
+        from attnlab.tasks.build import build_model, build_task
 
         register_schemas()
         bundle = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = OmegaConf.create(bundle["config"])
+        cfg = OmegaConf.create(current_targets(bundle["config"]))
         dims = PairDims(**bundle["dims"])
         task = build_task(cfg, build_model(cfg, dims), dims)
         task.load_state_dict(bundle["state_dict"])

@@ -8,7 +8,7 @@ group. :func:`launching_job` hands the children this job's own overrides and out
 cleans up afterwards; :func:`is_global_zero` tells a process started by any launcher (Lightning,
 torchrun, SLURM) whether it is the one that talks to MLflow.
 
-A rank that dies ends its job, not the sweep around it (:mod:`attnlab.launcher`), and
+A rank that dies ends its job, not the sweep around it (:mod:`attnlab.training.launcher`), and
 :func:`launching_job` leaves no rank of its job behind. torch is imported by the functions that
 use it: the config's resolvers (:func:`job_log_name`, :func:`launch_token`) load without it.
 """
@@ -105,7 +105,7 @@ def _child_argv(overrides: list[str]) -> list[str]:
     import __main__
 
     spec = getattr(__main__, "__spec__", None)
-    if spec is not None and spec.name == "attnlab.train":
+    if spec is not None and spec.name == "attnlab.training.train":
         return [sys.argv[0], *overrides]
     if spec is not None:  # python -m attnlab.cli train ...
         return [sys.argv[0], "train", *overrides]
@@ -153,7 +153,7 @@ def launching_job(output_dir: str, trainer) -> Iterator[None]:
         yield
         succeeded = True
     finally:
-        watcher = getattr(trainer.strategy.launcher, "watcher", None)  # attnlab.launcher's
+        watcher = getattr(trainer.strategy.launcher, "watcher", None)  # attnlab.training.launcher's
         if watcher:
             watcher.close(EXIT_GRACE_S if succeeded else 0)
         sys.argv = saved[0]

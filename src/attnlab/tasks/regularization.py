@@ -10,8 +10,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from attnlab.core.registry import Settings, register
 from attnlab.models.norms import weight_norm_gains
-from attnlab.registry import Settings, register
 
 TASK_KEYS = ("label_smoothing", "l1", "l2")  # the keys a task takes; the rest build the model
 

@@ -2,7 +2,7 @@
 ``--server`` a team tracking server that also serves the artifacts, or with ``--optuna`` the
 Optuna dashboard on the sweep storage.
 
-The addresses and the saved view of the runs table come from attnlab.ui.
+The addresses and the saved view of the runs table come from attnlab.tracking.views.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
 from attnlab.cli import command_parser
-from attnlab.errors import ConfigError, report_config_errors
+from attnlab.core.errors import ConfigError, report_config_errors
 
 # Read by MLflow's basic-auth app: the first admin's password, and the key of its CSRF tokens.
 AUTH_PASSWORD_ENV, SECRET_KEY_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"
@@ -22,7 +23,7 @@ AUTH_PASSWORD_ENV, SECRET_KEY_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_
 
 def check_backend_store(uri: str) -> None:
     """The UI and server need a store they own, not another tracking server."""
-    from attnlab.tracking import BACKEND_STORES, check_tracking_store
+    from attnlab.tracking.store import BACKEND_STORES, check_tracking_store
 
     if urllib.parse.urlparse(uri).scheme.lower() in ("http", "https"):
         server = f"{uri} is a tracking server: browse to it"
@@ -42,7 +43,7 @@ def runs_address(store: str, base: str, name: str | None) -> str:
     """The runs table of experiment ``name``, or of the one with the latest run."""
     from mlflow import MlflowClient
 
-    from attnlab.ui import VIEW_TAG, latest_experiment, runs_url
+    from attnlab.tracking.views import VIEW_TAG, latest_experiment, runs_url
 
     new_sqlite = store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists()
     client = None if new_sqlite else MlflowClient(store)
@@ -61,8 +62,6 @@ def runs_address(store: str, base: str, name: str | None) -> str:
 
 def study_address(storage: str, base: str, name: str | None) -> str:
     """optuna-dashboard's page of study ``name``, or of the newest study."""
-    from attnlab.ui import study_ids
-
     ids = study_ids(storage)
     if name is not None and name not in ids:
         raise ConfigError("--study", name, f"a study of {storage}: {', '.join(ids) or 'none'}")
@@ -72,7 +71,7 @@ def study_address(storage: str, base: str, name: str | None) -> str:
 
 def check_sweep_storage(storage: str) -> None:
     """A sweep storage the dashboard can open: an existing SQLite file or a reachable database."""
-    from attnlab.tracking import check_tracking_store
+    from attnlab.tracking.store import check_tracking_store
 
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
         allowed = "an Optuna storage with a sweep in it (run `attnlab train -m sweep=...` here)"
@@ -84,7 +83,7 @@ def open_later(url: str, health: str) -> None:
     """Open ``url`` in a browser once the server answers; the helper outlives this process."""
     import subprocess
 
-    helper = "import sys; from attnlab.ui import open_when_up; open_when_up(*sys.argv[1:])"
+    helper = "import sys; from attnlab.commands.ui import open_when_up; open_when_up(*sys.argv[1:])"
     subprocess.Popen(
         [sys.executable, "-c", helper, url, health],
         start_new_session=True,
@@ -95,7 +94,7 @@ def open_later(url: str, health: str) -> None:
 
 def check_database_scheme(uri: str) -> None:
     """A database URL, not a folder: MLflow 3 refuses folder stores with a traceback."""
-    from attnlab.tracking import BACKEND_STORES, DATABASE_SCHEMES
+    from attnlab.tracking.store import BACKEND_STORES, DATABASE_SCHEMES
 
     if urllib.parse.urlparse(uri).scheme.lower().partition("+")[0] not in DATABASE_SCHEMES:
         raise ConfigError("--backend-store-uri", uri, BACKEND_STORES)
@@ -158,11 +157,8 @@ def main(argv: list[str]) -> int:
     print(f"{'Optuna dashboard' if opts.optuna else 'MLflow'}: {url}", flush=True)
     if opts.print_url:
         return 0
-    if not opts.no_browser:
-        from attnlab.ui import browser_available
-
-        if browser_available():
-            open_later(url, health)
+    if not opts.no_browser and browser_available():
+        open_later(url, health)
     command = optuna_command(parser, opts) if opts.optuna else mlflow_command(opts)
     # exec: the server takes this process's place, so a supervisor's SIGTERM reaches it directly
     os.execv(command[0], command + passthrough)
@@ -209,3 +205,33 @@ def optuna_command(parser: argparse.ArgumentParser, opts: argparse.Namespace) ->
     if program is None:
         parser.error("optuna-dashboard is not installed: pip install optuna-dashboard")
     return [program, opts.storage, "--host", opts.host, "--port", str(opts.port or 8080)]
+
+
+def browser_available() -> bool:
+    """Whether a graphical browser can open (never a console one in this terminal)."""
+    graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    return sys.platform in ("darwin", "win32") or bool(graphical)
+
+
+def open_when_up(url: str, health: str, timeout: float = 180.0) -> None:
+    """Open ``url`` in the browser once ``health`` answers (run detached, beside the server)."""
+    import urllib.request
+    import webbrowser
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(health, timeout=5):
+                webbrowser.open(url)
+                return
+        except OSError:
+            time.sleep(1)
+
+
+def study_ids(storage: str) -> dict[str, int]:
+    """Each study's name -> the id optuna-dashboard addresses it by."""
+    import optuna
+
+    store = optuna.storages.get_storage(storage)
+    names = [study.study_name for study in store.get_all_studies()]
+    return {name: store.get_study_id_from_name(name) for name in names}

@@ -14,8 +14,6 @@ and ``attnlab ui`` prints the address of the runs table in that view.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -107,33 +105,3 @@ def latest_experiment(client) -> Any | None:
         return None
     runs = client.search_runs(ids, max_results=1, order_by=["attributes.start_time DESC"])
     return client.get_experiment(runs[0].info.experiment_id) if runs else None
-
-
-def browser_available() -> bool:
-    """Whether a graphical browser can open (never a console one in this terminal)."""
-    graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    return sys.platform in ("darwin", "win32") or bool(graphical)
-
-
-def open_when_up(url: str, health: str, timeout: float = 180.0) -> None:
-    """Open ``url`` in the browser once ``health`` answers (run detached, beside the server)."""
-    import urllib.request
-    import webbrowser
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(health, timeout=5):
-                webbrowser.open(url)
-                return
-        except OSError:
-            time.sleep(1)
-
-
-def study_ids(storage: str) -> dict[str, int]:
-    """Each study's name -> the id optuna-dashboard addresses it by."""
-    import optuna
-
-    store = optuna.storages.get_storage(storage)
-    names = [study.study_name for study in store.get_all_studies()]
-    return {name: store.get_study_id_from_name(name) for name in names}

@@ -25,10 +25,11 @@ from rich.table import Table
 
 from attnlab.claims.cli import add_report_options, report_verdicts
 from attnlab.cli import command_parser
-from attnlab.errors import ConfigError, report_config_errors
-from attnlab.metric_keys import GAP, train_test_gap
+from attnlab.core.errors import ConfigError, report_config_errors
+from attnlab.core.metric_keys import GAP, train_test_gap
 from attnlab.sweeper.parent_run import PARENT_TAG
-from attnlab.tracking import SWEEP_BOOKKEEPING, check_existing_store
+from attnlab.tracking.mlflow_run import SWEEP_BOOKKEEPING
+from attnlab.tracking.store import check_existing_store
 
 DEFAULT_METRICS = (
     "train_eval/error", "train/error", "val/error", "test/error", "test/acc", "test/exact_match",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.cli import command_parser
-from attnlab.errors import ConfigError, report_config_errors
+from attnlab.core.errors import ConfigError, report_config_errors
 
 URI_SCHEMES = ("runs:/", "models:/")
 
@@ -49,7 +49,7 @@ def load_predictor(run: str | None, tracking_uri: str) -> Any:
     import mlflow
 
     from attnlab.serving import MODEL_NAME, PREDICTOR_FILE, TextPredictor
-    from attnlab.tracking import check_existing_store
+    from attnlab.tracking.store import check_existing_store
 
     if run and Path(run).is_dir():
         saved = Path(run) / PREDICTOR_FILE

@@ -164,3 +164,20 @@ def report_config_errors() -> Iterator[None]:
             raise
         print(f"attnlab: config error: {line}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG_ERROR) from None
+
+
+class Preempted(SystemExit):
+    """Training stopped by a signal after saving ``last.ckpt``; exit code 128 + the signal.
+
+    ``outer`` is the handler the process had for that signal before training (submitit's
+    checkpoint-and-requeue, for one): ``hand_on`` calls it once the run is saved and ended.
+    """
+
+    def __init__(self, signum: int, outer: Any = None):
+        super().__init__(128 + signum)
+        self.signum, self.outer = signum, outer
+
+    def hand_on(self) -> None:
+        """Let the handler that was there before attnlab's act on the signal (it may exit)."""
+        if callable(self.outer):
+            self.outer(self.signum, None)

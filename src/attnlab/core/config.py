@@ -1,7 +1,7 @@
 """The run-level config (seed, objective, tags), the registry's schemas in Hydra's ConfigStore,
 and ``validate``: every rule of every chosen component, checked in one place.
 
-Each component's keys, defaults and rules are defined beside its class (attnlab.registry);
+Each component's keys, defaults and rules are defined beside its class (attnlab.core.registry);
 YAML presets in conf/ name their schema in their defaults list (``/schema/<group>/<name>@_here_``)
 and hold only the values that differ. ``register_schemas`` also registers the resolvers
 ``lr_for_batch`` (the linear scaling rule: ``${lr_for_batch:0.1,${data.batch_size},128}`` gives
@@ -22,9 +22,9 @@ from hydra.types import RunMode
 from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attnlab import registry
-from attnlab.errors import ConfigError
-from attnlab.paths import config_dir, sweeps_dir
+from attnlab.core import registry
+from attnlab.core.errors import ConfigError
+from attnlab.core.paths import config_dir, sweeps_dir
 
 
 @dataclass
@@ -96,9 +96,9 @@ def mode_for(direction: str) -> str:
 
 
 def resume_folder(resume: str | None, tracking_uri: str | None, new_folder: str) -> str:
-    """The resolver behind ``hydra.run.dir`` (:func:`attnlab.resume.resume_folder`), whose
+    """The resolver behind ``hydra.run.dir`` (:func:`attnlab.training.resume.resume_folder`), whose
     module (Lightning) is imported once a run resolves its folder, not by --help or --cfg."""
-    from attnlab import resume as resuming
+    from attnlab.training import resume as resuming
 
     return resuming.resume_folder(resume, tracking_uri, new_folder)
 
@@ -111,8 +111,8 @@ def register_schemas() -> None:
     schemas come from the registry's index, so no component module (torch) is imported here.
     The sweeps of the top-level sweeps/ folder become the options of the ``sweep`` group.
     """
-    from attnlab.distributed import job_log_name, launch_token
-    from attnlab.third_party import share_config_store
+    from attnlab.core.third_party import share_config_store
+    from attnlab.training.distributed import job_log_name, launch_token
 
     share_config_store()
     OmegaConf.register_new_resolver("lr_for_batch", lr_for_batch, replace=True)

@@ -1,14 +1,14 @@
 """The optimizers a config can name: torch's own, with the keys attnlab exposes and their rules.
 
-The task builds each one on ``attnlab.regularization.decay_groups``, so ``weight_decay`` falls
-on weight matrices only.
+The task builds each one on ``attnlab.tasks.regularization.decay_groups``, so
+``weight_decay`` falls on weight matrices only.
 """
 
 from __future__ import annotations
 
 import torch
 
-from attnlab.registry import Component, Settings, add
+from attnlab.core.registry import Component, Settings, add
 
 
 def check_optimizer(c: Settings) -> None:

@@ -1,4 +1,4 @@
-"""``attnlab runs``: MLflow runs left RUNNING by processes that no longer exist.
+"""MLflow runs left RUNNING by processes that no longer exist (``attnlab runs`` lists them).
 
 Each run records the machine and process that own it (tags ``host`` and ``attnlab.pid``). A
 process killed outright (SIGKILL, the out-of-memory killer) cannot end its run, which then
@@ -13,7 +13,6 @@ process has taken over counts as gone: the owner started before its run did.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +21,7 @@ import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from attnlab.cli import command_parser
-from attnlab.errors import ConfigError, report_config_errors
-from attnlab.tracking import check_existing_store, sqlite_store_lock
+from attnlab.tracking.store import sqlite_store_lock
 
 PID_TAG = "attnlab.pid"
 HOST_TAG = "host"
@@ -86,37 +83,3 @@ def fail_stale_of_experiment(tracking_uri: str, experiment_name: str) -> int:
     for run in stale:
         end_failed(client, run)
     return len(stale)
-
-
-def main(args: list[str]) -> int:
-    parser = command_parser(
-        "attnlab runs", "List the MLflow runs shown RUNNING and whether their process still exists."
-    )
-    parser.add_argument(
-        "--fix-stale",
-        action="store_true",
-        help="end FAILED the runs whose process is gone (runs of this host only)",
-    )
-    parser.add_argument("--experiment", help="only this experiment (default: all)")
-    parser.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    )
-    opts = parser.parse_args(args)
-    with report_config_errors():
-        check_existing_store("--tracking-uri", opts.tracking_uri)
-        client = MlflowClient(opts.tracking_uri)
-        names = {e.experiment_id: e.name for e in client.search_experiments()}
-        if opts.experiment:
-            names = {i: name for i, name in names.items() if name == opts.experiment}
-            if not names:
-                raise ConfigError("--experiment", opts.experiment, "an existing MLflow experiment")
-    runs = list(running_runs(client, list(names)))
-    fixed = 0
-    for run in runs:
-        state = owner(run)
-        if state == GONE and opts.fix_stale:
-            end_failed(client, run)
-            state, fixed = "gone: marked FAILED", fixed + 1
-        print(f"{run.info.run_id}  {names[run.info.experiment_id]}/{run.info.run_name}  {state}")
-    print(f"{len(runs)} RUNNING" + (f", {fixed} marked FAILED" if opts.fix_stale else ""))
-    return 0

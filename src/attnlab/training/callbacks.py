@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.utils.data import default_collate
 
-from attnlab.contracts import (
+from attnlab.core.contracts import (
     AttendsPairs,
     AttendsSource,
     HasLayerEnds,
@@ -21,11 +21,11 @@ from attnlab.contracts import (
     HasSourceText,
     HasTokenText,
 )
+from attnlab.core.errors import Diverged
+from attnlab.core.metric_keys import bucket_metrics, bucket_order
 from attnlab.data.text import pad_batch
-from attnlab.errors import Diverged
-from attnlab.metric_keys import bucket_metrics, bucket_order
 from attnlab.models.norms import channels_per_group
-from attnlab.plots import attention_grid, bucket_bars, forecast_windows
+from attnlab.training.plots import attention_grid, bucket_bars, forecast_windows
 
 # DejaVu Sans, matplotlib's bundled font, has Latin, Greek and Cyrillic but no CJK glyphs.
 PLOTTABLE_MAX_CODEPOINT = 0x2000
@@ -62,7 +62,7 @@ class ProgressBar(RichProgressBar):
 
 
 class StopOnDivergence(L.Callback):
-    """Stop the run with :class:`~attnlab.errors.Diverged` at the first NaN or infinite
+    """Stop the run with :class:`~attnlab.core.errors.Diverged` at the first NaN or infinite
     training loss, so a diverged run ends FAILED (a sweep's trial FAIL) instead of training on.
 
     Why not Lightning's own: ``Trainer(detect_anomaly=True)`` runs autograd's anomaly mode,

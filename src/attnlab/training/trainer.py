@@ -17,7 +17,7 @@ from typing import Any
 import lightning.pytorch as L
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.registry import Component, Settings, _config_type, add
+from attnlab.core.registry import Component, Settings, _config_type, add
 
 STRATEGIES = (
     "auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_find_unused_parameters_true",
@@ -107,7 +107,7 @@ add(Component("trainer", "default", L.Trainer, check=check_trainer, settings=Tra
 
 def sync_batchnorm(cfg: DictConfig, model) -> bool:
     """``trainer.sync_batchnorm``, with ``auto``: on when BatchNorm meets several processes."""
-    from attnlab.distributed import uses_batchnorm, world_size
+    from attnlab.training.distributed import uses_batchnorm, world_size
 
     if cfg.trainer.sync_batchnorm == "auto":
         return world_size(cfg.trainer) > 1 and uses_batchnorm(model)
@@ -118,13 +118,13 @@ def build_trainer(cfg: DictConfig, model, callbacks: list, logger) -> L.Trainer:
     """``cfg.trainer`` as a Lightning Trainer, attnlab's own keys resolved.
 
     ``compile`` compiles the model in place (state-dict keys unchanged, so checkpoints load
-    into an uncompiled model). Checkpoints are written atomically (attnlab.resume).
+    into an uncompiled model). Checkpoints are written atomically (attnlab.training.resume).
     """
     from hydra.utils import instantiate
 
-    from attnlab.distributed import world_size
-    from attnlab.launcher import ddp_strategy
-    from attnlab.resume import AtomicCheckpointIO
+    from attnlab.training.distributed import world_size
+    from attnlab.training.launcher import ddp_strategy
+    from attnlab.training.resume import AtomicCheckpointIO
 
     node = OmegaConf.to_container(cfg.trainer, resolve=True)
     if node.pop("compile"):

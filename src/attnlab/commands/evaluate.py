@@ -22,7 +22,7 @@ from typing import NamedTuple
 import yaml
 
 from attnlab.cli import command_parser
-from attnlab.errors import ConfigError, report_config_errors
+from attnlab.core.errors import ConfigError, report_config_errors
 
 # Overrides of the trained run that steer where and how it ran, not what it computed.
 NOT_REPEATED = ("hydra", "resume", "trial", "callbacks.optuna_pruning", "register_model")
@@ -57,7 +57,7 @@ def from_folder(folder: Path, run_id: str | None = None) -> TrainedRun:
     overrides_file = folder / ".hydra" / "overrides.yaml"
     if not overrides_file.is_file():
         raise ConfigError("--run", str(folder), "a run folder of attnlab train (.hydra/ in it)")
-    from attnlab.resume import RUN_ID_FILE
+    from attnlab.training.resume import RUN_ID_FILE
 
     id_file = folder / RUN_ID_FILE
     if run_id is None and id_file.is_file():
@@ -99,7 +99,8 @@ def trained_run(run: str | None, tracking_uri: str, scratch: Path) -> TrainedRun
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from attnlab.tracking import EVALUATES_TAG, check_existing_store
+    from attnlab.tracking.mlflow_run import EVALUATES_TAG
+    from attnlab.tracking.store import check_existing_store
 
     check_existing_store("--tracking-uri", tracking_uri)
     client = MlflowClient(tracking_uri)
@@ -142,7 +143,7 @@ def main(args: list[str]) -> int:
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
     opts = parser.parse_args(args)
-    from attnlab.train import main as train_main
+    from attnlab.training.train import main as train_main
 
     os.environ["MLFLOW_TRACKING_URI"] = opts.tracking_uri  # the eval run goes where its run is
 

@@ -18,7 +18,7 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
 )
 
-from attnlab.registry import Settings, register
+from attnlab.core.registry import Settings, register
 
 
 def check_schedule(c: Settings) -> None:

@@ -114,7 +114,7 @@ class HasLayerEnds(Protocol):
 class HasBaselines(Protocol):
     """Data with chance and shortcut scores to log beside the model's (a task a shortcut solves
     tests nothing): keys ``<metric key>/<baseline name>`` (``test/acc/chance``), logged with
-    the prefix ``baseline/`` (attnlab.metric_keys.best_baseline reads them back)."""
+    the prefix ``baseline/`` (attnlab.core.metric_keys.best_baseline reads them back)."""
 
     def baselines(self) -> dict[str, float]: ...
 
