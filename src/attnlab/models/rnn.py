@@ -98,18 +98,13 @@ class FixedContext:
     state: State  # (B, L, H): the encoder's final state, then the decoder's after each step
 
 
-@register("model", "rnn_seq2seq", check=check_rnn, data=(PairDims,))
-class RNNEncoderDecoder(nn.Module):
-    """Encoder-decoder with a fixed context (notes §2.3; Cho et al. 2014).
-
-    The decoder sees the source only through the encoder's final state: it starts from it, and
-    its top layer c = h_T is concatenated to every decoder input, so p(y_t | y_<t, c).
-    """
+class RNNSource(nn.Module):
+    """The RNN encoder of the seq2seq models, their parameters stated once; the sizes stay on
+    the model for the decoder each adds."""
 
     def __init__(
         self,
         src_vocab_size: int,
-        tgt_vocab_size: int,
         pad_id: int = 0,
         emb_dim: int = 64,
         width: int = 128,
@@ -120,13 +115,29 @@ class RNNEncoderDecoder(nn.Module):
         norm: Norm = "none",
     ):
         super().__init__()
-        hidden, layers = width, depth
+        self.pad_id, self.emb_dim, self.width, self.depth = pad_id, emb_dim, width, depth
+        self.cell, self.p_dropout, self.norm = cell, dropout, norm
         self.encoder = RNNEncoder(
-            src_vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id, norm
+            src_vocab_size, emb_dim, width, depth, cell, bidirectional, dropout, pad_id, norm
         )
-        self.tgt_embed = nn.Embedding(tgt_vocab_size, emb_dim, padding_idx=pad_id)
-        self.decoder = make_rnn(cell, emb_dim + hidden, hidden, layers, dropout, False, norm)
-        self.dropout = nn.Dropout(dropout)
+
+
+@register("model", "rnn_seq2seq", check=check_rnn, data=(PairDims,))
+class RNNEncoderDecoder(RNNSource):
+    """Encoder-decoder with a fixed context (notes §2.3; Cho et al. 2014).
+
+    The decoder sees the source only through the encoder's final state: it starts from it, and
+    its top layer c = h_T is concatenated to every decoder input, so p(y_t | y_<t, c).
+    """
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, **encoder):
+        super().__init__(src_vocab_size, **encoder)
+        emb_dim, hidden = self.emb_dim, self.width
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, emb_dim, padding_idx=self.pad_id)
+        self.decoder = make_rnn(
+            self.cell, emb_dim + hidden, hidden, self.depth, self.p_dropout, False, self.norm
+        )
+        self.dropout = nn.Dropout(self.p_dropout)
         self.generator = nn.Linear(hidden, tgt_vocab_size)
         init_weights(self)
 
@@ -159,7 +170,7 @@ class RNNEncoderDecoder(nn.Module):
 
 
 @register("model", "attention_seq2seq", check=check_rnn, data=(PairDims,))
-class AttentionSeq2Seq(AttendingSeq2Seq):
+class AttentionSeq2Seq(RNNSource, AttendingSeq2Seq):
     """RNN encoder + Bahdanau attention decoder (Bahdanau et al. 2014; notes §3).
 
     ``score`` names the alignment model a(s, h): additive (the paper's), dot, general or
@@ -167,27 +178,14 @@ class AttentionSeq2Seq(AttendingSeq2Seq):
     """
 
     def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        pad_id: int = 0,
-        emb_dim: int = 64,
-        width: int = 128,
-        depth: int = 1,
-        cell: Cell = "gru",
-        bidirectional: bool = True,
-        dropout: float = 0.1,
-        score: Score = "additive",
-        norm: Norm = "none",
+        self, src_vocab_size: int, tgt_vocab_size: int, score: Score = "additive", **encoder
     ):
-        super().__init__()
-        hidden, layers = width, depth
-        self.encoder = RNNEncoder(
-            src_vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id, norm
-        )
+        super().__init__(src_vocab_size, **encoder)
+        hidden, cell, dropout = self.width, self.cell, self.p_dropout
         self.decoder = AttentionDecoder(
-            tgt_vocab_size, emb_dim, hidden, hidden, layers, cell, dropout, score, pad_id, norm
-        )
+            tgt_vocab_size, self.emb_dim, hidden, hidden, self.depth, cell, dropout, score,
+            self.pad_id, self.norm,
+        )  # fmt: skip
         init_weights(self)
 
     def encode(self, src: Tensor) -> EncodedSource:
