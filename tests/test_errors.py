@@ -64,11 +64,11 @@ BAD_INPUTS = {
     "unknown positional encoding": (["model.positional=rotary"], "model.positional='rotary'"),
     "Transformer norm that pools over time": (
         ["model.norm=group"],
-        "model.norm='group' is not allowed: one of layer, batch, weight, none",
+        "model.norm='group' is not allowed: one of batch, layer, none",
     ),
     "weight norm on a Transformer": (
         ["model.norm=weight"],
-        "model.norm='weight' is not allowed: layer, batch or none: a Transformer normalises",
+        "model.norm='weight' is not allowed: one of batch, layer, none: a Transformer normalises",
     ),
     "unknown Transformer classifier norm": (
         ["~experiment", "model=transformer_classifier", "model.norm=rms"],
@@ -89,7 +89,7 @@ BAD_INPUTS = {
     ),
     "conv norm that pools over time": (
         ["~experiment", "model=conv_seq2seq", "model.norm=instance"],
-        "model.norm='instance' is not allowed: one of layer, batch, weight, none",
+        "model.norm='instance' is not allowed: one of batch, layer, weight, none",
     ),
     "unknown forecaster norm": (
         ["experiment=sines_rnn", "model.norm=group"],
@@ -97,7 +97,7 @@ BAD_INPUTS = {
     ),
     "unknown rnn norm": (
         ["~experiment", "model=attention_seq2seq", "model.norm=group"],
-        "model.norm='group' is not allowed: one of none, layer, batch, weight",
+        "model.norm='group' is not allowed: one of batch, layer, weight, none",
     ),
     "odd hidden size, bidirectional": (
         ["~experiment", "model=attention_seq2seq", "model.width=33"],

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab.models.mlp import MLP, MLP_NORMS
-from attnlab.models.norms import KINDS, NORMS, channels_per_group, make_norm
+from attnlab.models.mlp import MLP
+from attnlab.models.norms import FAMILY_NORMS, KINDS, NORMS, channels_per_group, make_norm
 from attnlab.models.resnet import SHORTCUTS, UNITS, ResNet, Shortcut, stage_channels
 
 COMBOS = list(itertools.product(UNITS, SHORTCUTS, NORMS))
@@ -38,7 +38,7 @@ def test_resnet_combination(unit: str, shortcut: str, norm: str):
     check_trains_and_evaluates(model, torch.randn(4, 3, 8, 8), 7)
 
 
-@pytest.mark.parametrize("norm", MLP_NORMS)
+@pytest.mark.parametrize("norm", FAMILY_NORMS["mlp"])
 def test_mlp_norms(norm: str):
     torch.manual_seed(0)
     model = MLP(num_classes=5, in_channels=2, image_size=4, width=16, depth=2, norm=norm)

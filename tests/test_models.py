@@ -12,9 +12,9 @@ from attnlab.core import registry
 from attnlab.core.contracts import ImageDims, PairDims, SeriesDims, TaggingDims, TokenDims
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.decoding import greedy_decode
-from attnlab.models.norms import SequenceBatchNorm
+from attnlab.models.norms import FAMILY_NORMS, SequenceBatchNorm
 from attnlab.models.positional import positional_encoding
-from attnlab.models.transformer import NORMS, EncoderLayer, Seq2SeqTransformer
+from attnlab.models.transformer import EncoderLayer, Seq2SeqTransformer
 
 D, H = 32, 4
 REGISTERED_MODELS = registry.components("model")
@@ -149,7 +149,7 @@ def test_without_positions_the_encoder_is_a_bag_of_tokens():
     assert not torch.allclose(moved, with_positions.encode(src).states[:, perm], atol=1e-3)
 
 
-@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("norm", FAMILY_NORMS["transformer"])
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("positional", ["sinusoidal", "learned", "none"])
 @pytest.mark.parametrize("tie_embeddings", [False, True])

@@ -374,7 +374,7 @@ def test_unknown_names_are_rejected():
         make_score("cosine", 4, 4, 4)
     with pytest.raises(ValueError, match="cell='rnn'"):
         make_rnn("rnn", 4, 4, 1, 0.0, False)
-    with pytest.raises(ValueError, match="norm='group'.*none, layer, batch"):
+    with pytest.raises(ValueError, match="norm='group'.*batch, layer, weight, none"):
         make_rnn("lstm", 4, 4, 1, 0.0, False, norm="group")
     with pytest.raises(ValueError, match="query_dim == key_dim"):
         make_score("dot", 4, 6, 4)

@@ -1,5 +1,5 @@
-"""1-D convolutional sequence models (notes §9): a dilated conv stack, a classifier, a tagger,
-seq2seq.
+"""1-D convolutional sequence models (notes §9): a dilated conv stack, the backbone of a
+classifier and a tagger (attnlab.models.heads), and seq2seq.
 
 A conv layer sees ``kernel`` neighbours; stacking ``depth`` layers with dilation growing by
 ``dilation`` per layer widens what one output position sees, the receptive field
@@ -16,9 +16,10 @@ from torch import Tensor, nn
 from attnlab.core.contracts import PairDims, TaggingDims, TokenDims
 from attnlab.core.registry import Settings, register
 from attnlab.models.attention import Score
-from attnlab.models.norms import SequenceNorm, make_seq_norm, normalize, weight_normalize
+from attnlab.models.attention_decoder import AttendingSeq2Seq, AttentionDecoder, EncodedSource
+from attnlab.models.heads import Encoded, SequenceClassifier, SequenceTagger, TokenEncoder
+from attnlab.models.norms import Norm, check_norm, make_seq_norm, normalize, weight_normalize
 from attnlab.models.recurrent import Cell, init_weights
-from attnlab.models.rnn import AttendingSeq2Seq, AttentionDecoder, EncodedSource
 
 
 def check_conv(c: Settings) -> None:
@@ -26,6 +27,7 @@ def check_conv(c: Settings) -> None:
     if c.get("emb_dim") is not None:
         c.positive("emb_dim", "decoder_depth")
     c.fraction("dropout")
+    check_norm(c, "conv")
 
 
 class ConvStack(nn.Module):
@@ -58,7 +60,7 @@ class ConvStack(nn.Module):
         if norm == "weight":
             for conv in self.convs:
                 weight_normalize(conv)
-        self.norms = nn.ModuleList(make_seq_norm(norm, channels) for _ in self.dilations)
+        self.norms = nn.ModuleList(make_seq_norm(norm, channels, "conv") for _ in self.dilations)
         self.dropout = nn.Dropout(dropout)
 
     @property
@@ -80,19 +82,14 @@ class ConvStack(nn.Module):
         return h.transpose(1, 2)  # (B, L, C)
 
 
-@register("model", "conv_classifier", check=check_conv, data=(TokenDims,))
-class ConvClassifier(nn.Module):
-    """Embedding -> ConvStack -> the features at the last real token -> logits.
-
-    Reading the last position (where the verb stands in the agreement task) rather than pooling
-    makes the receptive field matter: with causal convolutions the prediction depends only on
-    the last ``receptive_field`` tokens.
-    """
+class ConvEncoder(TokenEncoder):
+    """Embedding -> ConvStack over token ids, the backbone of the classifier and the tagger.
+    Its ``last`` state is the one at the last real token: causal, it has seen the last
+    ``receptive_field`` tokens."""
 
     def __init__(
         self,
         vocab_size: int,
-        num_classes: int,
         pad_id: int = 0,
         width: int = 128,
         kernel: int = 3,
@@ -101,75 +98,64 @@ class ConvClassifier(nn.Module):
         causal: bool = True,
         residual: bool = True,
         dropout: float = 0.1,
-        norm: SequenceNorm = "none",
+        norm: Norm = "none",
     ):
         super().__init__()
-        channels = width
         self.pad_id = pad_id
-        self.embed = nn.Embedding(vocab_size, channels, padding_idx=pad_id)
-        self.stack = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout, norm)
+        self.width = width
+        self.embed = nn.Embedding(vocab_size, width, padding_idx=pad_id)
+        self.stack = ConvStack(width, kernel, dilation, depth, causal, residual, dropout, norm)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(channels, num_classes)
-        init_weights(self)
 
     @property
     def receptive_field(self) -> int:
         return self.stack.receptive_field
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (B, S) -> logits (B, num_classes)."""
+    def encode(self, tokens: Tensor) -> Encoded:
+        """tokens: (B, S) -> states (B, S, C), mask (B, S) and the last real token's state."""
         mask = tokens != self.pad_id  # (B, S)
         h = self.stack(self.dropout(self.embed(tokens)), mask)  # (B, S, C)
         last = mask.sum(dim=1) - 1  # (B,) index of the last real token
-        features = h[torch.arange(h.size(0), device=h.device), last]  # (B, C)
-        return self.head(self.dropout(features))  # (B, num_classes)
+        return Encoded(h, mask, h[torch.arange(h.size(0), device=h.device), last])  # (B, C)
+
+    def readout(self, features: Tensor) -> Tensor:
+        return self.dropout(features)
+
+
+@register("model", "conv_classifier", check=check_conv, data=(TokenDims,))
+class ConvClassifier(ConvEncoder, SequenceClassifier):
+    """Embedding -> ConvStack -> the features at the last real token -> logits.
+
+    Reading the last position (where the verb stands in the agreement task) rather than pooling
+    makes the receptive field matter: with causal convolutions the prediction depends only on
+    the last ``receptive_field`` tokens.
+    """
+
+    pooling = "last"
+
+    def __init__(self, vocab_size: int, num_classes: int, **backbone):
+        super().__init__(vocab_size, **backbone)
+        self.head = nn.Linear(self.width, num_classes)
+        init_weights(self)
 
 
 @register("model", "conv_tagger", check=check_conv, data=(TaggingDims,))
-class ConvTagger(nn.Module):
+class ConvTagger(ConvEncoder, SequenceTagger):
     """Embedding -> ConvStack -> a tag per position.
 
     Not causal by default: the tag of token t sees ``receptive_field // 2`` tokens on each side
     (``causal=true``: the ``receptive_field - 1`` tokens on its left, as a left-to-right RNN).
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_tags: int,
-        pad_id: int = 0,
-        width: int = 128,
-        kernel: int = 3,
-        dilation: int = 2,
-        depth: int = 4,
-        causal: bool = False,
-        residual: bool = True,
-        dropout: float = 0.1,
-        norm: SequenceNorm = "none",
-    ):
-        super().__init__()
-        channels = width
-        self.pad_id = pad_id
-        self.embed = nn.Embedding(vocab_size, channels, padding_idx=pad_id)
-        self.stack = ConvStack(channels, kernel, dilation, depth, causal, residual, dropout, norm)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(channels, num_tags)
+    def __init__(self, vocab_size: int, num_tags: int, causal: bool = False, **backbone):
+        super().__init__(vocab_size, causal=causal, **backbone)
+        self.head = nn.Linear(self.width, num_tags)
         init_weights(self)
-
-    @property
-    def receptive_field(self) -> int:
-        return self.stack.receptive_field
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (B, S) -> logits (B, S, num_tags)."""
-        mask = tokens != self.pad_id  # (B, S)
-        h = self.stack(self.dropout(self.embed(tokens)), mask)  # (B, S, C)
-        return self.head(self.dropout(h))  # (B, S, num_tags)
 
 
 @register("model", "conv_seq2seq", check=check_conv, data=(PairDims,))
 class ConvEncoderAttentionDecoder(AttendingSeq2Seq):
-    """Conv encoder + the Bahdanau attention decoder of attnlab.models.rnn.
+    """Conv encoder + the Bahdanau attention decoder (attnlab.models.attention_decoder).
 
     The decoder's hidden size is ``width``, its layers ``decoder_depth``; it starts from
     tanh(W mean(source states)).
@@ -191,7 +177,7 @@ class ConvEncoderAttentionDecoder(AttendingSeq2Seq):
         cell: Cell = "gru",
         dropout: float = 0.1,
         score: Score = "additive",
-        norm: SequenceNorm = "none",
+        norm: Norm = "none",
     ):
         super().__init__()
         channels, layers = width, decoder_depth

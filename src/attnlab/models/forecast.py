@@ -13,12 +13,14 @@ from torch import Tensor, nn
 
 from attnlab.core.contracts import SeriesDims
 from attnlab.core.registry import Settings, register
-from attnlab.models.recurrent import Cell, RecurrentNorm, make_rnn
+from attnlab.models.norms import Norm, check_norm
+from attnlab.models.recurrent import Cell, make_rnn
 
 
 def check_forecaster(c: Settings) -> None:
     c.positive("width", "depth")
     c.fraction("dropout")
+    check_norm(c, "recurrent")
     if c.relative and c.dims is not None and c.dims.target_column is None:
         c.fail("relative", "false with this data: its target is not one of the input columns")
 
@@ -52,7 +54,7 @@ class RNNForecaster(Forecaster):
         depth: int = 1,
         cell: Cell = "gru",
         dropout: float = 0.0,
-        norm: RecurrentNorm = "none",
+        norm: Norm = "none",
         relative: bool = False,
         target_column: int | None = None,
     ):
@@ -82,7 +84,7 @@ class Seq2SeqForecaster(Forecaster):
         width: int = 64,
         depth: int = 1,
         dropout: float = 0.0,
-        norm: RecurrentNorm = "none",
+        norm: Norm = "none",
         relative: bool = False,
         target_column: int | None = None,
     ):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 from torch import Tensor, nn
 
 from attnlab.core.contracts import ImageDims
 from attnlab.core.registry import Settings, register
-from attnlab.models.norms import make_norm, weight_normalize
-
-MLPNorm = Literal["none", "batch", "layer", "weight"]
-MLP_NORMS = get_args(MLPNorm)
+from attnlab.models.norms import Norm, check_norm, make_norm, require_norm, weight_normalize
 
 
 def check_mlp(c: Settings) -> None:
     c.positive("width", "width_multiplier")
     c.non_negative("depth")
     c.fraction("dropout")
+    check_norm(c, "mlp")
 
 
 @register("model", "mlp", check=check_mlp, data=(ImageDims,))
@@ -34,10 +30,11 @@ class MLP(nn.Module):
         width: int = 256,
         depth: int = 2,
         dropout: float = 0.0,
-        norm: MLPNorm = "none",
+        norm: Norm = "none",
         width_multiplier: float = 1.0,
     ):
         super().__init__()
+        require_norm(norm, "mlp")
         in_features = in_channels * image_size * image_size
         self.norm_name = norm
         hidden = max(1, round(width * width_multiplier))

@@ -13,6 +13,9 @@ of group norm (notes §6.3.4), so the four norms differ only in which values sha
 Weight norm (Salimans & Kingma 2016) normalises no activations: it reparameterises the weight
 of the conv or linear layer that precedes where a norm layer would stand (``weight_normalize``),
 and ``make_norm("weight", ...)`` is the Identity that takes the norm layer's place.
+
+``Norm`` is every model's ``norm`` vocabulary; ``FAMILY_NORMS`` says which of it each family
+takes, and ``check_norm`` (a config) and ``require_norm`` (a constructor) refuse the rest.
 """
 
 from __future__ import annotations
@@ -24,9 +27,41 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _WeightNorm, weight_norm
 
+from attnlab.core.registry import Settings
+
 Norm = Literal["batch", "layer", "instance", "group", "weight", "none"]
 NORMS = get_args(Norm)
 KINDS = ("2d", "1d", "seq")
+
+# The norms each family takes. Sequence models leave out instance and group norm: they pool
+# over time within a sequence, so a position would see later ones. LayerNorm is over the
+# channels of each position, BatchNorm over the real positions of batch x time.
+FAMILY_NORMS: dict[str, tuple[str, ...]] = {
+    "resnet": NORMS,
+    "mlp": ("batch", "layer", "weight", "none"),
+    "conv": ("batch", "layer", "weight", "none"),
+    "recurrent": ("batch", "layer", "weight", "none"),
+    "transformer": ("batch", "layer", "none"),
+}
+# Why a family refuses a norm, where the vocabulary alone does not say.
+WHY_NOT = {
+    ("transformer", "weight"): "a Transformer normalises residual sums x + F(x), which no one "
+    "weight matrix produces, so weight norm has no layer to stand in for",
+}
+
+
+def check_norm(c: Settings, family: str) -> None:
+    """The config's ``norm`` is one that ``family`` takes (a one-line error otherwise)."""
+    allowed = FAMILY_NORMS[family]
+    if c.norm not in allowed:
+        why = WHY_NOT.get((family, c.norm))
+        c.fail("norm", f"one of {', '.join(allowed)}" + (f": {why}" if why else ""))
+
+
+def require_norm(name: str, family: str) -> None:
+    """A constructor's check: ``name`` is one of the norms ``family`` takes."""
+    if name not in FAMILY_NORMS[family]:
+        raise ValueError(f"norm={name!r}; allowed: {', '.join(FAMILY_NORMS[family])}")
 
 
 class ChannelsLast(nn.Module):
@@ -100,18 +135,10 @@ def make_norm(name: str, channels: int, *, groups: int = 1, kind: str = "2d") ->
     return ChannelsLast(norm) if kind == "seq" else norm
 
 
-# Norms for sequence models whose positions must not see later ones: LayerNorm over the channels
-# of each position, BatchNorm of each channel over the real positions of batch x time, weight
-# norm of the layer before, or nothing. Instance and group norm pool over time within a
-# sequence, so they are left out.
-SequenceNorm = Literal["layer", "batch", "weight", "none"]
-SEQUENCE_NORMS = get_args(SequenceNorm)
-
-
-def make_seq_norm(name: str, channels: int) -> nn.Module:
-    """One of SEQUENCE_NORMS over (B, T, channels); apply it with ``normalize`` (padding mask)."""
-    if name not in SEQUENCE_NORMS:
-        raise ValueError(f"norm={name!r}; allowed: {', '.join(SEQUENCE_NORMS)}")
+def make_seq_norm(name: str, channels: int, family: str) -> nn.Module:
+    """A norm over (B, T, channels) of those ``family`` takes; apply it with ``normalize``
+    (padding mask)."""
+    require_norm(name, family)
     return make_norm(name, channels, kind="seq")
 
 

@@ -8,7 +8,7 @@ weight init of those families.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +16,10 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from attnlab.models.norms import init_, weight_normalize
+from attnlab.models.norms import init_, require_norm, weight_normalize
 
 Cell = Literal["gru", "lstm"]
-RecurrentNorm = Literal["none", "layer", "batch", "weight"]
 CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
-NORMS = get_args(RecurrentNorm)
 BN_GAIN = 0.1  # Cooijmans et al. 2016: a gain of 1 saturates the gates, gradients vanish
 
 # A recurrent state, batch-first: (B, layers, H) for a GRU, the pair (h, c) for an LSTM.
@@ -275,8 +273,7 @@ def make_rnn(
     """
     if cell not in CELLS:
         raise ValueError(f"cell={cell!r}; allowed: {', '.join(CELLS)}")
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r}; allowed: {', '.join(NORMS)}")
+    require_norm(norm, "recurrent")
     if norm in ("layer", "batch"):
         return NormRNN(cell, input_size, hidden, layers, dropout, bidirectional, norm)
     rnn = CELLS[cell](

@@ -11,7 +11,6 @@ layer and batch normalise the cells' pre-activations; weight weight-normalises W
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -21,10 +20,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.core.contracts import PairDims, TaggingDims, TokenDims
 from attnlab.core.registry import Settings, register
-from attnlab.models.attention import Attention, Score
+from attnlab.models.attention import Score
+from attnlab.models.attention_decoder import AttendingSeq2Seq, AttentionDecoder, EncodedSource
+from attnlab.models.heads import Encoded, SequenceClassifier, SequenceTagger, TokenEncoder
+from attnlab.models.norms import Norm, check_norm
 from attnlab.models.recurrent import (
     Cell,
-    RecurrentNorm,
     State,
     init_weights,
     layer_first,
@@ -38,6 +39,7 @@ def check_rnn(c: Settings) -> None:
     """Sizes, dropout, and an even width when each direction gets half of it."""
     c.positive("emb_dim", "width", "depth")
     c.fraction("dropout")
+    check_norm(c, "recurrent")
     if c.get("bidirectional") and c.width % 2:
         c.fail("width", "an even number with model.bidirectional=true (half per direction)")
 
@@ -96,18 +98,13 @@ class FixedContext:
     state: State  # (B, L, H): the encoder's final state, then the decoder's after each step
 
 
-@register("model", "rnn_seq2seq", check=check_rnn, data=(PairDims,))
-class RNNEncoderDecoder(nn.Module):
-    """Encoder-decoder with a fixed context (notes §2.3; Cho et al. 2014).
-
-    The decoder sees the source only through the encoder's final state: it starts from it, and
-    its top layer c = h_T is concatenated to every decoder input, so p(y_t | y_<t, c).
-    """
+class RNNSource(nn.Module):
+    """The RNN encoder of the seq2seq models, their parameters stated once; the sizes stay on
+    the model for the decoder each adds."""
 
     def __init__(
         self,
         src_vocab_size: int,
-        tgt_vocab_size: int,
         pad_id: int = 0,
         emb_dim: int = 64,
         width: int = 128,
@@ -115,16 +112,32 @@ class RNNEncoderDecoder(nn.Module):
         cell: Cell = "gru",
         bidirectional: bool = True,
         dropout: float = 0.1,
-        norm: RecurrentNorm = "none",
+        norm: Norm = "none",
     ):
         super().__init__()
-        hidden, layers = width, depth
+        self.pad_id, self.emb_dim, self.width, self.depth = pad_id, emb_dim, width, depth
+        self.cell, self.p_dropout, self.norm = cell, dropout, norm
         self.encoder = RNNEncoder(
-            src_vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id, norm
+            src_vocab_size, emb_dim, width, depth, cell, bidirectional, dropout, pad_id, norm
         )
-        self.tgt_embed = nn.Embedding(tgt_vocab_size, emb_dim, padding_idx=pad_id)
-        self.decoder = make_rnn(cell, emb_dim + hidden, hidden, layers, dropout, False, norm)
-        self.dropout = nn.Dropout(dropout)
+
+
+@register("model", "rnn_seq2seq", check=check_rnn, data=(PairDims,))
+class RNNEncoderDecoder(RNNSource):
+    """Encoder-decoder with a fixed context (notes §2.3; Cho et al. 2014).
+
+    The decoder sees the source only through the encoder's final state: it starts from it, and
+    its top layer c = h_T is concatenated to every decoder input, so p(y_t | y_<t, c).
+    """
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, **encoder):
+        super().__init__(src_vocab_size, **encoder)
+        emb_dim, hidden = self.emb_dim, self.width
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, emb_dim, padding_idx=self.pad_id)
+        self.decoder = make_rnn(
+            self.cell, emb_dim + hidden, hidden, self.depth, self.p_dropout, False, self.norm
+        )
+        self.dropout = nn.Dropout(self.p_dropout)
         self.generator = nn.Linear(hidden, tgt_vocab_size)
         init_weights(self)
 
@@ -156,107 +169,8 @@ class RNNEncoderDecoder(nn.Module):
         return self.decode(tgt_in, self.encode(src))
 
 
-@dataclass
-class EncodedSource:
-    """What an attention decoder reads: every source state, not one vector."""
-
-    states: Tensor  # (B, S, K) keys and values
-    mask: Tensor  # (B, S) True on real source tokens
-    state: State  # the decoder's initial state, (B, L, H)
-    prepared: Tensor | None = None  # the score's key part, kept between decode steps
-
-
-class AttentionDecoder(nn.Module):
-    """Bahdanau decoder (notes §3.2): at step t the previous state s_{t-1} attends over the
-    source states, and the context c_t joins the input embedding; logits come from [s_t; c_t].
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        emb_dim: int,
-        hidden: int,
-        key_dim: int,
-        layers: int,
-        cell: str,
-        dropout: float,
-        score: str,
-        pad_id: int,
-        norm: str = "none",
-    ):
-        super().__init__()
-        self.layers = layers
-        self.cell = cell
-        self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
-        self.attention = Attention(score, hidden, key_dim, hidden)
-        self.rnn = make_rnn(cell, emb_dim + key_dim, hidden, layers, dropout, False, norm)
-        self.dropout = nn.Dropout(dropout)
-        self.generator = nn.Linear(hidden + key_dim, vocab_size)
-
-    def initial_state(self, summary: Tensor) -> State:
-        """A source summary (B, H) -> initial state (B, L, H), the same for every layer."""
-        h = summary[:, None].expand(-1, self.layers, -1).contiguous()  # (B, L, H)
-        return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
-
-    def forward(self, tgt_in: Tensor, memory: EncodedSource) -> tuple[Tensor, Tensor]:
-        """tgt_in: (B, T) -> logits (B, T, V) and attention weights (B, T, S)."""
-        logits, weights, _ = self.run(tgt_in, memory)
-        return logits, weights
-
-    def run(self, tgt_in: Tensor, memory: EncodedSource) -> tuple[Tensor, Tensor, State]:
-        """tgt_in: (B, T) -> logits (B, T, V), weights (B, T, S) and the final state (L, B, H)."""
-        y = self.dropout(self.embed(tgt_in))  # (B, T, E)
-        state = layer_first(memory.state)  # (L, B, H)
-        prepared = memory.prepared
-        if prepared is None:  # the keys' part of the score: once, not at every step
-            prepared = self.attention.prepare(memory.states)
-        outputs, weights = [], []
-        for t in range(tgt_in.size(1)):
-            # s_{t-1} attends: context (B, K), alpha (B, S)
-            context, alpha = self.attention(top_hidden(state), memory.states, memory.mask, prepared)
-            step_in = torch.cat([y[:, t], context], dim=-1)[:, None]  # (B, 1, E+K)
-            out, state = self.rnn(step_in, state)  # (B, 1, H)
-            outputs.append(torch.cat([out[:, 0], context], dim=-1))  # (B, H+K)
-            weights.append(alpha)  # (B, S)
-        features = torch.stack(outputs, dim=1)  # (B, T, H+K)
-        return self.generator(self.dropout(features)), torch.stack(weights, dim=1), state
-
-
-class AttendingSeq2Seq(nn.Module, ABC):
-    """What every encoder + AttentionDecoder model shares; subclasses define ``encode``."""
-
-    decoder: AttentionDecoder
-
-    @abstractmethod
-    def encode(self, src: Tensor) -> EncodedSource:
-        """src: (B, S) -> the source states, mask and the decoder's initial state."""
-
-    def decode(self, tgt_in: Tensor, memory: EncodedSource) -> Tensor:
-        """tgt_in: (B, T) ids starting with BOS -> logits (B, T, V_tgt)."""
-        return self.decoder(tgt_in, memory)[0]
-
-    def decode_step(self, token: Tensor, memory: EncodedSource) -> tuple[Tensor, EncodedSource]:
-        """token: (B,) -> logits (B, V) and the memory with the decoder one step further.
-
-        Lets greedy decoding run in O(T) decoder steps instead of re-reading the prefix.
-        """
-        if memory.prepared is None:
-            memory = replace(memory, prepared=self.decoder.attention.prepare(memory.states))
-        logits, _, state = self.decoder.run(token[:, None], memory)  # (B, 1, V)
-        return logits[:, 0], replace(memory, state=layer_first(state))  # back to (B, L, H)
-
-    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
-        """src: (B, S), tgt_in: (B, T) -> logits (B, T, V_tgt)."""
-        return self.decode(tgt_in, self.encode(src))
-
-    @torch.no_grad()
-    def cross_attention(self, src: Tensor, tgt_in: Tensor) -> Tensor:
-        """Attention weights as (layers=1, B, heads=1, T, S), the layout of AttentionMaps."""
-        return self.decoder(tgt_in, self.encode(src))[1][None, :, None]
-
-
 @register("model", "attention_seq2seq", check=check_rnn, data=(PairDims,))
-class AttentionSeq2Seq(AttendingSeq2Seq):
+class AttentionSeq2Seq(RNNSource, AttendingSeq2Seq):
     """RNN encoder + Bahdanau attention decoder (Bahdanau et al. 2014; notes §3).
 
     ``score`` names the alignment model a(s, h): additive (the paper's), dot, general or
@@ -264,27 +178,14 @@ class AttentionSeq2Seq(AttendingSeq2Seq):
     """
 
     def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        pad_id: int = 0,
-        emb_dim: int = 64,
-        width: int = 128,
-        depth: int = 1,
-        cell: Cell = "gru",
-        bidirectional: bool = True,
-        dropout: float = 0.1,
-        score: Score = "additive",
-        norm: RecurrentNorm = "none",
+        self, src_vocab_size: int, tgt_vocab_size: int, score: Score = "additive", **encoder
     ):
-        super().__init__()
-        hidden, layers = width, depth
-        self.encoder = RNNEncoder(
-            src_vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id, norm
-        )
+        super().__init__(src_vocab_size, **encoder)
+        hidden, cell, dropout = self.width, self.cell, self.p_dropout
         self.decoder = AttentionDecoder(
-            tgt_vocab_size, emb_dim, hidden, hidden, layers, cell, dropout, score, pad_id, norm
-        )
+            tgt_vocab_size, self.emb_dim, hidden, hidden, self.depth, cell, dropout, score,
+            self.pad_id, self.norm,
+        )  # fmt: skip
         init_weights(self)
 
     def encode(self, src: Tensor) -> EncodedSource:
@@ -292,8 +193,44 @@ class AttentionSeq2Seq(AttendingSeq2Seq):
         return EncodedSource(*self.encoder(src))
 
 
+class RNN(TokenEncoder):
+    """GRU/LSTM over token ids, the backbone of the classifier and the tagger: the state of
+    token t has seen tokens 1..t; bidirectional, the backward direction adds t..S (each
+    direction ``width / 2`` units). Its ``last`` state is the final state (both directions' if
+    bidirectional)."""
+
+    mean_dtype = torch.float32
+
+    def __init__(
+        self,
+        vocab_size: int,
+        pad_id: int = 0,
+        emb_dim: int = 64,
+        width: int = 128,
+        depth: int = 1,
+        cell: Cell = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.1,
+        norm: Norm = "none",
+    ):
+        super().__init__()
+        self.width = width
+        self.encoder = RNNEncoder(
+            vocab_size, emb_dim, width, depth, cell, bidirectional, dropout, pad_id, norm
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def encode(self, tokens: Tensor) -> Encoded:
+        """tokens: (B, S) -> states (B, S, H) (zero on padding), mask (B, S), last (B, H)."""
+        states, mask, final = self.encoder(tokens)  # (B, S, H), (B, S), (B, L, H)
+        return Encoded(states, mask, top_hidden(layer_first(final)))
+
+    def readout(self, features: Tensor) -> Tensor:
+        return self.dropout(features)
+
+
 @register("model", "rnn_classifier", check=check_rnn, data=(TokenDims,))
-class RNNClassifier(nn.Module):
+class RNNClassifier(RNN, SequenceClassifier):
     """GRU/LSTM sequence classifier.
 
     ``pooling="last"`` reads the final state, i.e. the state at the last real token (both
@@ -304,68 +241,20 @@ class RNNClassifier(nn.Module):
         self,
         vocab_size: int,
         num_classes: int,
-        pad_id: int = 0,
-        emb_dim: int = 64,
-        width: int = 128,
-        depth: int = 1,
-        cell: Cell = "lstm",
-        bidirectional: bool = False,
-        dropout: float = 0.1,
         pooling: Literal["last", "mean"] = "last",
-        norm: RecurrentNorm = "none",
+        **backbone,
     ):
-        super().__init__()
-        hidden, layers = width, depth
+        super().__init__(vocab_size, **backbone)
         self.pooling = pooling
-        self.encoder = RNNEncoder(
-            vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id, norm
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, num_classes)
+        self.head = nn.Linear(self.width, num_classes)
         init_weights(self)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (B, S) -> logits (B, num_classes)."""
-        states, mask, final = self.encoder(tokens)  # (B, S, H), (B, S), (B, L, H)
-        if self.pooling == "last":
-            features = top_hidden(layer_first(final))  # (B, H)
-        else:
-            weights = mask[..., None].float()  # (B, S, 1)
-            features = (states * weights).sum(1) / weights.sum(1)  # (B, H)
-        return self.head(self.dropout(features))  # (B, C)
 
 
 @register("model", "rnn_tagger", check=check_rnn, data=(TaggingDims,))
-class RNNTagger(nn.Module):
-    """GRU/LSTM tagger (notes §2.1): the tag of token t is read from the state at t.
+class RNNTagger(RNN, SequenceTagger):
+    """GRU/LSTM tagger (notes §2.1): the tag of token t is read from the state at t."""
 
-    Unidirectional, that state has seen tokens 1..t only; bidirectional, the backward
-    direction adds t..S (each direction ``width / 2`` units).
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        num_tags: int,
-        pad_id: int = 0,
-        emb_dim: int = 64,
-        width: int = 128,
-        depth: int = 1,
-        cell: Cell = "lstm",
-        bidirectional: bool = False,
-        dropout: float = 0.1,
-        norm: RecurrentNorm = "none",
-    ):
-        super().__init__()
-        hidden, layers = width, depth
-        self.encoder = RNNEncoder(
-            vocab_size, emb_dim, hidden, layers, cell, bidirectional, dropout, pad_id, norm
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, num_tags)
+    def __init__(self, vocab_size: int, num_tags: int, **backbone):
+        super().__init__(vocab_size, **backbone)
+        self.head = nn.Linear(self.width, num_tags)
         init_weights(self)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (B, S) -> logits (B, S, num_tags)."""
-        states = self.encoder(tokens)[0]  # (B, S, H), zero on padding
-        return self.head(self.dropout(states))  # (B, S, num_tags)

@@ -1,5 +1,5 @@
-"""The Transformer (Vaswani et al. 2017; notes §4), layer by layer: seq2seq, and encoder-only
-classifier and tagger."""
+"""The Transformer (Vaswani et al. 2017; notes §4), layer by layer: seq2seq, and the encoder as
+the backbone of a classifier and a tagger (attnlab.models.heads)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ from torch import Tensor, nn
 from attnlab.core.contracts import PairDims, TaggingDims, TokenDims
 from attnlab.core.registry import Settings, register
 from attnlab.models.attention import MultiHeadAttention
-from attnlab.models.norms import SEQUENCE_NORMS, SequenceNorm, make_seq_norm, normalize
+from attnlab.models.heads import Encoded, SequenceClassifier, SequenceTagger, TokenEncoder
+from attnlab.models.norms import Norm, check_norm, make_seq_norm, normalize
 from attnlab.models.positional import Positional, positional_encoding
-
-# Weight norm is refused (check_transformer): these norms act on residual sums x + F(x), which
-# no single weight matrix produces, so there is no layer whose weights WN could normalise.
-NORMS = tuple(name for name in SEQUENCE_NORMS if name != "weight")
 
 
 class FeedForward(nn.Module):
@@ -40,9 +37,7 @@ class Residual(nn.Module):
 
     def __init__(self, d_model: int, dropout: float, norm_first: bool, norm: str = "layer"):
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"norm={norm!r}; allowed: {', '.join(NORMS)}")
-        self.norm = make_seq_norm(norm, d_model)
+        self.norm = make_seq_norm(norm, d_model, "transformer")
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
 
@@ -191,12 +186,7 @@ def check_transformer(c: Settings) -> None:
     if c.width % 2:
         c.fail("width", "an even number (sin/cos pairs)")
     c.fraction("dropout")
-    if c.norm == "weight":
-        allowed = (
-            "layer, batch or none: a Transformer normalises residual sums x + F(x), which no "
-            "one weight matrix produces, so weight norm has no layer to stand in for"
-        )
-        c.fail("norm", allowed)
+    check_norm(c, "transformer")
     if c.get("decoder_depth") is not None:
         c.positive("decoder_depth")
     if c.dims is not None:
@@ -236,7 +226,7 @@ class Seq2SeqTransformer(nn.Module):
         positional: Positional = "sinusoidal",
         max_len: int = 512,
         tie_embeddings: bool = False,
-        norm: SequenceNorm = "layer",
+        norm: Norm = "layer",
     ):
         super().__init__()
         d_model, d_ff = width, ff_width  # the paper's names
@@ -255,8 +245,8 @@ class Seq2SeqTransformer(nn.Module):
             for _ in range(depth if decoder_depth is None else decoder_depth)
         )
         # Pre-LN stacks need a final norm; post-LN outputs are already normalised.
-        self.enc_norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
-        self.dec_norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
+        self.enc_norm = make_seq_norm(norm, d_model, "transformer") if norm_first else nn.Identity()
+        self.dec_norm = make_seq_norm(norm, d_model, "transformer") if norm_first else nn.Identity()
         self.generator = nn.Linear(d_model, tgt_vocab_size)
         init_weights(self, (self.src_embed, self.tgt_embed), pad_id)
         if tie_embeddings:
@@ -310,92 +300,81 @@ class Seq2SeqTransformer(nn.Module):
         return torch.stack([layer.last_cross_weights for layer in self.decoder])
 
 
+class TransformerEncoder(TokenEncoder):
+    """Encoder-only Transformer over token ids, the backbone of the classifier and the tagger.
+
+    ``norm``: layer, batch (padding excluded) or none, as in Seq2SeqTransformer. A head that
+    reads the first state sets ``cls``: a learned vector prepended after positions are added
+    (so it needs no position).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        pad_id: int = 0,
+        width: int = 128,
+        heads: int = 4,
+        depth: int = 2,
+        ff_width: int = 512,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        positional: Positional = "sinusoidal",
+        max_len: int = 512,
+        norm: Norm = "layer",
+    ):
+        super().__init__()
+        self.pad_id = pad_id
+        self.width = width
+        self.embed = nn.Embedding(vocab_size, width, padding_idx=pad_id)
+        self.pos = positional_encoding(positional, width, max_len)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.cls: nn.Parameter | None = None
+        self.encoder = nn.ModuleList(
+            EncoderLayer(width, heads, ff_width, dropout, norm_first, norm) for _ in range(depth)
+        )
+        self.norm = make_seq_norm(norm, width, "transformer") if norm_first else nn.Identity()
+
+    def encode(self, tokens: Tensor) -> Encoded:
+        """tokens: (B, S) -> final states (B, S', D) and mask (B, S'); S' = 1 + S with CLS."""
+        mask = tokens != self.pad_id  # (B, S)
+        x = self.embed_dropout(self.pos(self.embed(tokens) * math.sqrt(self.width)))  # (B, S, D)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.size(0), -1, -1), x], dim=1)  # (B, 1 + S, D)
+            mask = F.pad(mask, (1, 0), value=True)  # (B, 1 + S)
+        for layer in self.encoder:
+            x = layer(x, mask[:, None, None, :])
+        return Encoded(normalize(self.norm, x, mask), mask)  # (B, S', D), (B, S')
+
+
 @register("model", "transformer_classifier", check=check_transformer, data=(TokenDims,))
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(TransformerEncoder, SequenceClassifier):
     """Encoder-only Transformer over token ids -> class logits.
 
-    ``pooling="mean"`` averages the final states of real tokens; ``"first"`` prepends a learned
-    CLS vector (after positions are added, so it needs no position) and reads its final state.
-    ``norm``: layer, batch (padding excluded) or none, as in Seq2SeqTransformer.
+    ``pooling="mean"`` averages the final states of real tokens; ``"first"`` reads the final
+    state of a prepended CLS vector.
     """
 
     def __init__(
         self,
         vocab_size: int,
         num_classes: int,
-        pad_id: int = 0,
-        width: int = 128,
-        heads: int = 4,
-        depth: int = 2,
-        ff_width: int = 512,
-        dropout: float = 0.1,
-        norm_first: bool = False,
-        positional: Positional = "sinusoidal",
         pooling: Literal["mean", "first"] = "mean",
-        max_len: int = 512,
-        norm: SequenceNorm = "layer",
+        **backbone,
     ):
-        super().__init__()
-        d_model, d_ff = width, ff_width  # the paper's names
-        self.pad_id = pad_id
-        self.d_model = d_model
+        super().__init__(vocab_size, **backbone)
         self.pooling = pooling
-        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.pos = positional_encoding(positional, d_model, max_len)
-        self.embed_dropout = nn.Dropout(dropout)
-        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "first" else None
-        self.encoder = nn.ModuleList(
-            EncoderLayer(d_model, heads, d_ff, dropout, norm_first, norm) for _ in range(depth)
-        )
-        self.norm = make_seq_norm(norm, d_model) if norm_first else nn.Identity()
-        self.head = nn.Linear(d_model, num_classes)
-        init_weights(self, (self.embed,), pad_id)
-
-    def encode(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """tokens: (B, S) -> final states (B, S', D) and mask (B, S'); S' = 1 + S with CLS."""
-        mask = tokens != self.pad_id  # (B, S)
-        x = self.embed_dropout(self.pos(self.embed(tokens) * math.sqrt(self.d_model)))  # (B, S, D)
-        if self.cls is not None:
-            x = torch.cat([self.cls.expand(x.size(0), -1, -1), x], dim=1)  # (B, 1 + S, D)
-            mask = F.pad(mask, (1, 0), value=True)  # (B, 1 + S)
-        for layer in self.encoder:
-            x = layer(x, mask[:, None, None, :])
-        return normalize(self.norm, x, mask), mask  # (B, S', D), (B, S')
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (B, S) -> logits (B, num_classes)."""
-        x, mask = self.encode(tokens)  # (B, S', D), (B, S')
-        if self.cls is not None:
-            return self.head(x[:, 0])  # (B, C)
-        weights = mask[..., None].to(x.dtype)  # (B, S, 1)
-        return self.head((x * weights).sum(1) / weights.sum(1))  # (B, C)
+        if pooling == "first":
+            self.cls = nn.Parameter(torch.zeros(1, 1, self.width))
+        self.head = nn.Linear(self.width, num_classes)
+        init_weights(self, (self.embed,), self.pad_id)
 
 
 @register("model", "transformer_tagger", check=check_transformer, data=(TaggingDims,))
-class TransformerTagger(TransformerClassifier):
+class TransformerTagger(TransformerEncoder, SequenceTagger):
     """Encoder-only Transformer -> a tag per token: the classifier's encoder and head, read at
     every position instead of pooled. Every token attends to the whole sentence."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_tags: int,
-        pad_id: int = 0,
-        width: int = 128,
-        heads: int = 4,
-        depth: int = 2,
-        ff_width: int = 512,
-        dropout: float = 0.1,
-        norm_first: bool = False,
-        positional: Positional = "sinusoidal",
-        max_len: int = 512,
-        norm: SequenceNorm = "layer",
-    ):
-        super().__init__(
-            vocab_size, num_tags, pad_id, width, heads, depth, ff_width, dropout, norm_first,
-            positional, "mean", max_len, norm,
-        )  # fmt: skip
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (B, S) -> logits (B, S, num_tags)."""
-        return self.head(self.encode(tokens)[0])  # (B, S, num_tags)
+    def __init__(self, vocab_size: int, num_tags: int, **backbone):
+        super().__init__(vocab_size, **backbone)
+        self.head = nn.Linear(self.width, num_tags)
+        init_weights(self, (self.embed,), self.pad_id)

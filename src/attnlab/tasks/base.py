@@ -93,6 +93,13 @@ class BucketMetrics(nn.Module):
         self.metrics = nn.ModuleList(nn.ModuleDict(make()) for _ in self.buckets)
         self.rows = nn.ModuleList(SumMetric() for _ in self.buckets)
 
+    @classmethod
+    def per_split(
+        cls, kind: str, buckets: list[str], make: Callable[[], dict[str, Metric]]
+    ) -> nn.ModuleDict:
+        """{"val": ..., "test": ...}: the bucket metrics of validation and test."""
+        return nn.ModuleDict({split: cls(split, kind, buckets, make) for split in ("val", "test")})
+
     def __len__(self) -> int:
         return len(self.buckets)
 

@@ -66,16 +66,10 @@ class ClassifyTask(BaseTask):
                     for split in ("val", "test")
                 }
             )
-        self.group_metrics = nn.ModuleDict(
-            {
-                split: BucketMetrics(
-                    split,
-                    "group",
-                    list(group_names),
-                    lambda: {"acc": MulticlassAccuracy(num_classes, average="micro")},
-                )
-                for split in ("val", "test")
-            }
+        self.group_metrics = BucketMetrics.per_split(
+            "group",
+            list(group_names),
+            lambda: {"acc": MulticlassAccuracy(num_classes, average="micro")},
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -79,13 +79,8 @@ class Seq2SeqTask(BaseTask):
         # ge20, logged as <split>/<metric>_by_len/<bucket>.
         self.bucket_edges = torch.tensor(sorted(length_buckets), dtype=torch.long)
         names = _bucket_names(self.bucket_edges.tolist())
-        self.buckets = nn.ModuleDict(
-            {
-                split: BucketMetrics(
-                    split, "len", names, lambda: {**on_ids(), "bleu": BLEUScore(n_gram=4)}
-                )
-                for split in ("val", "test")
-            }
+        self.buckets = BucketMetrics.per_split(
+            "len", names, lambda: {**on_ids(), "bleu": BLEUScore(n_gram=4)}
         )
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:

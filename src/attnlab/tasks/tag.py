@@ -62,16 +62,10 @@ class TagTask(BaseTask):
                 for split in ("val", "test")
             }
         )
-        self.group_metrics = nn.ModuleDict(
-            {
-                split: BucketMetrics(
-                    split,
-                    "group",
-                    list(group_names),
-                    lambda: {"token_acc": MulticlassAccuracy(num_tags, average="micro")},
-                )
-                for split in ("val", "test")
-            }
+        self.group_metrics = BucketMetrics.per_split(
+            "group",
+            list(group_names),
+            lambda: {"token_acc": MulticlassAccuracy(num_tags, average="micro")},
         )
 
     def forward(self, tokens: Tensor) -> Tensor:
