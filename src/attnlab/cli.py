@@ -24,6 +24,7 @@ COMMANDS = (
     Command("predict", "attnlab.predict", "a trained seq2seq model's output for your texts"),
     Command("report", "attnlab.report", "compare MLflow runs: params that differ, metrics, gap"),
     Command("claim", "attnlab.claims.cli", "the claims of the notes: list, run, report a verdict"),
+    Command("data", "attnlab.data.cli", "fetch an image data set's files, checked (md5)"),
     Command("bench", "attnlab.bench.cli", "benchmarks: layer cost vs n and d, speed vs PyTorch"),
     Command("runs", "attnlab.runs", "runs shown RUNNING; --fix-stale ends FAILED the dead ones"),
     Command("ui", "attnlab.ui_command", "the MLflow UI, a tracking server or the Optuna dashboard"),
