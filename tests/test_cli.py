@@ -21,6 +21,7 @@ HELPS = [
     ["claim", "list"],
     ["claim", "run"],
     ["claim", "report"],
+    ["data", "download"],
 ]
 
 
@@ -64,6 +65,7 @@ ANSWER_AT_ONCE = {
     "help": (["--help"], 0),
     "claim list": (["claim", "list"], 0),
     "claim plan help": (["claim", "plan", "--help"], 0),
+    "data download help": (["data", "download", "--help"], 0),
     "train help": (["train", "--help"], 0),
     "train cfg job": (["train", "--cfg", "job"], 0),
     "train cfg job, overrides": (["train", "--cfg", "job", "experiment=sort", "optim.lr=0.01"], 0),

@@ -10,6 +10,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.model_summary import ModelSummary
 from omegaconf import OmegaConf, open_dict
 
 from attnlab.core import registry
@@ -84,6 +85,22 @@ def test_config_composes_and_instantiates(group: str, option: str, make_cfg):
         instantiate(cfg.logger)
     trainer = build_trainer(cfg, model, callbacks, logger=False)
     assert trainer.max_epochs == cfg.trainer.max_epochs or cfg.trainer.fast_dev_run
+
+
+FAMILIES = [component.name for component in registry.components("model")]
+# An experiment of each kind of data; any model family for that data replaces its model.
+EXPERIMENT_OF = {PairDims: "date_transformer", TokenDims: "agreement", TaggingDims: "tagging",
+                 ImageDims: "digits_mlp", SeriesDims: "sines_rnn"}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_model_summary_counts_the_flops_of_every_family(family: str, make_cfg):
+    """Lightning's summary runs each task's ``example_input_array``, stated from the Dims."""
+    kind = registry.get("model", family).data[0]
+    cfg = make_cfg(f"experiment={EXPERIMENT_OF[kind]}", f"model={family}")
+    validate(cfg)
+    model = registry.build("model", cfg.model, FAKE_DIMS[kind])
+    assert ModelSummary(build_task(cfg, model, FAKE_DIMS[kind])).total_flops > 0
 
 
 @pytest.mark.parametrize("name", SWEEPS)

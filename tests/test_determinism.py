@@ -78,6 +78,20 @@ def test_the_record_tells_runs_apart_at_another_seed(make_cfg):
     assert first["metrics"] != second["metrics"]
 
 
+def test_the_model_summary_draws_no_random_numbers(make_cfg):
+    """Its forward of the example input (sizes, FLOPs) leaves training as with no summary at
+    all (Lightning adds its own unless told not to), here with augmentation, which the data
+    module draws for training batches on the device."""
+    RecordMetrics.runs.clear()
+    augmented = ["data.hflip=true", "data.gaussian_noise=0.1", "data.random_crop_padding=1"]
+    overrides = [*FAMILIES["digits-mlp-dropout"], *augmented, "debug=limit", "logger=none",
+                 "callbacks.progress_bar=null", RECORD]  # fmt: skip
+    no_summary = ["callbacks.model_summary=null", "+trainer.enable_model_summary=false"]
+    run(make_cfg(*overrides, *no_summary))
+    run(make_cfg(*overrides))
+    assert_same_records(*RecordMetrics.runs)
+
+
 @pytest.mark.parametrize(
     "family", ["agreement-transformer", "seq2seq-attention", "resnet-v2-groupnorm"]
 )

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import http.server
 import os
 import pickle
+import re
+import subprocess
+import sys
 import tarfile
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,14 +20,14 @@ import numpy as np
 import pytest
 import torch
 
+from attnlab.cli import main
 from attnlab.core.contracts import ImageDims
 from attnlab.core.errors import ConfigError
-from attnlab.data import image_files
+from attnlab.data.downloads import DOWNLOADS, default_dir, download
 from attnlab.data.image_files import (
     CIFAR10_BATCHES,
     CIFAR10_FOLDER,
     IDX_FILES,
-    download,
     read_cifar10,
     read_idx,
     read_mnist,
@@ -106,26 +112,100 @@ def test_cifar_batch_that_runs_code_is_refused(tmp_path: Path):
         read_cifar10(tmp_path)
 
 
-def test_download_checks_and_extracts_the_archive(tmp_path: Path, monkeypatch):
-    """The real mirrors need the internet; a file:// mirror exercises the same code offline."""
-    write_cifar(tmp_path / "mirror")
-    archive = tmp_path / "mirror" / "cifar-10-python.tar.gz"
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def mirror(tmp_path: Path):
+    """A folder served over HTTP on 127.0.0.1, in a thread: (the folder, its URL)."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+def md5s(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+def exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_download_command_fetches_verifies_and_keeps_verified_files(mirror, monkeypatch, capsys):
+    folder, url = mirror
+    write_mnist(folder, gz=True)
+    monkeypatch.setitem(DOWNLOADS, "mnist", (("http://127.0.0.1:9/nowhere/",), md5s(folder)))
+    assert exit_code(["data", "download", "mnist", "--mirror", url]) == 0
+    assert sorted(p.name for p in default_dir("mnist").iterdir()) == sorted(md5s(folder))
+    module = MNISTDataModule(batch_size=4)  # its default data_dir
+    module.setup()
+    assert len(module.datasets["test"]) == 40
+    capsys.readouterr()
+    stamps = {p.name: p.stat().st_mtime_ns for p in default_dir("mnist").iterdir()}
+    assert exit_code(["data", "download", "mnist"]) == 0  # the official mirror is unreachable
+    assert capsys.readouterr().out == "mnist: the 4 files are already in data/mnist, md5 verified\n"
+    assert {p.name: p.stat().st_mtime_ns for p in default_dir("mnist").iterdir()} == stamps
+
+
+def test_download_refuses_a_checksum_mismatch_in_one_line(mirror, tmp_path: Path):
+    """The real checksums against made-up files: the first file is refused, nothing is kept."""
+    folder, url = mirror
+    write_mnist(folder, n=12, gz=True)
+    first, expected = next(iter(DOWNLOADS["mnist"][1].items()))
+    got = hashlib.md5((folder / first).read_bytes()).hexdigest()
+    command = [sys.executable, "-m", "attnlab.cli", "data", "download", "mnist"]
+    done = subprocess.run(
+        [*command, "--data-dir", "fetched", "--mirror", url], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"attnlab: could not download {first}: {url}{first}: md5 {got}, expected {expected}\n"
+    )
+    assert list((tmp_path / "fetched").iterdir()) == []
+
+
+def test_download_of_an_unknown_data_set_is_one_line(capsys):
+    assert exit_code(["data", "download", "imagenet"]) == 2
+    expected = "NAME='imagenet' is not allowed: one of cifar10, mnist, fashion_mnist\n"
+    assert capsys.readouterr().err == f"attnlab: config error: {expected}"
+    assert not Path("data").exists()
+
+
+def test_download_extracts_the_archive(tmp_path: Path, mirror, monkeypatch):
+    folder, url = mirror
+    write_cifar(tmp_path / "batches")
+    archive = folder / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(tmp_path / "mirror" / CIFAR10_FOLDER, arcname=CIFAR10_FOLDER)
-    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    mirror = (f"file://{tmp_path}/nowhere/", f"file://{tmp_path}/mirror/")
-    monkeypatch.setitem(image_files.DOWNLOADS, "cifar10", (mirror, {archive.name: md5}))
+        tar.add(tmp_path / "batches" / CIFAR10_FOLDER, arcname=CIFAR10_FOLDER)
+    mirrors = (f"file://{tmp_path}/nowhere/", url)  # the first mirror fails, the second serves
+    monkeypatch.setitem(DOWNLOADS, "cifar10", (mirrors, md5s(folder)))
     target = download("cifar10", tmp_path / "data")
     assert read_cifar10(target)["test"][0].shape == (20, 3, 32, 32)
-    monkeypatch.setitem(image_files.DOWNLOADS, "cifar10", (mirror, {archive.name: "0" * 32}))
-    with pytest.raises(OSError, match="md5 mismatch"):
-        download("cifar10", tmp_path / "other")
-    assert not list((tmp_path / "other").iterdir())  # no partial file left behind
+    assert sorted(p.name for p in target.iterdir()) == [CIFAR10_FOLDER, archive.name]
 
 
-def test_missing_cifar_folder_says_how_to_get_it(tmp_path: Path):
-    with pytest.raises(ConfigError, match="download\\('cifar10'"):
+@pytest.mark.parametrize("name", DOWNLOADS)
+def test_downloads_land_where_the_data_config_reads(name, make_cfg):
+    assert make_cfg(f"data={name}").data.data_dir == str(default_dir(name))
+
+
+def test_missing_cifar_folder_names_the_download_command(tmp_path: Path):
+    hint = f"attnlab data download cifar10 --data-dir {tmp_path}"
+    with pytest.raises(ConfigError, match=re.escape(hint) + "$"):
         read_cifar10(tmp_path)
+    with pytest.raises(ConfigError, match="attnlab data download cifar10$"):
+        read_cifar10("data/cifar10")
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzipped"])
@@ -160,9 +240,9 @@ def test_truncated_gzip_is_a_config_error(tmp_path: Path):
         read_mnist(tmp_path)
 
 
-def test_missing_idx_files_say_how_to_get_them(tmp_path: Path):
-    with pytest.raises(ConfigError, match="download\\('fashion_mnist'"):
-        read_mnist(tmp_path, "fashion_mnist")
+def test_missing_idx_files_name_the_download_command():
+    with pytest.raises(ConfigError, match="attnlab data download fashion_mnist$"):
+        read_mnist("data/fashion_mnist", "fashion_mnist")
 
 
 def test_file_data_modules_publish_dims(tmp_path: Path):

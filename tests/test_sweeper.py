@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
@@ -78,6 +80,26 @@ def test_sweep_records_trials_pruning_and_mlflow_children(tiny, tracking_uri, tm
     assert "plots/optimization_history.png" in plots
     (results,) = tmp_path.glob("logs/date_transformer/multiruns/*/optimization_results.yaml")
     assert "best_params" in results.read_text()
+
+
+def test_the_job_lines_show_the_users_overrides_not_the_sweepers(tiny, tmp_path, capsys):
+    """Hydra's launcher logs each job's overrides; the pruning callback and tags the sweeper
+    adds stay out of that line, and in each job's hydra/overrides.yaml."""
+    main(sweep_command(tiny, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1"))
+    captured = capsys.readouterr()
+    jobs = [
+        line for line in (captured.out + captured.err).splitlines() if re.search(r"#\d : ", line)
+    ]
+    assert len(jobs) == 2, captured
+    for line in jobs:
+        assert "model.width=32" in line and "trainer.max_epochs=1" in line
+        assert "optuna_pruning" not in line and "++tags" not in line
+    recorded = sorted(tmp_path.glob("logs/date_transformer/multiruns/*/*/.hydra/overrides.yaml"))
+    assert len(recorded) == 2
+    for path in recorded:
+        overrides = yaml.safe_load(path.read_text())
+        assert any(o.startswith("++callbacks.optuna_pruning=") for o in overrides)
+        assert any(o.startswith("++tags=") for o in overrides)
 
 
 def test_a_one_trial_sweep_draws_no_plot_that_compares_trials_and_warns_nothing(

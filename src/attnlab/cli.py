@@ -36,6 +36,7 @@ COMMANDS = (
         "report", "attnlab.commands.report", "compare MLflow runs: params that differ, metrics, gap"
     ),
     Command("claim", "attnlab.claims.cli", "the claims of the notes: list, run, report a verdict"),
+    Command("data", "attnlab.commands.data", "fetch an image data set's files, checked (md5)"),
     Command("bench", "attnlab.bench.cli", "benchmarks: layer cost vs n and d, speed vs PyTorch"),
     Command(
         "runs",

@@ -1,13 +1,10 @@
 """Image files in their official formats: CIFAR-10 (python pickles) and MNIST / Fashion-MNIST
-(IDX), read into tensors, and their download with checksums where a network is allowed."""
+(IDX), read into tensors; attnlab.data.downloads fetches them."""
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import pickle
-import tarfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import torch
 from torch import Tensor
 
 from attnlab.core.errors import ConfigError
+from attnlab.data.downloads import command
 
 Arrays = tuple[Tensor, Tensor]  # images (N, C, H, W) float in [0, 1], labels (N,) long
 
@@ -29,78 +27,6 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IDX_IMAGES, IDX_LABELS = 2051, 2049  # magic numbers: unsigned bytes, 3 and 1 dimensions
-
-# name -> (mirrors tried in order, {file: md5}); the first mirror is the official site.
-DOWNLOADS = {
-    "cifar10": (
-        ("https://www.cs.toronto.edu/~kriz/",),
-        {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
-    ),
-    "mnist": (
-        ("http://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
-        {
-            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-        },
-    ),
-    "fashion_mnist": (
-        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        {
-            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-        },
-    ),
-}
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(name: str, data_dir: str | Path) -> Path:
-    """Fetch and check (md5) the official files of ``name`` into ``data_dir``; needs internet.
-
-    The data module configured with the same ``data_dir`` then finds them: IDX files lie in
-    ``data_dir``, CIFAR-10 is extracted to ``data_dir/cifar-10-batches-py``.
-    """
-    if name not in DOWNLOADS:
-        raise ValueError(f"unknown data set {name!r}; one of {', '.join(DOWNLOADS)}")
-    mirrors, files = DOWNLOADS[name]
-    target = Path(data_dir)
-    target.mkdir(parents=True, exist_ok=True)
-    for filename, md5 in files.items():
-        dest = target / filename
-        if not (dest.is_file() and _md5(dest) == md5):
-            _fetch(mirrors, filename, dest, md5)
-        if filename.endswith(".tar.gz"):
-            with tarfile.open(dest) as archive:
-                archive.extractall(target, filter="data")
-    return target
-
-
-def _fetch(mirrors: tuple[str, ...], filename: str, dest: Path, md5: str) -> None:
-    partial = dest.with_name(dest.name + ".part")
-    errors = []
-    for mirror in mirrors:
-        try:
-            urllib.request.urlretrieve(mirror + filename, partial)
-        except OSError as exc:
-            errors.append(f"{mirror + filename}: {exc}")
-            continue
-        if _md5(partial) == md5:
-            partial.replace(dest)
-            return
-        errors.append(f"{mirror + filename}: md5 mismatch")
-    partial.unlink(missing_ok=True)
-    raise OSError(f"could not download {filename}: {'; '.join(errors)}")
 
 
 class _NumpyUnpickler(pickle.Unpickler):
@@ -148,7 +74,7 @@ def read_cifar10(data_dir: str | Path) -> dict[str, Arrays]:
             "data.data_dir",
             str(data_dir),
             f"a folder with {CIFAR10_FOLDER}/ holding {', '.join(missing)}; "
-            f"fetch it with attnlab.data.images.download('cifar10', {str(data_dir)!r})",
+            f"fetch it with {command('cifar10', data_dir)}",
         )
     splits = {}
     for split, names in CIFAR10_BATCHES.items():
@@ -185,8 +111,7 @@ def _idx_path(data_dir: Path, name: str, dataset: str) -> Path:
     raise ConfigError(
         "data.data_dir",
         str(data_dir),
-        f"a folder holding {name}[.gz]; fetch it with "
-        f"attnlab.data.images.download({dataset!r}, {str(data_dir)!r})",
+        f"a folder holding {name}[.gz]; fetch it with {command(dataset, data_dir)}",
     )
 
 

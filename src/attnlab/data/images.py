@@ -221,7 +221,9 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         return classification_baselines(predictions, labels)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.trainer is not None and self.trainer.training:
+        """Augment training batches (images, labels); images alone (the model summary's example
+        input, attnlab.tasks) pass unchanged and draw no random numbers."""
+        if self.trainer is not None and self.trainer.training and isinstance(batch, list | tuple):
             images, labels = batch
             return self.augment(images), labels
         return batch

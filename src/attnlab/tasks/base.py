@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import lightning.pytorch as L
 import torch
@@ -24,7 +25,8 @@ class BaseTask(L.LightningModule):
     """Holds the model and builds its optimizer and per-step scheduler from config factories.
 
     Subclasses call ``save_hyperparameters`` with ``l1`` and ``l2`` among their arguments,
-    and name their ``metric_names`` (the objective and monitors choose among them).
+    name their ``metric_names`` (the objective and monitors choose among them), and state the
+    ``forward`` inputs of the data's Dims in ``example_input``.
     """
 
     metric_names: tuple[str, ...] = ()
@@ -40,6 +42,12 @@ class BaseTask(L.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+
+    def example_input(self, dims: Any) -> Tensor | tuple[Tensor, ...] | None:
+        """The inputs of ``forward`` for one row at the largest sizes ``dims`` state: Lightning's
+        ``example_input_array``, from which its model summary shows sizes and FLOPs (None: a
+        task that states none shows neither)."""
+        return None
 
     def setup(self, stage: str) -> None:
         """Fresh metric states in this process. Under ``ddp_spawn`` on CPU each rank gets the
@@ -73,6 +81,11 @@ class BaseTask(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def real_tokens(length: int, pad_id: int) -> Tensor:
+    """(1, length) ids of one real (non-pad) token: no row is all padding."""
+    return torch.full((1, length), int(pad_id == 0), dtype=torch.long)
 
 
 class BucketMetrics(nn.Module):

@@ -36,6 +36,8 @@ def build_task(cfg: DictConfig, model, dims: Any):
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     penalties = {k: v for k, v in cfg.regularization.items() if k in TASK_KEYS}
     optimizer = instantiate(cfg.optim)
-    return registry.build(
+    task = registry.build(
         "task", cfg.task, dims, model=model, optimizer=optimizer, scheduler=scheduler, **penalties
     )
+    task.example_input_array = task.example_input(dims)  # the model summary's sizes and FLOPs
+    return task

@@ -16,6 +16,7 @@ from attnlab.tasks.base import (
     BucketMetrics,
     OptimizerFactory,
     SchedulerFactory,
+    real_tokens,
 )
 from attnlab.tasks.regularization import Ensemble
 
@@ -74,6 +75,11 @@ class ClassifyTask(BaseTask):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)  # (B, num_classes)
+
+    def example_input(self, dims: TokenDims | ImageDims) -> Tensor:
+        if isinstance(dims, ImageDims):
+            return torch.zeros(1, dims.in_channels, dims.image_size, dims.image_size)
+        return real_tokens(dims.max_src_len, dims.pad_id)  # (1, S)
 
     def _step(self, batch, split: str) -> Tensor:
         x, y = batch[0], batch[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
@@ -50,6 +51,9 @@ class ForecastTask(BaseTask):
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.model(inputs)  # (B, horizon, 1)
+
+    def example_input(self, dims: SeriesDims) -> Tensor:
+        return torch.zeros(1, dims.input_len, dims.in_features)  # (1, L, F)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         inputs, targets = batch  # (B, L, F), (B, horizon, 1)

@@ -18,6 +18,7 @@ from attnlab.tasks.base import (
     BucketMetrics,
     OptimizerFactory,
     SchedulerFactory,
+    real_tokens,
 )
 
 
@@ -91,6 +92,15 @@ class Seq2SeqTask(BaseTask):
             ignore_index=self.hparams.pad_id,
             label_smoothing=self.hparams.label_smoothing,
         )
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing, as in training: (B, S), (B, T) -> logits (B, T, V)."""
+        return self.model(src, tgt_in)
+
+    def example_input(self, dims: PairDims) -> tuple[Tensor, Tensor]:
+        tgt_in = real_tokens(dims.max_tgt_len, dims.pad_id)
+        tgt_in[:, 0] = dims.bos_id
+        return real_tokens(dims.max_src_len, dims.pad_id), tgt_in  # (1, S), (1, T)
 
     def predict_ids(self, src: Tensor) -> Tensor:
         """src: (B, S) -> decoded ids (B, <=max_tgt_len), pad after EOS."""

@@ -15,6 +15,7 @@ from attnlab.tasks.base import (
     BucketMetrics,
     OptimizerFactory,
     SchedulerFactory,
+    real_tokens,
 )
 
 
@@ -70,6 +71,9 @@ class TagTask(BaseTask):
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.model(tokens)  # (B, S, num_tags)
+
+    def example_input(self, dims: TaggingDims) -> Tensor:
+        return real_tokens(dims.max_src_len, dims.pad_id)  # (1, S)
 
     def _step(self, batch, split: str) -> Tensor:
         tokens, tags = batch[0], batch[1]  # (B, S) each

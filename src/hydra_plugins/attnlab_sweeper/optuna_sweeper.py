@@ -4,11 +4,15 @@ Hydra only instantiates plugins defined under the ``hydra_plugins`` package, so 
 here; the search space, study, tracking and job-side pieces live in ``attnlab.sweeper``.
 
 Each job learns its trial through overrides (``++trial.*``) and reaches it through the storage,
-so pruning works with any launcher, in-process or not. A heartbeat thread keeps the trials of
-a batch alive; trials of a killed sweep stop beating and are failed when any sweep resumes.
+so pruning works with any launcher, in-process or not; the launcher's line of each job leaves out
+the pruning callback and tags (its hydra/overrides.yaml keeps them). A heartbeat thread keeps the
+trials of a batch alive; trials of a killed sweep stop beating and are failed when any sweep
+resumes.
 """
 
+import logging
 import math
+import re
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +44,8 @@ if TYPE_CHECKING:  # imported by sweep(): Hydra imports this module for every co
     from attnlab.sweeper.parent_run import SweepTracker
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# Overrides that make a job a trial (_trial_overrides), not shown on the launcher's job lines.
+BOOKKEEPING = ("++callbacks.optuna_pruning=", "++tags=")
 
 
 @dataclass
@@ -161,7 +167,8 @@ class OptunaSweeper(Sweeper):
                     for trial in trials:  # recorded, not left RUNNING
                         study.tell(trial, state=TrialState.FAIL)
                     raise
-                with _Heartbeat(storage, [t._trial_id for t in trials], self.heartbeat_interval):
+                ids = [t._trial_id for t in trials]
+                with _Heartbeat(storage, ids, self.heartbeat_interval), _LaunchLines(batch):
                     returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
                 self.job_idx += len(returns)
                 for trial, job in zip(trials, returns, strict=True):
@@ -277,6 +284,40 @@ def _override_value(value: Any) -> str:
     if value is None:
         return "null"
     return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+class _LaunchLines(logging.Filter):
+    """While launching ``batch``: the lines Hydra's launchers log per job (``#N : overrides``)
+    without the sweeper's BOOKKEEPING overrides. A filter of the launchers' loggers: each
+    launch configures Hydra's logging again, which replaces the handlers."""
+
+    LINE = re.compile(r"\s*#\d+ : ")
+    LOGGERS = (
+        "hydra._internal.core_plugins.basic_launcher",
+        "hydra_plugins.hydra_joblib_launcher._core",
+        "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+    )
+
+    def __init__(self, batch: list[list[str]]):
+        super().__init__()
+        self.hidden = {o for overrides in batch for o in overrides if o.startswith(BOOKKEEPING)}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.LINE.match(message):
+            for override in self.hidden:
+                message = message.replace(f" {override}", "")
+            record.msg, record.args = message, ()
+        return True
+
+    def __enter__(self) -> "_LaunchLines":
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
 
 
 class _Heartbeat:
