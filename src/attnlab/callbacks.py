@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
@@ -83,6 +84,26 @@ class StopOnDivergence(L.Callback):
             raise Diverged(trainer.global_step, float(loss.detach().float().mean()))
 
 
+def decoded_attention(
+    task: L.LightningModule, src: torch.Tensor, tgt_vocab
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Decode ``src`` (N, S) as the seq2seq task does and read its model's encoder-decoder
+    attention over that output: weights (L, N, H, T, S) and each output's tokens (up to
+    <eos>, at most T)."""
+    model = task.model
+    was_training = model.training
+    model.eval()
+    predicted = task.predict_ids(src)  # (N, T)
+    bos = torch.full_like(predicted[:, :1], tgt_vocab.bos_id)
+    layers = model.cross_attention(src, torch.cat([bos, predicted], 1)[:, :-1])  # (L, N, H, T, S)
+    model.train(was_training)
+    width = predicted.size(1)
+    outputs = [
+        [*tgt_vocab.tokenize(tgt_vocab.decode(row)), "<eos>"][:width] for row in predicted.tolist()
+    ]
+    return layers.float().cpu().numpy(), outputs
+
+
 class AttentionMaps(L.Callback):
     """After testing, plot attention maps of a few test examples:
 
@@ -113,7 +134,6 @@ class AttentionMaps(L.Callback):
     def _cross_attention(
         self, trainer: L.Trainer, pl_module: L.LightningModule, data: HasSourceText
     ) -> None:
-        model = pl_module.model
         plottable = [
             s for s, _ in data.splits["test"] if max(map(ord, s)) < PLOTTABLE_MAX_CODEPOINT
         ]
@@ -123,24 +143,10 @@ class AttentionMaps(L.Callback):
         if not examples:
             rank_zero_info("AttentionMaps: no test source is in a script the font can draw")
             return
-        src = torch.nn.utils.rnn.pad_sequence(
-            [torch.tensor(data.src_vocab.encode(s)) for s in examples],
-            batch_first=True,
-            padding_value=data.src_vocab.pad_id,
-        ).to(pl_module.device)  # (N, S)
-        was_training = model.training
-        model.eval()
-        predicted = pl_module.predict_ids(src)  # (N, T)
-        bos = torch.full_like(predicted[:, :1], data.tgt_vocab.bos_id)
-        layers = model.cross_attention(
-            src, torch.cat([bos, predicted], 1)[:, :-1]
-        )  # (L, N, H, T, S)
-        model.train(was_training)
-        width = predicted.size(1)
-        tgt = data.tgt_vocab
-        outputs = [[*tgt.tokenize(tgt.decode(row)), "<eos>"][:width] for row in predicted.tolist()]
+        src = pad_batch([data.src_vocab.encode(s) for s in examples], data.src_vocab.pad_id)
+        layers, outputs = decoded_attention(pl_module, src.to(pl_module.device), data.tgt_vocab)
         sources = [data.src_vocab.tokenize(s) for s in examples]
-        for number, weights in enumerate(layers.float().cpu().numpy(), start=1):
+        for number, weights in enumerate(layers, start=1):
             title = f"encoder-decoder attention, decoder layer {number} of {len(layers)}"
             fig = attention_grid(
                 weights, sources, outputs, f"{title} (rows: output, columns: source)"
