@@ -125,7 +125,12 @@ def main(args: list[str]) -> int:
         if opts.attention and not isinstance(predictor, TextPredictor):
             allowed = f"{ATTENTION_ALLOWED}; this run's predictor is of kind {predictor.kind!r}"
             raise ConfigError("--attention", opts.attention, allowed)
-        outputs = predictor.predict(inputs)
+        try:
+            outputs = predictor.predict(inputs)
+        except ConfigError as error:
+            if opts.file not in (None, "-") and len(inputs) == 1:  # the file is the input
+                raise ConfigError("--file", opts.file, error.allowed) from None
+            raise
         if opts.attention:
             predictor.save_attention(inputs, opts.attention)
     for output in outputs:

@@ -56,6 +56,7 @@ MODEL_TAG = "attnlab.model"  # set on a run that logged its model: the model's U
 # The config a predictor is rebuilt from: the model, its task and what builds them.
 REBUILT_KEYS = ("seed", "model", "task", "optim", "scheduler", "regularization")
 EXAMPLES = 3  # test inputs stored as the MLflow model's input example
+KNOWN_SHOWN = 40  # words of a vocabulary an error lists
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 ATTENTION_ALLOWED = (
     "a run of a seq2seq model with encoder-decoder attention (transformer, attention_seq2seq, "
@@ -231,9 +232,10 @@ class WordsPredictor(Predictor, ABC):
             words = text.split()
             unknown = [w for w in words if w not in self.stoi and self.unknown is None]
             if unknown or not words or (self.max_len and len(words) > self.max_len):
-                known = ", ".join(w for w in self.data["itos"] if not w.startswith("<"))
-                longest = f"at most {self.max_len}" if self.max_len else "any number of"
-                allowed = f"1 to {longest} words separated by spaces, among: {known}"
+                known = [w for w in self.data["itos"] if not w.startswith("<")]
+                listed = ", ".join(known[:KNOWN_SHOWN]) + (", ..." * (len(known) > KNOWN_SHOWN))
+                count = f"1 to {self.max_len}" if self.max_len else "one or more"
+                allowed = f"{count} words separated by spaces, among the {len(known)}: {listed}"
                 if unknown:
                     allowed = f"{allowed} ({unknown[0]!r} is not one)"
                 raise ConfigError(f"input {number}", shown(text), allowed)
@@ -460,7 +462,8 @@ class ForecastPredictor(Predictor):
             rows = rows[0].split(",")
         values = [parse_numbers(row) for row in rows]
         if any(v is None or len(v) != features for v in values) or len(values) < length:
-            found = f"; it has {len(values)} steps" if len(values) < length else ""
+            found = f"; it has {len(values)} step{'s' * (len(values) != 1)}"
+            found = found if len(values) < length else ""
             raise ConfigError(f"input {number}", shown(text), f"{allowed}{found}")
         history = torch.tensor(values[-length:])  # (L, F)
         return (history - torch.tensor(d["mean"])) / torch.tensor(d["std"])
