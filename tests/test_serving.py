@@ -400,7 +400,7 @@ def test_predict_reads_a_price_csv_by_its_header_and_uses_its_last_steps(kind_ru
 def test_attention_maps_are_one_png_per_input_of_its_source_and_output(copy_run, monkeypatch):
     """--attention DIR: the outputs as without it, and DIR/attention_<n>.png for input n; each
     map is of that input's source tokens and its decoded output."""
-    import attnlab.plots
+    from attnlab import plots
 
     cwd, folder = copy_run
     inputs = ["abcab", "cabbage", "aaa"]
@@ -413,9 +413,9 @@ def test_attention_maps_are_one_png_per_input_of_its_source_and_output(copy_run,
     ]  # fmt: skip
 
     drawn = []
-    grid = attnlab.plots.attention_grid
+    grid = plots.attention_grid
     monkeypatch.setattr(
-        attnlab.plots,
+        plots,
         "attention_grid",
         lambda w, s, o, t: drawn.append((w, s, o)) or grid(w, s, o, t),
     )
