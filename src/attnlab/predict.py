@@ -7,7 +7,7 @@
     attnlab predict --run RUN_ID --attention maps/ "27.11.2026"   # + maps/attention_1.png
 
 Each kind of run takes its own inputs (arguments, or --file):
-    seq2seq on text        a text                        -> its output text
+    seq2seq on text       a text                        -> its output text
     text classification   words separated by spaces     -> the class (name or index)
     tagging               words separated by spaces     -> one tag per word
     image classification  PNG/JPEG/.npy files, or rows  -> the class (name or index)
