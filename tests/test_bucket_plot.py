@@ -10,9 +10,9 @@ import torch
 from mlflow import MlflowClient
 
 from attnlab.core.metric_keys import bucket_metrics, bucket_order
+from attnlab.core.plots import bucket_bars
 from attnlab.training import callbacks
 from attnlab.training.callbacks import BucketPlot
-from attnlab.training.plots import bucket_bars
 from attnlab.training.train import run
 
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]

@@ -130,19 +130,52 @@ class HasSourceText(Protocol):
 
 @runtime_checkable
 class HasTokenText(Protocol):
-    """Token classification data whose examples (ids, label, group) can be read back as words."""
+    """Token classification data whose examples (ids, label, group) can be read back as words;
+    ``class_names`` name the labels, if they have names."""
 
     itos: list[str]
     pad_id: int
     examples: dict[str, list[tuple[list[int], int, int]]]
+    class_names: tuple[str, ...]
+
+
+@runtime_checkable
+class HasTagText(Protocol):
+    """Tagging data whose sentences (ids, tags, groups) can be read back as words and tags."""
+
+    itos: list[str]
+    pad_id: int
+    tag_names: list[str]
+    sentences: dict[str, list[tuple[list[int], list[int], list[int]]]]
+
+
+@runtime_checkable
+class HasPixelScale(Protocol):
+    """Image data that says how a raw image becomes a model input: raw values / ``pixel_max``
+    (an image of ``native_size``), resized to ``image_size``, standardized, padded by ``pad``;
+    ``load`` gives the raw splits back."""
+
+    pixel_max: float
+    native_size: int
+    image_size: int | None
+    pad: int
+    mean: Tensor
+    std: Tensor
+    class_names: tuple[str, ...]
+
+    def load(self) -> dict[str, tuple[Tensor, Tensor]]: ...
 
 
 @runtime_checkable
 class HasSeriesScale(Protocol):
-    """Series data that maps standardised values back to the series' units (forecast plots)."""
+    """Series data that maps standardised values back to the series' units (forecast plots);
+    ``mean`` and ``std`` (F,) standardise each input column."""
 
     datasets: dict[str, Any]
     target_index: int
+    input_len: int
     horizon: int
+    mean: Any
+    std: Any
 
     def unscale(self, values: Tensor) -> Tensor: ...

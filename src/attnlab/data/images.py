@@ -119,13 +119,30 @@ class ClassBatchSampler(Sampler[list[int]]):
         self._skip = state["given"]
 
 
+def resize(images: Tensor, size: int | None) -> Tensor:
+    """(N, C, H, W) -> (N, C, size, size), bilinear with antialiasing; None: unchanged."""
+    if size is None or images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+
+
+def standardize(images: Tensor, mean: Tensor, std: Tensor, pad: int) -> Tensor:
+    """(N, C, H, W) -> standardized per channel ((1, C, 1, 1) statistics), zero padded."""
+    return F.pad((images - mean) / std, (pad,) * 4)
+
+
 class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
     """Train / val / test image tensors; subclasses implement ``load``.
 
     The validation split is a seeded, stratified ``val_fraction`` of the training split;
     ``train_fraction`` keeps a seeded, stratified part of what remains ("more data" studies).
     ``batches: by_class`` trains on batches of one class each (:class:`ClassBatchSampler`).
+    After ``setup`` it keeps what turns a raw image into a model input: ``native_size``,
+    ``pixel_max`` (the raw value that ``load`` maps to 1), ``mean`` and ``std``.
     """
+
+    pixel_max = 255.0
+    class_names: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -169,13 +186,14 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
             "val": (train_images[val_idx], train_labels[val_idx]),
             "test": loaded["test"],
         }
-        splits = {name: (self._resize(x), y) for name, (x, y) in splits.items()}
+        self.native_size = train_images.shape[-1]
+        splits = {name: (resize(x, self.image_size), y) for name, (x, y) in splits.items()}
         train_x = splits["train"][0]
-        mean = train_x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
-        std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        self.mean = train_x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+        self.std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
         self.num_classes = max(int(y.max()) for _, y in splits.values()) + 1
         self.datasets = {
-            name: TensorDataset(F.pad((x - mean) / std, (self.pad,) * 4), y)
+            name: TensorDataset(standardize(x, self.mean, self.std, self.pad), y)
             for name, (x, y) in splits.items()
         }
 
@@ -195,12 +213,6 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
             allowed = f"a fraction that leaves every class in both parts ({exc})"
             raise ConfigError(f"data.{name}", getattr(self, name), allowed) from None
         return torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(held))
-
-    def _resize(self, images: Tensor) -> Tensor:
-        if self.image_size is None or images.shape[-1] == self.image_size:
-            return images
-        size = (self.image_size, self.image_size)
-        return F.interpolate(images, size=size, mode="bilinear", antialias=True)
 
     @property
     def dims(self) -> ImageDims:
@@ -251,6 +263,8 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
 class DigitsDataModule(ImageDataModule):
     """scikit-learn's 1797 handwritten digits, 8 x 8 x 1 (offline); a stratified test split."""
 
+    pixel_max = 16.0  # the digits' pixels are counts 0..16
+
     def __init__(self, test_fraction: float = 0.2, **kwargs):
         super().__init__(**kwargs)
         self.test_fraction = test_fraction
@@ -259,7 +273,7 @@ class DigitsDataModule(ImageDataModule):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16  # (N, 1, 8, 8)
+        images = torch.from_numpy(digits.images).float().unsqueeze(1) / self.pixel_max
         labels = torch.from_numpy(digits.target).long()
         train_idx, test_idx = self._split(labels, self.test_fraction, "test_fraction")
         return {
@@ -272,12 +286,22 @@ class DigitsDataModule(ImageDataModule):
 class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10 (32 x 32 x 3, 10 classes) read from the official python batches."""
 
+    class_names = (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    )  # fmt: skip
+
     def __init__(self, data_dir: str = "data/cifar10", **kwargs):
         super().__init__(**kwargs)
         self.data_dir = data_dir
 
     def load(self) -> dict[str, Arrays]:
         return read_cifar10(self.data_dir)
+
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "Ankle boot",
+)  # fmt: skip
 
 
 @register("data", "mnist", check=check_images)
@@ -292,6 +316,7 @@ class MNISTDataModule(ImageDataModule):
     ):
         super().__init__(**kwargs)
         self.data_dir, self.dataset = data_dir, dataset
+        self.class_names = FASHION_MNIST_CLASSES if dataset == "fashion_mnist" else ()
 
     def load(self) -> dict[str, Arrays]:
         return read_mnist(self.data_dir, self.dataset)

@@ -59,6 +59,7 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
 
     pad_id = 0
     num_classes = 2
+    class_names: tuple[str, ...] = ()  # the labels' names, if they have names
 
     def __init__(
         self,
@@ -191,6 +192,8 @@ class AgreementDataModule(SequenceClassificationDataModule):
     causal CNN read at the verb sees it only when its receptive field exceeds d + 1. (The
     prefix's nouns lie farther from the verb than the subject: reading them is no shorter.)
     """
+
+    class_names = ("singular", "plural")
 
     def __init__(
         self,

@@ -47,6 +47,8 @@ class PairSentimentDataModule(SequenceClassificationDataModule):
     tokens is at chance; only the pair (modifier, the word after it) tells the label.
     """
 
+    class_names = ("negative", "positive")
+
     def __init__(
         self,
         min_distance: int = 1,

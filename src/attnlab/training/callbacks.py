@@ -23,9 +23,10 @@ from attnlab.core.contracts import (
 )
 from attnlab.core.errors import Diverged
 from attnlab.core.metric_keys import bucket_metrics, bucket_order
+from attnlab.core.plots import attention_grid, bucket_bars, forecast_windows
 from attnlab.data.text import pad_batch
 from attnlab.models.norms import channels_per_group
-from attnlab.training.plots import attention_grid, bucket_bars, forecast_windows
+from attnlab.serving import decoded_attention
 
 # DejaVu Sans, matplotlib's bundled font, has Latin, Greek and Cyrillic but no CJK glyphs.
 PLOTTABLE_MAX_CODEPOINT = 0x2000
@@ -113,7 +114,6 @@ class AttentionMaps(L.Callback):
     def _cross_attention(
         self, trainer: L.Trainer, pl_module: L.LightningModule, data: HasSourceText
     ) -> None:
-        model = pl_module.model
         plottable = [
             s for s, _ in data.splits["test"] if max(map(ord, s)) < PLOTTABLE_MAX_CODEPOINT
         ]
@@ -123,24 +123,10 @@ class AttentionMaps(L.Callback):
         if not examples:
             rank_zero_info("AttentionMaps: no test source is in a script the font can draw")
             return
-        src = torch.nn.utils.rnn.pad_sequence(
-            [torch.tensor(data.src_vocab.encode(s)) for s in examples],
-            batch_first=True,
-            padding_value=data.src_vocab.pad_id,
-        ).to(pl_module.device)  # (N, S)
-        was_training = model.training
-        model.eval()
-        predicted = pl_module.predict_ids(src)  # (N, T)
-        bos = torch.full_like(predicted[:, :1], data.tgt_vocab.bos_id)
-        layers = model.cross_attention(
-            src, torch.cat([bos, predicted], 1)[:, :-1]
-        )  # (L, N, H, T, S)
-        model.train(was_training)
-        width = predicted.size(1)
-        tgt = data.tgt_vocab
-        outputs = [[*tgt.tokenize(tgt.decode(row)), "<eos>"][:width] for row in predicted.tolist()]
+        src = pad_batch([data.src_vocab.encode(s) for s in examples], data.src_vocab.pad_id)
+        layers, outputs = decoded_attention(pl_module, src.to(pl_module.device), data.tgt_vocab)
         sources = [data.src_vocab.tokenize(s) for s in examples]
-        for number, weights in enumerate(layers.float().cpu().numpy(), start=1):
+        for number, weights in enumerate(layers, start=1):
             title = f"encoder-decoder attention, decoder layer {number} of {len(layers)}"
             fig = attention_grid(
                 weights, sources, outputs, f"{title} (rows: output, columns: source)"
