@@ -320,7 +320,8 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
 BAD_COMMANDS = {
     "unknown command": (
         ["trian"],
-        "unknown command 'trian'; one of train, eval, predict, report, claim, bench, runs, ui",
+        "unknown command 'trian'; one of train, eval, predict, report, claim, data, bench, runs, "
+        "ui",
     ),
     "-m with --cfg hydra": (["train", "-m", "--cfg", "hydra"], "Only one of --run, --multirun"),
     "-m with --cfg job": (["train", "-m", "--cfg", "job"], "Only one of --run, --multirun"),
@@ -333,7 +334,7 @@ BAD_COMMANDS = {
     ),
     "predict with texts and a file": (
         ["predict", "x", "--file", "inputs.txt"],
-        "give the inputs as TEXT arguments or as --file, one of the two",
+        "give the inputs as INPUT arguments or as --file, one of the two",
     ),
     "predict from a run of no store": (
         ["predict", "--run", "abc", "x"],

@@ -85,6 +85,29 @@ def test_the_predictor_of_a_run_scores_on_its_test_split_what_the_run_logged(cop
     assert 0.2 < logged == pytest.approx(exact, abs=1e-6)
 
 
+def test_a_predictor_saved_before_the_modules_moved_and_the_other_kinds_still_loads(
+    copy_run, tmp_path
+):
+    """A predictor.pt of the earlier format: no kind, the vocabularies at its top, and the
+    schedule's ``_target_`` in the module it had before the package was grouped by concern."""
+    import torch
+
+    _, folder = copy_run
+    bundle = torch.load(folder / PREDICTOR_FILE, weights_only=True)
+    config = {**bundle["config"]}
+    assert config["scheduler"]["_target_"].startswith("attnlab.training.schedules.")
+    config["scheduler"] = {
+        **config["scheduler"],
+        "_target_": config["scheduler"]["_target_"].replace("training.schedules", "schedules"),
+    }
+    old = {key: bundle[key] for key in ("dims", "state_dict")}
+    old.update(config=config, source=bundle["data"]["source"], target=bundle["data"]["target"])
+    torch.save(old, tmp_path / PREDICTOR_FILE)
+    inputs = ["abcab", "cabbage", "aaa"]
+    expected = Predictor.load(folder / PREDICTOR_FILE).predict(inputs)
+    assert Predictor.load(tmp_path / PREDICTOR_FILE).predict(inputs) == expected
+
+
 def test_predict_gives_the_same_outputs_from_the_folder_the_run_and_the_registry(copy_run):
     """The folder's predictor.pt, runs:/ID/model and models:/copier/1 (both loaded by MLflow's
     pyfunc in a fresh process), and the newest run by default: one model, one answer."""

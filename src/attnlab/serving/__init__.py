@@ -97,6 +97,13 @@ def decoded_attention(task: Any, src: Tensor, tgt_vocab) -> tuple[np.ndarray, li
     return layers.float().cpu().numpy(), outputs
 
 
+def resolved(cfg: DictConfig, key: str) -> Any:
+    """``cfg[key]`` as plain values, resolved in the whole config (``optim.lr`` may name
+    ``data.batch_size``, which the predictor does not keep)."""
+    value = cfg[key]
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
 class Predictor(ABC):
     """A trained task with what turns raw inputs into its inputs: ``predict(inputs) -> outputs``,
     strings both. Subclasses name their ``kind`` and the ``dims`` type of the data they fit."""
@@ -140,9 +147,7 @@ class Predictor(ABC):
         """What ``load`` rebuilds the predictor from: plain values and tensors only."""
         return {
             "kind": cls.kind,
-            "config": OmegaConf.to_container(
-                OmegaConf.masked_copy(cfg, REBUILT_KEYS), resolve=True
-            ),
+            "config": {key: resolved(cfg, key) for key in REBUILT_KEYS if key in cfg},
             "dims": dataclasses.asdict(datamodule.dims),
             "data": cls.data_state(datamodule),
             "state_dict": {k: v.detach().cpu() for k, v in task.state_dict().items()},
