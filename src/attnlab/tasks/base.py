@@ -83,6 +83,61 @@ class BaseTask(L.LightningModule):
         }
 
 
+class StepTask(BaseTask):
+    """A task whose training, validation and test steps are one ``_step(batch, split)``: it
+    updates ``<split>_metrics`` (a MetricCollection prefixed ``<split>/``) and logs the loss.
+    Each split's metrics are logged once an epoch, with :meth:`epoch_values` beside them."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)  # the model's own outputs: (B, classes) or (B, S, tags)
+
+    def _step(self, batch: Any, split: str) -> Tensor:
+        """The loss of ``batch``; the split's metrics updated."""
+        raise NotImplementedError
+
+    def log_loss(self, split: str, loss: Tensor, size: int) -> None:
+        """``<split>/loss``, a mean over ``size`` rows: every step's in training, the epoch's
+        mean over all processes in validation and test (the per-step train loss stays local)."""
+        training = split == "train"
+        self.log(
+            f"{split}/loss", loss, on_step=training, on_epoch=True, batch_size=size,
+            sync_dist=not training,
+        )  # fmt: skip
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self.regularized(self._step(batch, "train"))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def epoch_values(self, split: str) -> dict[str, Tensor]:
+        """What ``split`` logs at its epoch's end besides its metrics (per bucket, per tag),
+        each over all processes."""
+        return {}
+
+    def _log_epoch(self, split: str) -> None:
+        """The epoch's metrics of ``split``, logged once. Logging the metric objects at every
+        step costs a ``self.log`` each a step, and Lightning's bookkeeping of one (moving its
+        result entry to the value's device) is a sizeable share of a small model's step; the
+        values are the same, since Lightning too logs ``compute()`` at the epoch's end."""
+        metrics = getattr(self, f"{split}_metrics")
+        values = {**metrics.compute(), **self.epoch_values(split)}
+        metrics.reset()
+        self.log_dict(values, sync_dist=True)  # equal on every process
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+
 def real_tokens(length: int, pad_id: int) -> Tensor:
     """(1, length) ids of one real (non-pad) token: no row is all padding."""
     return torch.full((1, length), int(pad_id == 0), dtype=torch.long)

@@ -12,17 +12,17 @@ from attnlab.core.contracts import ImageDims, TokenDims
 from attnlab.core.registry import register
 from attnlab.tasks.base import (
     RUNTIME,
-    BaseTask,
     BucketMetrics,
     OptimizerFactory,
     SchedulerFactory,
+    StepTask,
     real_tokens,
 )
 from attnlab.tasks.regularization import Ensemble
 
 
 @register("task", "classify", data=(TokenDims, ImageDims), runtime=RUNTIME)
-class ClassifyTask(BaseTask):
+class ClassifyTask(StepTask):
     """Trains any model with ``forward(x) -> logits (B, num_classes)``.
 
     Batches are ``(x, y)`` or ``(x, y, group)`` with ``group`` (B,) a bucket index (a length,
@@ -73,9 +73,6 @@ class ClassifyTask(BaseTask):
             lambda: {"acc": MulticlassAccuracy(num_classes, average="micro")},
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)  # (B, num_classes)
-
     def example_input(self, dims: TokenDims | ImageDims) -> Tensor:
         if isinstance(dims, ImageDims):
             return torch.zeros(1, dims.in_channels, dims.image_size, dims.image_size)
@@ -92,11 +89,7 @@ class ClassifyTask(BaseTask):
         preds = logits.argmax(-1)  # (B,)
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(preds, y)
-        on_step = split == "train"
-        sync = split != "train"  # epoch means over all ranks; per-step train loss stays local
-        self.log(
-            f"{split}/loss", loss, on_step=on_step, on_epoch=True, batch_size=size, sync_dist=sync
-        )
+        self.log_loss(split, loss, size)
         if len(batch) > 2 and split in self.group_metrics:
             self._update_groups(preds, y, batch[2], split)
         return loss
@@ -129,36 +122,13 @@ class ClassifyTask(BaseTask):
         for metrics, rows in self.group_metrics[split].with_rows(group):
             metrics["acc"].update(preds[rows], target[rows])
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self.regularized(self._step(batch, "train"))
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def _log_epoch_metrics(self, split: str) -> None:
-        """The epoch's accuracy and error of ``split``, logged once. Logging the metric objects
-        at every step costs a ``self.log`` each a step, and Lightning's bookkeeping of one
-        (moving its result entry to the value's device) is a sizeable share of a small model's
-        step; the values are the same, since Lightning too logs ``compute()`` at the end."""
-        metrics = getattr(self, f"{split}_metrics")
-        self.log_dict(metrics.compute(), sync_dist=True)  # equal on every process
-        metrics.reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch_metrics("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
-        self.log_dict(self.group_metrics["val"].compute(), sync_dist=True)  # equal everywhere
+    def epoch_values(self, split: str) -> dict[str, Tensor]:
+        return self.group_metrics[split].compute() if split in self.group_metrics else {}
 
     def on_test_epoch_end(self) -> None:
         """Log accuracy per group; score the training split as the test split is scored (eval
         mode, no augmentation, same weights): test/error - train_eval/error is the gap."""
-        self._log_epoch_metrics("test")
-        self.log_dict(self.group_metrics["test"].compute(), sync_dist=True)
+        super().on_test_epoch_end()
         data = self.trainer.datamodule
         if data is None:
             return

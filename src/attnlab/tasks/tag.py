@@ -11,16 +11,16 @@ from attnlab.core.contracts import IGNORE_TAG, TaggingDims
 from attnlab.core.registry import register
 from attnlab.tasks.base import (
     RUNTIME,
-    BaseTask,
     BucketMetrics,
     OptimizerFactory,
     SchedulerFactory,
+    StepTask,
     real_tokens,
 )
 
 
 @register("task", "tag", data=(TaggingDims,), runtime=RUNTIME)
-class TagTask(BaseTask):
+class TagTask(StepTask):
     """Trains any model with ``forward(tokens (B, S)) -> logits (B, S, num_tags)``.
 
     Batches are ``(tokens, tags)`` or ``(tokens, tags, groups)``, tags and groups (B, S) with
@@ -69,9 +69,6 @@ class TagTask(BaseTask):
             lambda: {"token_acc": MulticlassAccuracy(num_tags, average="micro")},
         )
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.model(tokens)  # (B, S, num_tags)
-
     def example_input(self, dims: TaggingDims) -> Tensor:
         return real_tokens(dims.max_src_len, dims.pad_id)  # (1, S)
 
@@ -91,16 +88,7 @@ class TagTask(BaseTask):
         metrics.update(preds.flatten(), tags.flatten())
         sentence_acc = getattr(self, f"{split}_sentence_acc")
         sentence_acc.update(preds, tags)
-        sync = split != "train"  # epoch means over all ranks; per-step train loss stays local
-        self.log(
-            f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=size,
-            sync_dist=sync,
-        )  # fmt: skip
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
-        self.log(
-            f"{split}/sentence_acc", sentence_acc, on_step=False, on_epoch=True,
-            batch_size=tags.size(0),
-        )  # fmt: skip
+        self.log_loss(split, loss, size)
         if split in self.tag_f1:
             self.tag_f1[split].update(preds.flatten(), tags.flatten())
             if len(batch) > 2:
@@ -108,25 +96,16 @@ class TagTask(BaseTask):
                     bucket["token_acc"].update(preds[real][rows], tags[real][rows])
         return loss
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self.regularized(self._step(batch, "train"))
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def _log_epoch_end(self, split: str) -> None:
-        """F1 of each tag and token accuracy of each group, over all processes."""
-        per_tag = self.tag_f1[split].compute()  # (num_tags,)
-        self.tag_f1[split].reset()
-        names = [f"{split}/f1_by_tag/{name}" for name in self.tag_names]
-        values = dict(zip(names, per_tag, strict=True))
-        self.log_dict({**values, **self.group_metrics[split].compute()}, sync_dist=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_end("test")
+    def epoch_values(self, split: str) -> dict[str, Tensor]:
+        """Sentence accuracy; for validation and test also F1 of each tag and token accuracy of
+        each group."""
+        sentence_acc = getattr(self, f"{split}_sentence_acc")
+        values = {f"{split}/sentence_acc": sentence_acc.compute()}
+        sentence_acc.reset()
+        if split in self.tag_f1:
+            per_tag = self.tag_f1[split].compute()  # (num_tags,)
+            self.tag_f1[split].reset()
+            names = [f"{split}/f1_by_tag/{name}" for name in self.tag_names]
+            values.update(zip(names, per_tag, strict=True))
+            values.update(self.group_metrics[split].compute())
+        return values
