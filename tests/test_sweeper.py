@@ -366,6 +366,34 @@ def test_a_storage_call_whose_connection_was_ended_is_made_again(fresh_postgres_
     assert len(study.get_trials()) == 1
 
 
+def test_a_trial_read_whose_connection_ends_inside_optunas_fallback_is_made_again(
+    fresh_postgres_database,
+):
+    """Optuna's ``_get_trials`` takes any OperationalError for "too many variables" and queries
+    again on the same session, which then fails with PendingRollbackError: the lost
+    connection is that error's context, not its cause. It crashed a sweep in CI (stop 29)."""
+    import psycopg
+    from sqlalchemy import event
+
+    storage = open_storage(fresh_postgres_database)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({})
+    server = fresh_postgres_database.rsplit("/", 1)[0]
+    ended = []
+
+    def end_this_connection(conn, cursor, statement, parameters, context, executemany):
+        if not ended and "ORDER BY trials.trial_id" in statement:
+            with closing(psycopg.connect(f"{server}/postgres", autocommit=True)) as admin:
+                pid = cursor.connection.info.backend_pid
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            ended.append(pid)
+
+    event.listen(storage.engine, "before_cursor_execute", end_this_connection)
+    trials = storage._get_trials(study._study_id, None, set(), -1)
+    assert ended  # the trial query's connection was in fact ended under it
+    assert [trial.number for trial in trials] == [0]
+
+
 def test_a_trial_end_committed_just_before_its_connection_dropped_is_taken_as_done(
     tmp_path, monkeypatch
 ):

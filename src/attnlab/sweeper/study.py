@@ -114,11 +114,17 @@ RECONNECT_WAITS = (0.5, 1, 2, 4, 8, 16)
 
 def _lost_connection(error: BaseException | None) -> OperationalError | None:
     """The database error behind a storage call's failure when its connection ended or could
-    not be made (the server restarted, or ended the session: ``pg_terminate_backend``)."""
-    while error is not None:  # Optuna wraps it; SQLAlchemy may wrap it in PendingRollbackError
+    not be made (the server restarted, or ended the session: ``pg_terminate_backend``).
+
+    Optuna wraps it (``raise ... from``). Where Optuna catches it and queries again on the
+    same session (``_get_trials`` takes any OperationalError for "too many variables" and
+    falls back), the second query fails with PendingRollbackError, and the lost connection
+    is that error's context (raised while handling it), not its cause: both links are walked.
+    """
+    while error is not None:
         if isinstance(error, OperationalError):
             return error
-        error = error.__cause__
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return None
 
 
