@@ -4,6 +4,7 @@ kind of run (seq2seq, text classification, tagging, images, forecasts) with its 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from hydra.utils import instantiate
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from attnlab.cli import main
 from attnlab.core.errors import ConfigError
 from attnlab.data.text import pad_batch
 from attnlab.serving import MODEL_TAG, PREDICTOR_FILE, Predictor, TextPredictor
@@ -42,6 +44,29 @@ def attnlab(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Compl
         [sys.executable, "-m", "attnlab.cli", *args], cwd=cwd, env=env, input=stdin,
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+
+
+@pytest.fixture
+def predict_here(monkeypatch, capsys):
+    """``attnlab predict ARGS`` run in this process, as :func:`attnlab` runs it in a new one:
+    the script is ``cli.main``, so the exit code and the lines are the same, without the
+    seconds a new interpreter takes to import torch, Lightning and MLflow. A fresh process is
+    kept where that is the point (MLflow's pyfunc loading a model)."""
+
+    def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{cwd}/mlflow.db")
+        monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        capsys.readouterr()
+        try:
+            code = main(["predict", *args])
+        except SystemExit as exit_:
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["attnlab", "predict", *args], code, out, err)
+
+    return run
 
 
 def only_run_folder(cwd: Path, task_name: str) -> Path:
@@ -108,23 +133,27 @@ def test_a_predictor_saved_before_the_modules_moved_and_the_other_kinds_still_lo
     assert Predictor.load(tmp_path / PREDICTOR_FILE).predict(inputs) == expected
 
 
-def test_predict_gives_the_same_outputs_from_the_folder_the_run_and_the_registry(copy_run):
+def test_predict_gives_the_same_outputs_from_the_folder_the_run_and_the_registry(
+    copy_run, predict_here
+):
     """The folder's predictor.pt, runs:/ID/model and models:/copier/1 (both loaded by MLflow's
-    pyfunc in a fresh process), and the newest run by default: one model, one answer."""
+    pyfunc; the registered one in a fresh process), and the newest run by default: one model,
+    one answer."""
     cwd, folder = copy_run
     run_id = (folder / "mlflow_run_id").read_text().strip()
     client = MlflowClient(f"sqlite:///{cwd}/mlflow.db")
     assert client.get_run(run_id).data.tags[MODEL_TAG] == f"runs:/{run_id}/model"
     inputs = ["abcab", "cabbage", "aaa"]
     answers = [
-        attnlab("predict", *where, *inputs, cwd=cwd)
-        for where in (["--run", str(folder)], ["--run", run_id], ["--run", "models:/copier/1"], [])
+        predict_here(*where, *inputs, cwd=cwd)
+        for where in (["--run", str(folder)], ["--run", run_id], [])
     ]
+    answers.append(attnlab("predict", "--run", "models:/copier/1", *inputs, cwd=cwd))
     for answer in answers:
         assert answer.returncode == 0, answer.stderr[-2000:]
     outputs = answers[0].stdout.splitlines()
     assert len(outputs) == 3 and all(a.stdout.splitlines() == outputs for a in answers)
-    from_stdin = attnlab("predict", "--file", "-", cwd=cwd, stdin="\n".join(inputs) + "\n")
+    from_stdin = predict_here("--file", "-", cwd=cwd, stdin="\n".join(inputs) + "\n")
     assert from_stdin.stdout.splitlines() == outputs
 
 
@@ -139,7 +168,9 @@ def test_the_logged_model_has_a_text_signature_and_an_input_example(copy_run):
     assert json.loads(info.signature.to_dict()["outputs"]) == [{"type": "string", "required": True}]
 
 
-def test_a_run_with_log_model_false_or_without_a_predictor_logs_no_model(tmp_path: Path):
+def test_a_run_with_log_model_false_or_without_a_predictor_logs_no_model(
+    tmp_path: Path, predict_here
+):
     """log_model=false, and the adding problem (inputs without units to read them in)."""
     for overrides, task_name in (
         ([*COPY, "trainer.max_epochs=1", "log_model=false"], "copy"),
@@ -150,13 +181,13 @@ def test_a_run_with_log_model_false_or_without_a_predictor_logs_no_model(tmp_pat
         assert result.returncode == 0, result.stderr[-3000:]
         folder = only_run_folder(tmp_path, task_name)
         assert not (folder / PREDICTOR_FILE).exists()
-        refused = attnlab("predict", "--run", str(folder), "x", cwd=tmp_path)
+        refused = predict_here("--run", str(folder), "x", cwd=tmp_path)
         assert refused.returncode == 2
         assert refused.stderr.strip() == (
             f"attnlab: config error: --run='{folder}' is not allowed: a run folder holding "
             "predictor.pt (a finished run with log_model=true)"
         )
-    no_model = attnlab("predict", "x", cwd=tmp_path)
+    no_model = predict_here("x", cwd=tmp_path)
     assert no_model.returncode == 2 and "a finished run that logged a model" in no_model.stderr
 
 
@@ -169,8 +200,8 @@ def test_a_run_with_log_model_false_or_without_a_predictor_logs_no_model(tmp_pat
          "inputs"),
     ],
 )  # fmt: skip
-def test_bad_predict_input_is_one_line(tmp_path: Path, args: list[str], line: str):
-    result = attnlab("predict", *args, cwd=tmp_path)
+def test_bad_predict_input_is_one_line(tmp_path: Path, args: list[str], line: str, predict_here):
+    result = predict_here(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"attnlab: config error: {line}"
 
@@ -381,7 +412,7 @@ def test_the_logged_model_of_each_kind_answers_its_input_example_as_its_predicto
     assert model.predict(example) == Predictor.load(folder / PREDICTOR_FILE).predict(example)
 
 
-def test_predict_reads_image_files_and_a_csv_of_pixel_rows(kind_run, tmp_path: Path):
+def test_predict_reads_image_files_and_a_csv_of_pixel_rows(kind_run, tmp_path: Path, predict_here):
     """The same digits as an 8-bit PNG (0/255), a .npy of counts (0/16) and a CSV row (0/16):
     one answer each, from the run's folder and from its MLflow run."""
     from PIL import Image
@@ -397,22 +428,24 @@ def test_predict_reads_image_files_and_a_csv_of_pixel_rows(kind_run, tmp_path: P
     rows = tmp_path / "pixels.csv"
     np.savetxt(rows, counts.reshape(6, -1), fmt="%d", delimiter=",")
     run_id = (folder / "mlflow_run_id").read_text().strip()
-    from_files = attnlab("predict", "--run", str(folder), *map(str, pictures), cwd=cwd)
-    from_rows = attnlab("predict", "--run", run_id, "--file", str(rows), cwd=cwd)
+    from_files = predict_here("--run", str(folder), *map(str, pictures), cwd=cwd)
+    from_rows = predict_here("--run", run_id, "--file", str(rows), cwd=cwd)
     assert from_files.returncode == from_rows.returncode == 0, from_files.stderr[-2000:]
     answers = from_rows.stdout.splitlines()
     assert len(answers) == 6 and len(set(answers)) > 1
     assert from_files.stdout.splitlines() == [a for answer in answers for a in (answer, answer)]
 
 
-def test_predict_reads_a_price_csv_by_its_header_and_uses_its_last_steps(kind_run, tmp_path):
+def test_predict_reads_a_price_csv_by_its_header_and_uses_its_last_steps(
+    kind_run, tmp_path, predict_here
+):
     """A CSV with a Date column and the columns in another order: the trained columns are
     picked by name, and the last input_len rows are the history."""
     cwd, folder = kind_run("forecast")
     data, _ = checkpointed(folder)
     frame = data.load_frame().iloc[:100]
     frame[["Date", *reversed(data.columns)]].to_csv(tmp_path / "prices.csv", index=False)
-    answer = attnlab("predict", "--run", str(folder), "--file", "prices.csv", cwd=tmp_path)
+    answer = predict_here("--run", str(folder), "--file", "prices.csv", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr[-2000:]
     last = frame[data.columns].iloc[-data.input_len :].to_numpy()
     history = "\n".join(",".join(map(repr, row)) for row in last.tolist())
@@ -420,16 +453,18 @@ def test_predict_reads_a_price_csv_by_its_header_and_uses_its_last_steps(kind_ru
     assert len(answer.stdout.split(",")) == data.horizon
 
 
-def test_attention_maps_are_one_png_per_input_of_its_source_and_output(copy_run, monkeypatch):
+def test_attention_maps_are_one_png_per_input_of_its_source_and_output(
+    copy_run, monkeypatch, predict_here
+):
     """--attention DIR: the outputs as without it, and DIR/attention_<n>.png for input n; each
     map is of that input's source tokens and its decoded output."""
     from attnlab.core import plots
 
     cwd, folder = copy_run
     inputs = ["abcab", "cabbage", "aaa"]
-    result = attnlab("predict", "--run", str(folder), "--attention", "maps", *inputs, cwd=cwd)
+    result = predict_here("--run", str(folder), "--attention", "maps", *inputs, cwd=cwd)
     assert result.returncode == 0, result.stderr[-2000:]
-    plain = attnlab("predict", "--run", str(folder), *inputs, cwd=cwd)
+    plain = predict_here("--run", str(folder), *inputs, cwd=cwd)
     assert result.stdout == plain.stdout
     assert sorted(p.name for p in (cwd / "maps").iterdir()) == [
         "attention_1.png", "attention_2.png", "attention_3.png"
@@ -477,22 +512,24 @@ def test_attention_maps_are_one_png_per_input_of_its_source_and_output(copy_run,
          "plot, it, was, is, this, and, i, story, cast, ending, to, of ('awesome' is not one)"),
     ],
 )  # fmt: skip
-def test_input_a_run_cannot_take_is_one_line(kind, args, line, kind_run, tmp_path: Path):
+def test_input_a_run_cannot_take_is_one_line(
+    kind, args, line, kind_run, tmp_path: Path, predict_here
+):
     from PIL import Image
 
     _, folder = kind_run(kind)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "big.png")
     (tmp_path / "short.csv").write_text("Close,Open,High,Low,Volume\n" + "1,1,1,1,9\n" * 20)
-    result = attnlab("predict", "--run", str(folder), *args, cwd=tmp_path)
+    result = predict_here("--run", str(folder), *args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"attnlab: config error: {line}"
 
 
-def test_attention_of_a_seq2seq_model_without_attention_is_refused(tmp_path: Path):
+def test_attention_of_a_seq2seq_model_without_attention_is_refused(tmp_path: Path, predict_here):
     overrides = [*COPY, "model=rnn_seq2seq", "trainer.max_epochs=1", "logger=none"]
     assert attnlab("train", *overrides, cwd=tmp_path).returncode == 0
     folder = only_run_folder(tmp_path, "copy")
-    result = attnlab("predict", "--run", str(folder), "--attention", "maps", "abc", cwd=tmp_path)
+    result = predict_here("--run", str(folder), "--attention", "maps", "abc", cwd=tmp_path)
     assert result.returncode == 2 and not (tmp_path / "maps").exists()
     assert result.stderr.strip() == (
         "attnlab: config error: --attention='maps' is not allowed: a run of a seq2seq model "
