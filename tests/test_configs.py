@@ -21,7 +21,7 @@ from attnlab.core.paths import config_dir, sweeps_dir
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import make_pruner, make_sampler
 from attnlab.tasks.build import build_task
-from attnlab.training.trainer import build_trainer
+from attnlab.training.lightning_trainer import build_trainer
 
 # Presets in conf/ and the registered components that have none (options of ConfigStore).
 GROUP_OPTIONS = sorted(
@@ -149,7 +149,7 @@ def test_every_argument_of_lightnings_trainer_that_a_config_can_hold_is_a_traine
 
     import lightning.pytorch as L
 
-    from attnlab.training.trainer import BUILT_BY_ATTNLAB, build_trainer
+    from attnlab.training.lightning_trainer import BUILT_BY_ATTNLAB, build_trainer
 
     arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
     cfg = make_cfg(

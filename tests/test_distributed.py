@@ -27,7 +27,7 @@ from attnlab.models.mlp import MLP
 from attnlab.tasks.build import build_model
 from attnlab.tasks.seq2seq import Seq2SeqTask
 from attnlab.training.distributed import is_global_zero, job_log_name, world_size
-from attnlab.training.trainer import build_trainer, sync_batchnorm
+from attnlab.training.lightning_trainer import build_trainer, sync_batchnorm
 
 # digits + MLP, no dropout, two short epochs. test_fraction 0.2005 leaves 1292 training and 144
 # validation images: both even, so DistributedSampler pads no split with repeated images.

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from attnlab.models.norms import KINDS, make_norm, weight_normalize
-from attnlab.models.recurrent import make_rnn
+from attnlab.models.recurrent_cells import make_rnn
 from attnlab.models.resnet import ResNet, conv3x3
 
 ACTIVATION_NORMS = ("batch", "layer", "instance", "group")  # normalise what the layer computes

@@ -14,7 +14,7 @@ from torch import nn
 from attnlab.models.attention import SCORES, Attention, make_score
 from attnlab.models.conv import ConvClassifier, ConvEncoderAttentionDecoder, ConvStack
 from attnlab.models.decoding import batch_select, beam_search, greedy_decode
-from attnlab.models.recurrent import GateNorm, NormLSTMCell, make_rnn
+from attnlab.models.recurrent_cells import GateNorm, NormLSTMCell, make_rnn
 from attnlab.models.rnn import AttentionSeq2Seq, RNNClassifier, RNNEncoderDecoder
 from attnlab.models.transformer import Seq2SeqTransformer, TransformerClassifier
 

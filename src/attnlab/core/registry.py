@@ -49,7 +49,7 @@ COMPONENT_PACKAGES = ("attnlab.data", "attnlab.models", "attnlab.tasks")
 COMPONENT_MODULES = (
     "attnlab.training.optim",
     "attnlab.training.schedules",
-    "attnlab.training.trainer",
+    "attnlab.training.lightning_trainer",
     "attnlab.tracking.logger",
 )
 INDEX = Path(__file__).with_name("components.json")
@@ -473,7 +473,8 @@ MOVED_MODULES = {
     "attnlab.optim": "attnlab.training.optim",
     "attnlab.schedules": "attnlab.training.schedules",
     "attnlab.regularization": "attnlab.tasks.regularization",
-    "attnlab.trainer": "attnlab.training.trainer",
+    "attnlab.trainer": "attnlab.training.lightning_trainer",
+    "attnlab.training.trainer": "attnlab.training.lightning_trainer",
     "attnlab.tracking": "attnlab.tracking.logger",
 }
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.attention import Attention
-from attnlab.models.recurrent import State, layer_first, make_rnn, top_hidden
+from attnlab.models.recurrent_cells import State, layer_first, make_rnn, top_hidden
 
 
 @dataclass

@@ -19,7 +19,7 @@ from attnlab.models.attention import Score
 from attnlab.models.attention_decoder import AttendingSeq2Seq, AttentionDecoder, EncodedSource
 from attnlab.models.heads import Encoded, SequenceClassifier, SequenceTagger, TokenEncoder
 from attnlab.models.norms import Norm, check_norm, make_seq_norm, normalize, weight_normalize
-from attnlab.models.recurrent import Cell, init_weights
+from attnlab.models.recurrent_cells import Cell, init_weights
 
 
 def check_conv(c: Settings) -> None:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from attnlab.core.contracts import SeriesDims
 from attnlab.core.registry import Settings, register
 from attnlab.models.norms import Norm, check_norm
-from attnlab.models.recurrent import Cell, make_rnn
+from attnlab.models.recurrent_cells import Cell, make_rnn
 
 
 def check_forecaster(c: Settings) -> None:

@@ -5,7 +5,7 @@ Every seq2seq model has ``forward(src, tgt_in)``, ``encode(src) -> memory`` and
 ``decode(tgt_in, memory) -> logits`` over the whole target prefix. Memories hold batch-first
 tensors, so ``attnlab.models.decoding.batch_select`` can copy them per beam.
 
-``norm`` picks the recurrence (attnlab.models.recurrent): none is torch's (cuDNN) GRU/LSTM;
+``norm`` picks the recurrence (attnlab.models.recurrent_cells): none is torch's (cuDNN) GRU/LSTM;
 layer and batch normalise the cells' pre-activations; weight weight-normalises W_ih and W_hh.
 """
 
@@ -24,7 +24,7 @@ from attnlab.models.attention import Score
 from attnlab.models.attention_decoder import AttendingSeq2Seq, AttentionDecoder, EncodedSource
 from attnlab.models.heads import Encoded, SequenceClassifier, SequenceTagger, TokenEncoder
 from attnlab.models.norms import Norm, check_norm
-from attnlab.models.recurrent import (
+from attnlab.models.recurrent_cells import (
     Cell,
     State,
     init_weights,

@@ -245,12 +245,24 @@ class TextPredictor(Predictor):
 
 
 class WordsPredictor(Predictor, ABC):
-    """Inputs of words separated by spaces, read with the data's vocabulary (``itos``)."""
+    """Inputs of words separated by spaces, read with the data's vocabulary (``itos``); the
+    model's scores of a padded batch are read by :meth:`answers` into one line per input, with
+    the data's names of its classes or tags (``names``, a key of the bundle's data)."""
+
+    names_key: str  # "class_names" or "tag_names"
 
     def __init__(self, task: Any, data: dict[str, Any], max_len: int | None = None):
         super().__init__(task, data, max_len)
         self.stoi = {word: index for index, word in enumerate(data["itos"])}
         self.unknown = self.stoi.get("<unk>")  # words out of the vocabulary, if it has one
+
+    @classmethod
+    def data_state(cls, datamodule: Any) -> dict[str, Any]:
+        return {
+            "itos": list(datamodule.itos),
+            "pad_id": datamodule.pad_id,
+            cls.names_key: list(getattr(datamodule, cls.names_key)),
+        }
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids of each text's words; an unknown word (without <unk>) or a length the model's
@@ -274,74 +286,58 @@ class WordsPredictor(Predictor, ABC):
     def words(itos: list[str], ids: list[int]) -> str:
         return " ".join(itos[i] for i in ids)
 
+    @abstractmethod
+    def answers(self, rows: list[list[int]], scores: Tensor, names: list[str]) -> list[str]:
+        """The lines of a batch: its rows of ids and the model's scores of them padded."""
+
+    @torch.inference_mode()
+    def predict(self, inputs: Sequence[str], batch_size: int = 256) -> list[str]:
+        encoded, names = self.encode(inputs), self.data[self.names_key]
+        outputs = []
+        for start in range(0, len(encoded), batch_size):
+            rows = encoded[start : start + batch_size]
+            outputs += self.answers(rows, self.task(pad_batch(rows, self.data["pad_id"])), names)
+        return outputs
+
 
 class LabelPredictor(WordsPredictor):
     """Token-sequence classification: words in, the class's name (or index) out."""
 
-    kind, dims = "label", TokenDims
+    kind, dims, names_key = "label", TokenDims, "class_names"
 
     @staticmethod
     def fits(task: Any, datamodule: Any) -> bool:
         return isinstance(datamodule, HasTokenText)
 
     @staticmethod
-    def data_state(datamodule: Any) -> dict[str, Any]:
-        return {
-            "itos": list(datamodule.itos),
-            "pad_id": datamodule.pad_id,
-            "class_names": list(datamodule.class_names),
-        }
-
-    @staticmethod
     def examples(datamodule: Any) -> list[str]:
         examples = datamodule.examples["test"][:EXAMPLES]
         return [WordsPredictor.words(datamodule.itos, ids) for ids, _, _ in examples]
 
-    @torch.inference_mode()
-    def predict(self, inputs: Sequence[str], batch_size: int = 256) -> list[str]:
-        encoded = self.encode(inputs)
-        names = self.data["class_names"]
-        outputs = []
-        for start in range(0, len(encoded), batch_size):
-            tokens = pad_batch(encoded[start : start + batch_size], self.data["pad_id"])  # (B, S)
-            classes = self.task(tokens).argmax(-1).tolist()  # (B,)
-            outputs += [names[c] if names else str(c) for c in classes]
-        return outputs
+    def answers(self, rows: list[list[int]], scores: Tensor, names: list[str]) -> list[str]:
+        classes = scores.argmax(-1).tolist()  # scores (B, classes) -> (B,)
+        return [names[c] if names else str(c) for c in classes]
 
 
 class TagPredictor(WordsPredictor):
     """Tagging: words in, one tag per word out, separated by spaces."""
 
-    kind, dims = "tags", TaggingDims
+    kind, dims, names_key = "tags", TaggingDims, "tag_names"
 
     @staticmethod
     def fits(task: Any, datamodule: Any) -> bool:
         return isinstance(datamodule, HasTagText)
 
     @staticmethod
-    def data_state(datamodule: Any) -> dict[str, Any]:
-        return {
-            "itos": list(datamodule.itos),
-            "pad_id": datamodule.pad_id,
-            "tag_names": list(datamodule.tag_names),
-        }
-
-    @staticmethod
     def examples(datamodule: Any) -> list[str]:
         sentences = datamodule.sentences["test"][:EXAMPLES]
         return [WordsPredictor.words(datamodule.itos, ids) for ids, _, _ in sentences]
 
-    @torch.inference_mode()
-    def predict(self, inputs: Sequence[str], batch_size: int = 256) -> list[str]:
-        encoded = self.encode(inputs)
-        names = self.data["tag_names"]
-        outputs = []
-        for start in range(0, len(encoded), batch_size):
-            rows = encoded[start : start + batch_size]
-            tags = self.task(pad_batch(rows, self.data["pad_id"])).argmax(-1)  # (B, S)
-            outputs += [" ".join(names[t] for t in tags[i, : len(ids)].tolist())
-                        for i, ids in enumerate(rows)]  # fmt: skip
-        return outputs
+    def answers(self, rows: list[list[int]], scores: Tensor, names: list[str]) -> list[str]:
+        tags = scores.argmax(-1)  # scores (B, S, tags) -> (B, S)
+        return [
+            " ".join(names[t] for t in tags[i, : len(ids)].tolist()) for i, ids in enumerate(rows)
+        ]
 
 
 class ImagePredictor(Predictor):

@@ -70,9 +70,9 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     from attnlab.tracking.store import check_tracking_store
     from attnlab.training.callbacks import StopOnDivergence
     from attnlab.training.distributed import is_global_zero, process_rank
+    from attnlab.training.lightning_trainer import build_trainer, distributed_params
     from attnlab.training.resume import unfinished_resume_point, write_run_id
     from attnlab.training.threads import set_run_thread_budget
-    from attnlab.training.trainer import build_trainer, distributed_params
 
     set_run_thread_budget(cfg.trainer)  # cores / processes sharing them (attnlab.training.threads)
     # One decision: rank 0 of a run with a logger owns the MLflow run; everyone else logs nowhere.
