@@ -432,23 +432,28 @@ TINY = [  # attention_vs_fixed at a size that runs in seconds
 
 @pytest.mark.slow
 def test_the_same_claim_command_twice_gives_the_same_numbers_and_verdict(tmp_path):
-    """Determinism end to end: two stores filled by the same command report the same tables."""
-    tables = []
-    for attempt in ("first", "second"):
-        folder = tmp_path / attempt
+    """Determinism end to end: two stores filled by the same command report the same tables.
+    The two commands run side by side, one thread each (a thread count is part of what a
+    seeded CPU run computes, so both get the same one)."""
+    claim = [sys.executable, "-m", "attnlab.cli", "claim", "run", "attention_vs_fixed", *TINY]
+    report = [sys.executable, "-m", "attnlab.cli", "report", "--claim", "attention_vs_fixed"]
+    folders = [tmp_path / "first", tmp_path / "second"]
+    envs = []
+    for folder in folders:
         folder.mkdir()
         uri = f"sqlite:///{folder}/mlflow.db"
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
-        command = [sys.executable, "-m", "attnlab.cli", "claim", "run", "attention_vs_fixed"]
-        done = subprocess.run(
-            [*command, *TINY], cwd=folder, env=env, capture_output=True, text=True, timeout=900
-        )
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        report = subprocess.run(
-            [sys.executable, "-m", "attnlab.cli", "report", "--claim", "attention_vs_fixed"],
-            cwd=folder, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert report.returncode == 0, report.stderr
+        envs.append({**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"})
+    running = [
+        subprocess.Popen(claim, cwd=folder, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for folder, env in zip(folders, envs, strict=True)
+    ]  # fmt: skip
+    tables = []
+    for folder, env, process in zip(folders, envs, running, strict=True):
+        out, err = process.communicate(timeout=900)
+        assert process.returncode == 0, out[-2000:] + err[-2000:]
+        done = subprocess.run(report, cwd=folder, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
         markdown = (folder / "reports/claims/attention_vs_fixed.md").read_text()
         tables.append([line for line in markdown.splitlines() if line.startswith("| ")][2:])
     first, second = tables

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -86,5 +87,6 @@ def serve_and_post(model_uri: str, texts: list[str], cwd: Path) -> list[str]:
         with urllib.request.urlopen(request, timeout=60) as answer:
             return json.loads(answer.read())["predictions"]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # the group exited: its error is asserted
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
