@@ -390,6 +390,58 @@ def test_the_readme_table_is_rewritten_between_its_markers(tmp_path, report):
     assert "claim degradation: no finished runs" in done.stdout  # the others: one line each
 
 
+def test_a_report_rewrites_its_claims_rows_and_keeps_the_others(tmp_path, report):
+    """One claim rerun and reported: its row of the README's table and of the output folder's
+    index is new, the rows of other claims stay, a row of a claim no longer in claims/ goes."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    fill_store(uri)
+    old_rows = [
+        "| Position, earlier | `attnlab claim run position` | **inconclusive** | x | 0 | 1 min |",
+        "| Degradation | `attnlab claim run degradation` | **reproduced** | y | 7 | 2 min |",
+        "| Gone | `attnlab claim run gone_claim` | **reproduced** | z | 7 | 2 min |",
+        "| Agreement | `attnlab claim run agreement` | **reproduced** | w | 7 | 2 min |",
+    ]
+    table = "| claim | command |\n|---|---|\n" + "\n".join(old_rows)
+    for path in (tmp_path / "README.md", tmp_path / "out" / "claims.md"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"# x\n{README_BEGIN}\n{table}\n{README_END}\nafter\n")
+    done = report(
+        "--claim", "position", "--tracking-uri", uri, "--out", "out", "--readme", "README.md",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "claims table of README.md: rows of position rewritten" in done.stdout
+    for path, title in [
+        (tmp_path / "README.md", "No positional encoding"),
+        (tmp_path / "out" / "claims.md", "[No positional encoding"),
+    ]:
+        text = path.read_text()
+        rows = text.partition(README_BEGIN)[2].partition(README_END)[0].strip().splitlines()
+        assert rows[0].startswith("| claim | command | verdict |") and rows[1].startswith("|---|")
+        # in the order of claims/: agreement, degradation, position; gone_claim dropped
+        assert rows[2:4] == [old_rows[3], old_rows[1]], path
+        assert rows[4].startswith(f"| {title}") and "**reproduced**" in rows[4], path
+        assert len(rows) == 5 and text.endswith(f"{README_END}\nafter\n")
+    assert "(position.md)" in (tmp_path / "out" / "claims.md").read_text()
+    assert (tmp_path / "out" / "position.md").read_text().startswith("# No positional encoding")
+
+
+def test_a_report_into_an_empty_folder_starts_its_claims_table(tmp_path, report):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    fill_store(uri)
+    done = report("--claim", "position", "--tracking-uri", uri, "--out", "new", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    index = (tmp_path / "new" / "claims.md").read_text()
+    assert index.startswith("# attnlab claims") and index.count("`attnlab claim run ") == 1
+    bad = tmp_path / "plain.md"
+    bad.write_text("no markers\n")
+    refused = report(
+        "--claim", "position", "--tracking-uri", uri, "--readme", str(bad), cwd=tmp_path
+    )
+    assert refused.returncode == 2 and "--readme=" in refused.stderr
+    assert bad.read_text() == "no markers\n"
+
+
 def test_a_report_of_a_claim_without_runs_or_store_is_one_line(tmp_path, report):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     missing = report("--claim", "position", "--tracking-uri", uri, cwd=tmp_path)

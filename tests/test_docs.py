@@ -22,6 +22,8 @@ def test_the_docs_site_builds_strict_with_the_readme_as_its_home(tmp_path: Path)
     assert "How the pieces fit" in home and 'href="tutorial/"' in home
     for page in ("tutorial", "architecture", "notes", "guide/reliability"):
         assert (tmp_path / page / "index.html").is_file(), page
+    for claim in sorted(ROOT.glob("claims/*.yaml")):  # each claim's report page is in the site
+        assert (tmp_path / "claims" / claim.stem / "index.html").is_file(), claim.stem
 
 
 def test_the_readme_opens_with_what_attnlab_is_and_the_two_commands():

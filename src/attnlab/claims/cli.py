@@ -9,8 +9,8 @@ run one over its seeds, report its verdict.
     attnlab claim run degradation --scale gpu   # the claim's preset near the paper's sizes
     attnlab claim run position trainer.max_epochs=3   # extra overrides for every variant
     attnlab claim run agreement --until-decided # a pilot sizes fresh seeds; they alone judged
-    attnlab claim report agreement              # Markdown and HTML under reports/claims
-    attnlab claim report --all --readme README.md     # every claim, and the README's table
+    attnlab claim report agreement              # its pages and row under reports/claims
+    attnlab claim report agreement --readme README.md # ... and its row of the README's table
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def report_command(opts: argparse.Namespace) -> list[str]:
 
 def report_verdicts(opts: argparse.Namespace) -> int:
     """Verdicts of claim ``opts.claim``, or of every claim with ``opts.claims``: a line per
-    claim, Markdown and HTML under ``opts.out``, with ``opts.readme`` the README's table."""
+    claim, its Markdown and HTML pages and its row of the claims table under ``opts.out``, and
+    with ``opts.readme`` its row of that file's table."""
     from pathlib import Path
 
     from mlflow import MlflowClient
@@ -63,6 +64,8 @@ def report_verdicts(opts: argparse.Namespace) -> int:
 
     with report_config_errors():
         check_existing_store("--tracking-uri", opts.tracking_uri)
+        if opts.readme:  # before anything is written or logged
+            report.check_table(Path(opts.readme))
         client = MlflowClient(opts.tracking_uri)
         claims = [spec.load(opts.claim)] if opts.claim else [spec.load(n) for n in spec.names()]
         results = []
@@ -83,17 +86,16 @@ def report_verdicts(opts: argparse.Namespace) -> int:
                 print(f"  {comparison.metric}: {judgement.verdict}: {judgement.reason}")
         if not results:
             return 1
-        stem = opts.claim or "claims"
-        md_path, html_path = report.write_documents(
-            client, results, Path(opts.out), stem, opts.tracking_uri
-        )
-        print(f"written {md_path} and {html_path}")
+        pages = report.write_documents(client, results, Path(opts.out), opts.tracking_uri)
+        index = Path(opts.out) / "claims.md"
+        print(f"written {', '.join(map(str, pages))} and the claims table of {index}")
         logged = report.log_verdicts(client, results, opts.tracking_uri, report_command(opts))
         runs = ", ".join(f"{name} {run_id}" for name, run_id in logged.items())
         print(f"verdicts logged in MLflow, experiment {report.VERDICTS_EXPERIMENT}: {runs}")
         if opts.readme:
-            report.update_readme(Path(opts.readme), results)
-            print(f"claims table of {opts.readme} rewritten")
+            report.rewrite_table(Path(opts.readme), results)
+            names = ", ".join(result.claim.name for result in results)
+            print(f"claims table of {opts.readme}: rows of {names} rewritten")
     return 0
 
 
@@ -286,7 +288,9 @@ def claim_parser(names: list[str]) -> argparse.ArgumentParser:
     which.add_argument("--all", "--claims", dest="claims", action="store_true", help="every claim")
     reporter.add_argument("--tracking-uri", default=claim_run.tracking_store())
     add_report_options(reporter)
-    reporter.add_argument("--readme", help="with --all: rewrite this file's claims table")
+    reporter.add_argument(
+        "--readme", help="rewrite the reported claims' rows of this file's claims table"
+    )
     return parser
 
 
@@ -310,8 +314,6 @@ def main(argv: list[str]) -> int:
     if opts.command == "plan":
         return plan_runs(opts)
     if opts.command == "report":
-        if opts.readme and not opts.claims:
-            parser.error("claim report: --readme needs --all")
         return report_verdicts(opts)
     if opts.command == "run":
         return run_claim(parser, opts)

@@ -4,8 +4,9 @@ For each claim: the latest finished run of every (variant, seed) of the chosen s
 and confidence interval over seeds of every compared metric, the comparisons with the effect,
 its interval, the best shortcut baseline and the verdict (rule: attnlab.claims.verdict), the
 metric per bucket and the training curves read from the logged history. Written as Markdown
-(plots beside it as PNG files) and as one self-contained HTML file (plots inlined), and, with
-``--readme``, as the generated claims table between the README's claims markers.
+(plots beside it as PNG files) and as one self-contained HTML file (plots inlined), a page of
+each per claim; the claims table of the output folder's ``claims.md`` and, with ``--readme``, of
+the README (between the claims markers) gets the reported claims' rows, the other rows kept.
 """
 
 from __future__ import annotations
@@ -280,23 +281,24 @@ def compared(comparison: Comparison) -> str:
     return f"{comparison.better} vs {comparison.than}, {comparison.metric}"
 
 
-def readme_rows(
-    results: list[ClaimResult], markdown: bool = True
-) -> tuple[list[str], list[list[str]]]:
-    headers = ["claim", "command", "verdict", "effect [CI]", "seeds", "wall", "date", "machine"]
+TABLE_HEADERS = ["claim", "command", "verdict", "effect [CI]", "seeds", "wall", "date", "machine"]
+
+
+def table_rows(results: list[ClaimResult], link_pages: bool = False) -> list[list[str]]:
+    """The claims table's Markdown row of each result; ``link_pages``: the claim's title links
+    to its page (``<name>.md`` beside the table)."""
     rows = []
     for result in results:
         effects = "; ".join(
             f"{compared(c)}: {effect_text(j)}"
             for c, j in zip(result.claim.comparisons, result.judgements, strict=True)
         )
+        title = f"{result.claim.title} (notes {result.claim.notes})"
         rows.append(
             [
-                f"{result.claim.title} (notes {result.claim.notes})",
-                f"`{command(result.claim, result.scale)}`"
-                if markdown
-                else command(result.claim, result.scale),
-                f"**{result.verdict}**" if markdown else result.verdict,
+                f"[{title}]({result.claim.name}.md)" if link_pages else title,
+                f"`{command(result.claim, result.scale)}`",
+                f"**{result.verdict}**",
                 effects,
                 ", ".join(map(str, result.seeds())),
                 f"{result.wall_minutes():.1f} min",
@@ -304,16 +306,16 @@ def readme_rows(
                 ", ".join(result.tag_values("machine")),
             ]
         )
-    return headers, rows
+    return rows
+
+
+def markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-    return "\n".join(lines)
+    lines = [markdown_row(headers), "|" + "---|" * len(headers)]
+    return "\n".join(lines + [markdown_row(row) for row in rows])
 
 
 def html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -471,7 +473,7 @@ def header_lines(result: ClaimResult) -> list[tuple[str, str]]:
 
 def claim_markdown(result: ClaimResult, plots: list[tuple[str, bytes]], plot_dir: str) -> str:
     claim = result.claim
-    lines = [f"## {claim.title} (notes {claim.notes}): **{result.verdict}**", ""]
+    lines = [f"# {claim.title} (notes {claim.notes}): **{result.verdict}**", ""]
     lines += [f"- {key}: {value}" for key, value in header_lines(result)]
     lines += [
         "",
@@ -488,8 +490,8 @@ def claim_html(result: ClaimResult, plots: list[tuple[str, bytes]]) -> str:
     claim = result.claim
     slug = result.verdict.replace(" ", "-")
     parts = [
-        f"<section><h2>{html.escape(claim.title)} (notes {html.escape(claim.notes)}): "
-        f"<span class='{slug}'>{html.escape(result.verdict)}</span></h2><ul>",
+        f"<section><h1>{html.escape(claim.title)} (notes {html.escape(claim.notes)}): "
+        f"<span class='{slug}'>{html.escape(result.verdict)}</span></h1><ul>",
         *(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in header_lines(result)),
         "</ul>",
         html_table(*variant_rows(result)),
@@ -525,33 +527,41 @@ def store_label(store: str) -> str:
         return scheme + path.name
 
 
+INDEX_HEAD = (
+    "# attnlab claims\n\nOne row per claim, rewritten by `attnlab claim report` for the claims "
+    "it reports (the other rows are kept); each title links to the claim's page: its runs, the "
+    "per-variant and per-bucket tables, the comparisons, the rule and the plots.\n"
+)
+
+
 def write_documents(
-    client: MlflowClient, results: list[ClaimResult], out: Path, stem: str, store: str
-) -> tuple[Path, Path]:
-    """``<stem>.md`` with plots under ``plots/``, and ``<stem>.html`` with the plots inlined;
-    ``store`` is named without an absolute path."""
+    client: MlflowClient, results: list[ClaimResult], out: Path, store: str, index: bool = True
+) -> list[Path]:
+    """Per claim ``<name>.md`` (plots under ``plots/``) and ``<name>.html`` (plots inlined);
+    with ``index``, its row in the claims table of ``claims.md``. ``store`` is named without an
+    absolute path. Returns the pages written."""
     store = store_label(store)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    summary = markdown_table(*readme_rows(results))
-    markdown = [f"# attnlab claims\n\nStore: {store}; written {when}.\n", summary, ""]
-    pages = []
+    written = []
     for result in results:
+        name = result.claim.name
         plots = figures(client, result)
-        for name, png in plots:
-            (out / "plots" / name).write_bytes(png)
-        markdown.append(claim_markdown(result, plots, "plots"))
-        pages.append(claim_html(result, plots))
-    md_path, html_path = out / f"{stem}.md", out / f"{stem}.html"
-    md_path.write_text("\n".join(markdown))
-    html_path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>attnlab claims</title>"
-        f"<style>{STYLE}</style></head><body><h1>attnlab claims</h1>"
-        f"<p>Store: {html.escape(store)}; written {when}.</p>"
-        f"{html_table(*readme_rows(results, markdown=False))}{''.join(pages)}</body></html>"
-    )
-    return md_path, html_path
+        for plot, png in plots:
+            (out / "plots" / plot).write_bytes(png)
+        origin = f"Store: {store}; written {when}."
+        markdown = claim_markdown(result, plots, "plots")
+        (out / f"{name}.md").write_text(f"{markdown}\n{origin}\n")
+        (out / f"{name}.html").write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>attnlab claim {name}"
+            f"</title><style>{STYLE}</style></head><body>{claim_html(result, plots)}"
+            f"<p class='rule'>{html.escape(origin)}</p></body></html>"
+        )
+        written += [out / f"{name}.md", out / f"{name}.html"]
+    if index:
+        rewrite_table(out / "claims.md", results, link_pages=True, head=INDEX_HEAD)
+    return written
 
 
 VERDICTS_EXPERIMENT = "claims"  # where each report's verdicts are logged, one run a claim
@@ -585,7 +595,7 @@ def log_verdicts(
         name = result.claim.name
         commits = sorted({run.data.tags.get("git_commit", "unknown") for run in result.all_runs()})
         with tempfile.TemporaryDirectory() as folder:
-            write_documents(client, [result], Path(folder), name, store)
+            write_documents(client, [result], Path(folder), store, index=False)
             logged[name] = record_finished_run(
                 f"claim:{name}",
                 command,
@@ -604,16 +614,38 @@ def log_verdicts(
     return logged
 
 
-def update_readme(readme: Path, results: list[ClaimResult]) -> None:
-    """Replace the table between the README's claims markers with the generated one."""
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        from attnlab.core.errors import ConfigError
+def check_table(path: Path, text: str | None = None) -> None:
+    """Refuse (``ConfigError`` on ``--readme``) a file without both claims markers."""
+    from attnlab.core.errors import ConfigError
 
-        raise ConfigError(
-            "--readme", str(readme), f"a file holding {README_BEGIN} ... {README_END}"
-        )
-    head, _, rest = text.partition(README_BEGIN)
-    _, _, tail = rest.partition(README_END)
-    table = markdown_table(*readme_rows(results))
-    readme.write_text(f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}")
+    if not path.is_file() and text is None:
+        raise ConfigError("--readme", str(path), "an existing file")
+    text = path.read_text() if text is None else text
+    if README_BEGIN not in text or README_END not in text:
+        raise ConfigError("--readme", str(path), f"a file holding {README_BEGIN} ... {README_END}")
+
+
+CLAIM_OF_ROW = re.compile(r"`attnlab claim run (\w+)")
+
+
+def rewrite_table(
+    path: Path, results: list[ClaimResult], link_pages: bool = False, head: str | None = None
+) -> None:
+    """Rewrite the claims table between ``path``'s claims markers: the rows of the reported
+    claims replaced or added, the rows of every other claim of ``claims/`` kept as they were,
+    in the order of the claim names. A missing file is created with ``head`` above the table
+    when ``head`` is given."""
+    from attnlab.claims import spec
+
+    text = path.read_text() if path.exists() or head is None else f"{head}\n"
+    if head is not None and README_BEGIN not in text and README_END not in text:
+        text += f"{README_BEGIN}\n{README_END}\n"
+    check_table(path, text)
+    before, _, rest = text.partition(README_BEGIN)
+    table, _, after = rest.partition(README_END)
+    rows = {m[1]: line for line in table.splitlines() if (m := CLAIM_OF_ROW.search(line))}
+    for result, row in zip(results, table_rows(results, link_pages), strict=True):
+        rows[result.claim.name] = markdown_row(row)
+    lines = [markdown_row(TABLE_HEADERS), "|" + "---|" * len(TABLE_HEADERS)]
+    lines += [rows[name] for name in spec.names() if name in rows]
+    path.write_text(f"{before}{README_BEGIN}\n" + "\n".join(lines) + f"\n{README_END}{after}")

@@ -132,10 +132,12 @@ def main(args: list[str]) -> int:
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
     add_report_options(parser, condition="with --claim(s): ")
-    parser.add_argument("--readme", help="with --claims: rewrite this file's claims table")
+    parser.add_argument(
+        "--readme", help="with --claim(s): rewrite the reported claims' rows of this file's table"
+    )
     opts = parser.parse_args(args)
-    if opts.readme and not opts.claims:
-        parser.error("--readme needs --claims")
+    if opts.readme and not (opts.claim or opts.claims):
+        parser.error("--readme needs --claim or --claims")
     if opts.claim or opts.claims:
         return report_verdicts(opts)
     with report_config_errors():
