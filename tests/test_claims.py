@@ -279,11 +279,9 @@ def test_a_claim_is_reproduced_only_when_every_comparison_is():
 
 # --- the report from a store -----------------------------------------------------------------
 
-POSITION_SCORES = {  # variant -> per-seed test/acc, and the bucket metric
-    "order_sinusoidal": [0.95, 0.97, 0.96],
-    "order_none": [0.50, 0.49, 0.51],
-    "count_sinusoidal": [1.0, 0.99, 1.0],
-    "count_none": [1.0, 1.0, 0.99],
+POSITION_SCORES = {  # variant -> per-seed test accuracy beyond the trained lengths, within
+    "sinusoidal": {"33-64": [0.95, 0.97, 0.96], "8-32": [0.995, 0.997, 0.996]},
+    "learned": {"33-64": [0.50, 0.49, 0.51], "8-32": [0.990, 0.996, 0.994]},
 }
 
 
@@ -291,21 +289,23 @@ def fill_store(uri: str, machine: str = "x86_64 CPU, 2 cores") -> None:
     """Runs of claim 'position' as ``attnlab claim run`` tags them, with made-up scores."""
     client = MlflowClient(uri)
     experiment = client.create_experiment("order_count")
-    for variant, scores in POSITION_SCORES.items():
-        for seed, score in enumerate(scores):
+    for variant, buckets in POSITION_SCORES.items():
+        pairs = zip(buckets["33-64"], buckets["8-32"], strict=True)
+        for seed, (beyond, within) in enumerate(pairs):
             tags = {"claim": "position", "variant": variant, "seed": str(seed)}
             tags |= {"claim_scale": "cpu", "machine": machine, "git_commit": "abc"}
             run = client.create_run(experiment, tags=tags, run_name=f"{variant}-{seed}")
             run_id = run.info.run_id
-            client.log_metric(run_id, "test/acc", score)
-            client.log_metric(run_id, "test/acc_by_group/8-15", min(1.0, score + 0.01))
-            client.log_metric(run_id, "test/acc_by_group/24-32", score - 0.01)
-            client.log_metric(run_id, "baseline/test/acc/chance", 0.5)
+            client.log_metric(run_id, "test/acc", (beyond + within) / 2)
+            client.log_metric(run_id, "test/acc_by_group/8-32", within)
+            client.log_metric(run_id, "test/acc_by_group/33-64", beyond)
+            for bucket in ("8-32", "33-64"):
+                client.log_metric(run_id, f"baseline/test/acc_by_group/{bucket}/chance", 0.5)
             for step in range(3):
-                client.log_metric(run_id, "val/acc", score * (step + 1) / 3, step=step)
+                client.log_metric(run_id, "val/acc", within * (step + 1) / 3, step=step)
             client.set_terminated(run_id, "FINISHED")
-    stale = client.create_run(experiment, tags={"claim": "position", "variant": "order_none"})
-    client.log_metric(stale.info.run_id, "test/acc", 0.99)  # RUNNING: never counted
+    stale = client.create_run(experiment, tags={"claim": "position", "variant": "learned"})
+    client.log_metric(stale.info.run_id, "test/acc_by_group/33-64", 0.99)  # RUNNING: not counted
 
 
 @dataclass
@@ -339,10 +339,10 @@ def test_the_report_gives_the_verdict_with_intervals_plots_and_escaped_html(tmp_
     assert "claim position: reproduced" in done.stdout
     markdown = (tmp_path / "out/position.md").read_text()
     page = (tmp_path / "out/position.html").read_text()
-    # order: 0.96 vs 0.50 at the same three seeds: Student's paired interval, first of the
-    # claim's two comparisons in Holm's order, so at 1 - 2 * 0.025 / 2
+    # beyond the trained lengths: 0.96 vs 0.50 at the same three seeds: Student's paired
+    # interval, first of the claim's two comparisons in Holm's order, so at 1 - 2 * 0.025 / 2
     low, high = stats.ttest_rel(
-        POSITION_SCORES["order_sinusoidal"], POSITION_SCORES["order_none"]
+        POSITION_SCORES["sinusoidal"]["33-64"], POSITION_SCORES["learned"]["33-64"]
     ).confidence_interval(0.975)
     assert f"+0.4600 [{low:+.4f}, {high:+.4f}] at 97.5%" in markdown
     assert "paired t, 3 seeds; resolves" in markdown and "Holm 1979" in markdown
@@ -360,8 +360,9 @@ def test_the_report_gives_the_verdict_with_intervals_plots_and_escaped_html(tmp_
     tags, metrics = verdict_run.data.tags, verdict_run.data.metrics
     assert tags["claim_report"] == "position" and tags["verdict"] == "reproduced"
     assert tags["claim_commits"] == "abc"
-    assert metrics["order_sinusoidal_vs_order_none/test/acc/effect"] == pytest.approx(0.46)
-    assert metrics["order_sinusoidal_vs_order_none/test/acc/low"] == pytest.approx(low)
+    key = "sinusoidal_vs_learned/test/acc_by_group/33-64"
+    assert metrics[f"{key}/effect"] == pytest.approx(0.46)
+    assert metrics[f"{key}/low"] == pytest.approx(low)
     artifacts = {f.path for f in client.list_artifacts(verdict_run.info.run_id)}
     assert {"position.md", "position.html", "plots"} <= artifacts
     assert "claim report position --scale cpu" in tags["command"]
@@ -412,8 +413,8 @@ def test_a_report_rewrites_its_claims_rows_and_keeps_the_others(tmp_path, report
     assert done.returncode == 0, done.stderr
     assert "claims table of README.md: rows of position rewritten" in done.stdout
     for path, title in [
-        (tmp_path / "README.md", "No positional encoding"),
-        (tmp_path / "out" / "claims.md", "[No positional encoding"),
+        (tmp_path / "README.md", "Learned and sinusoidal positions"),
+        (tmp_path / "out" / "claims.md", "[Learned and sinusoidal positions"),
     ]:
         text = path.read_text()
         rows = text.partition(README_BEGIN)[2].partition(README_END)[0].strip().splitlines()
@@ -423,7 +424,7 @@ def test_a_report_rewrites_its_claims_rows_and_keeps_the_others(tmp_path, report
         assert rows[4].startswith(f"| {title}") and "**reproduced**" in rows[4], path
         assert len(rows) == 5 and text.endswith(f"{README_END}\nafter\n")
     assert "(position.md)" in (tmp_path / "out" / "claims.md").read_text()
-    assert (tmp_path / "out" / "position.md").read_text().startswith("# No positional encoding")
+    assert (tmp_path / "out" / "position.md").read_text().startswith("# Learned and sinusoidal")
 
 
 def test_a_report_into_an_empty_folder_starts_its_claims_table(tmp_path, report):

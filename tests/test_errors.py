@@ -124,6 +124,10 @@ BAD_INPUTS = {
         "data.bucket_edges=[5, 50]",
     ),
     "unknown question": (["data=order_count", "data.question=sum"], "data.question='sum'"),
+    "test lengths not beyond the trained ones": (
+        ["data=order_count", "data.test_max_len=32"],
+        "data.test_max_len=32 is not allowed: null or > data.max_len=32",
+    ),
     "a classifier on tagging data": (
         ["experiment=tagging", "model=rnn_classifier"],
         "model='rnn_classifier' is not allowed: a model for tagging data; it takes token",

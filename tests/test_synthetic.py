@@ -127,6 +127,26 @@ def test_order_and_count_questions():
         assert (ids.count(A) > ids.count(B)) == bool(label)
 
 
+def test_lengths_beyond_the_trained_ones_are_drawn_in_the_test_split_alone():
+    data = OrderCountDataModule(
+        question="order", min_len=8, max_len=32, bucket_edges=(), test_max_len=64, **SMALL
+    )
+    data.setup()
+    assert data.group_names == ["8-32", "33-64"] and data.dims.max_src_len > 32
+    for split in ("train", "val"):
+        assert all(len(ids) <= 32 and group == 0 for ids, _, group in data.examples[split])
+    test = data.examples["test"]
+    assert {group for *_, group in test} == {0, 1}
+    assert all((len(ids) > 32) == (group == 1) and len(ids) <= 64 for ids, _, group in test)
+    for group in (0, 1):  # labels balanced in each bucket: chance is 0.5 there too
+        labels = [label for _, label, g in test if g == group]
+        assert sum(labels) * 2 == len(labels)
+    plain = OrderCountDataModule(question="order", min_len=8, max_len=32, bucket_edges=(), **SMALL)
+    plain.setup()  # without test_max_len: the same train and validation draws
+    assert plain.examples["train"] == data.examples["train"]
+    assert plain.examples["val"] == data.examples["val"]
+
+
 def test_bucket_ranges_and_bad_edges():
     assert bucket_ranges(8, 32, [16, 24]) == [(8, 15), (16, 23), (24, 32)]
     for edges in ([9, 5], [1, 5], [5, 41]):

@@ -53,8 +53,10 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
     """Synthetic binary sequence classification with a bucketed variable (a distance, a length).
 
     Example i has label i % 2 and bucket (i // 2) % n_buckets, so labels are balanced within
-    every bucket and chance is 50% everywhere; the examples are shuffled afterwards. After
-    ``setup``, ``dims`` holds vocab_size, num_classes, pad_id, group_names and max_src_len.
+    every bucket and chance is 50% everywhere; the examples are shuffled afterwards. Buckets in
+    ``test_only`` (after ``ranges``) are drawn in the test split alone: values no model trained
+    or was selected on. After ``setup``, ``dims`` holds vocab_size, num_classes, pad_id,
+    group_names and max_src_len (over every split).
     """
 
     pad_id = 0
@@ -82,16 +84,18 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
         self.num_workers = num_workers
         self.bucketing = bucketing
         self.examples: dict[str, list[Example]] = {}
+        self.test_only: list[tuple[int, int]] = []
 
     @abstractmethod
     def make_example(self, label: int, value: int, rng: random.Random) -> list[int]:
         """Token ids of one example with this label and bucketed variable ``value``."""
 
-    def make_split(self, size: int, rng: random.Random) -> list[Example]:
+    def make_split(self, split: str, rng: random.Random) -> list[Example]:
+        ranges = self.ranges + self.test_only if split == "test" else self.ranges
         examples = []
-        for i in range(size):
-            label, group = i % 2, (i // 2) % len(self.ranges)
-            value = rng.randint(*self.ranges[group])
+        for i in range(self.sizes[split]):
+            label, group = i % 2, (i // 2) % len(ranges)
+            value = rng.randint(*ranges[group])
             examples.append((self.make_example(label, value, rng), label, group))
         rng.shuffle(examples)
         return examples
@@ -100,14 +104,13 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
         if self.examples:
             return
         self.examples = {
-            split: self.make_split(self.sizes[split], split_rng(self.seed, split))
-            for split in SPLITS
+            split: self.make_split(split, split_rng(self.seed, split)) for split in SPLITS
         }
         self.datasets = {split: ExampleDataset(ex) for split, ex in self.examples.items()}
 
     @property
     def group_names(self) -> list[str]:
-        return [f"{low}-{high}" for low, high in self.ranges]
+        return [f"{low}-{high}" for low, high in self.ranges + self.test_only]
 
     def baselines(self) -> dict[str, float]:
         """Test accuracy (and error) of chance, of a logistic regression on token counts fitted
@@ -288,6 +291,8 @@ def check_order_count(c: Settings) -> None:
     check_loading(c)
     check_buckets(c, "len", 2 if c.question == "order" else 3)
     c.positive("n_fillers")
+    if c.test_max_len is not None and c.test_max_len <= c.max_len:
+        c.fail("test_max_len", f"null or > data.max_len={c.max_len}")
 
 
 @register("data", "order_count", check=check_order_count)
@@ -297,7 +302,9 @@ class OrderCountDataModule(SequenceClassificationDataModule):
     ``order``: exactly one A and one B at random places among fillers; label 1 if A comes
     first. Both labels have the same bag of tokens, so only positions can tell them apart.
     ``count``: m A's and n B's (m != n, both >= 1) at random places; label 1 if A is in the
-    majority. Positions do not matter: a bag of tokens suffices.
+    majority. Positions do not matter: a bag of tokens suffices. ``test_max_len``: lengths
+    max_len + 1 .. test_max_len are drawn in the test split alone, as its last bucket (length
+    extrapolation: positions no model trained on).
     """
 
     def __init__(
@@ -314,6 +321,7 @@ class OrderCountDataModule(SequenceClassificationDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         bucketing: bool = False,
+        test_max_len: int | None = None,
     ):
         itos = ["<pad>", "A", "B", *(f"w{i}" for i in range(n_fillers))]
         super().__init__(
@@ -323,6 +331,8 @@ class OrderCountDataModule(SequenceClassificationDataModule):
         )  # fmt: skip
         self.question = question
         self.fillers = range(3, len(itos))
+        if test_max_len is not None:
+            self.test_only = [(max_len + 1, test_max_len)]
 
     def make_example(self, label: int, value: int, rng: random.Random) -> list[int]:
         tokens = [rng.choice(self.fillers) for _ in range(value)]
