@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from scipy import stats
@@ -98,6 +99,11 @@ comparisons: [{metric: test/acc, better: a, than: b, size: 0.1}]
             "comparisons: [{metric: m, better: a, than: zz, size: 0.1}]\n",
             "comparisons[0].than='zz'",
         ),
+        (
+            "comparisons: [{metric: m, better: a - zz, than: b, size: 0.1}]\n",
+            "comparisons[0].better='a - zz' is not allowed: a variant of the claim or a contrast",
+        ),
+        ("comparisons: [{metric: m, better: a - b - a, than: b, size: 0.1}]\n", "'A - B' of two"),
         ("comparisons: [{metric: m, better: a, than: b, size: 0.1, direction: up}]\n", "maximize"),
         ("comparisons: [{metric: m, better: a, than: b, size: -1}]\n", "size"),
         ("seeds: [1, 1]\n", "two or more distinct seeds"),
@@ -366,6 +372,45 @@ def test_the_report_gives_the_verdict_with_intervals_plots_and_escaped_html(tmp_
     artifacts = {f.path for f in client.list_artifacts(verdict_run.info.run_id)}
     assert {"position.md", "position.html", "plots"} <= artifacts
     assert "claim report position --scale cpu" in tags["command"]
+
+
+NONIID_ERRORS = {  # variant -> per-seed test error: a 2 x 2 whose claim is the interaction
+    "batch_iid": [0.03, 0.02, 0.04, 0.03],
+    "batch_by_class": [0.18, 0.15, 0.20, 0.16],
+    "group_iid": [0.02, 0.03, 0.03, 0.02],
+    "group_by_class": [0.05, 0.07, 0.04, 0.06],
+}
+
+
+def test_an_interaction_is_judged_on_the_per_seed_difference_of_two_contrasts(tmp_path, report):
+    """norm_noniid: (batch_by_class - batch_iid) - (group_by_class - group_iid) at each seed,
+    with Student's paired interval over those seeds, and no shortcut baseline to beat."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("norm_batch")
+    for variant, errors in NONIID_ERRORS.items():
+        for seed, error in enumerate(errors, start=10):
+            tags = {"claim": "norm_noniid", "variant": variant, "seed": str(seed)}
+            run = client.create_run(experiment, tags=tags | {"claim_scale": "cpu"})
+            client.log_metric(run.info.run_id, "test/error", error)
+            client.log_metric(run.info.run_id, "baseline/test/error/chance", 0.9)
+            client.set_terminated(run.info.run_id, "FINISHED")
+    done = report("--claim", "norm_noniid", "--tracking-uri", uri, "--out", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    errors = {variant: np.array(values) for variant, values in NONIID_ERRORS.items()}
+    batch_rise = errors["batch_by_class"] - errors["batch_iid"]
+    group_rise = errors["group_by_class"] - errors["group_iid"]
+    effect = (batch_rise - group_rise).mean()
+    # second in Holm's order (batch norm's own rise has the smaller p-value): at 1 - 2 * 0.025
+    low, high = stats.ttest_rel(batch_rise, group_rise).confidence_interval(0.95)
+    markdown = (tmp_path / "out/norm_noniid.md").read_text()
+    row = next(line for line in markdown.splitlines() if "batch_iid higher than" in line)
+    assert "than group_by_class - group_iid by > 0.05" in row
+    assert f"{effect:+.4f} [{low:+.4f}, {high:+.4f}]" in row and "paired t, 4 seeds" in row
+    assert "| reproduced |" in row and "| - |" in row  # no baseline for a contrast
+    verdict_run = client.search_runs([client.get_experiment_by_name("claims").experiment_id])[0]
+    key = "batch_by_class_minus_batch_iid_vs_group_by_class_minus_group_iid/test/error/effect"
+    assert verdict_run.data.metrics[key] == pytest.approx(effect)
 
 
 def test_a_report_names_its_store_without_an_absolute_path(tmp_path, monkeypatch):

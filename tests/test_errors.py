@@ -124,6 +124,10 @@ BAD_INPUTS = {
         "data.bucket_edges=[5, 50]",
     ),
     "unknown question": (["data=order_count", "data.question=sum"], "data.question='sum'"),
+    "classes per batch not dividing the batch": (
+        ["experiment=digits_mlp", "data.batch_size=8", "data.classes_per_batch=3"],
+        "data.classes_per_batch=3 is not allowed: a divisor of data.batch_size=8",
+    ),
     "test lengths not beyond the trained ones": (
         ["data=order_count", "data.test_max_len=32"],
         "data.test_max_len=32 is not allowed: null or > data.max_len=32",

@@ -345,6 +345,20 @@ def test_by_class_batches_hold_one_class_each_and_change_every_epoch():
     assert first == list(ClassBatchSampler(labels, batch_size=4, seed=3))  # ... from the seed
 
 
+def test_batches_of_a_few_classes_are_runs_of_one_class_each():
+    """Ioffe 2017's non-i.i.d. batches: 2 runs of 4 images of one class each per batch of 8."""
+    labels = torch.arange(10).repeat_interleave(torch.tensor([7, 9, 4, 12, 8, 8, 5, 6, 10, 11]))
+    sampler = ClassBatchSampler(labels, batch_size=8, seed=3, classes_per_batch=2)
+    batches = list(sampler)
+    runs = sum(n // 4 for n in (7, 9, 4, 12, 8, 8, 5, 6, 10, 11))
+    assert len(batches) == len(sampler) == runs // 2
+    for batch in batches:
+        first, second = labels[batch[:4]].tolist(), labels[batch[4:]].tolist()
+        assert len(batch) == 8 and len(set(first)) == len(set(second)) == 1
+    assert len({i for batch in batches for i in batch}) == 8 * len(batches)  # no image twice
+    assert any(labels[b[0]] != labels[b[4]] for b in batches)  # two classes in most batches
+
+
 def test_digits_can_train_on_batches_of_one_class():
     data = DigitsDataModule(batch_size=8, batches="by_class", seed=1)
     data.setup("fit")

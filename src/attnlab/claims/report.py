@@ -26,7 +26,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from attnlab.claims import verdict
+from attnlab.claims import spec, verdict
 from attnlab.claims.spec import Claim, Comparison
 from attnlab.claims.verdict import Judgement, mean_interval, percent
 from attnlab.core import metric_keys
@@ -100,9 +100,13 @@ class ClaimResult:
     def verdict(self) -> str:
         return verdict.overall([j.verdict for j in self.judgements])
 
-    def scores_by_seed(self, variant: str, metric: str) -> dict[int, float]:
-        """seed -> the value of ``metric`` for ``variant`` (runs without it are left out)."""
-        by_seed = self.runs.get(variant, {})
+    def scores_by_seed(self, side: str, metric: str) -> dict[int, float]:
+        """seed -> the value of ``metric`` for a variant (runs without it are left out), or
+        for a contrast ``A - B`` A's value minus B's at each seed both have."""
+        if len(variants := spec.terms(side)) == 2:
+            first, second = (self.scores_by_seed(variant, metric) for variant in variants)
+            return {seed: first[seed] - second[seed] for seed in first if seed in second}
+        by_seed = self.runs.get(side, {})
         values = {seed: run_metrics(by_seed[seed]).get(metric) for seed in sorted(by_seed)}
         return {seed: value for seed, value in values.items() if value is not None}
 
@@ -156,8 +160,10 @@ def evaluate(
         claim.comparisons,
         result.comparison_scores(),
         claim.confidence,
-        [
-            baseline if comparison.expect == "better" else None
+        [  # a winner beats the baseline; a contrast is no model that could
+            baseline
+            if comparison.expect == "better" and len(spec.terms(comparison.better)) == 1
+            else None
             for comparison, baseline in zip(claim.comparisons, result.baselines, strict=True)
         ],
     )
@@ -574,7 +580,10 @@ def verdict_metrics(result: ClaimResult) -> dict[str, float]:
     for comparison, judgement in zip(result.claim.comparisons, result.judgements, strict=True):
         if judgement.effect is None:
             continue
-        key = f"{comparison.better}_vs_{comparison.than}/{comparison.metric}"
+        sides = (
+            side.replace(spec.CONTRAST, "_minus_") for side in (comparison.better, comparison.than)
+        )
+        key = "{}_vs_{}/{}".format(*sides, comparison.metric)
         effect = judgement.effect
         values = {"effect": effect.effect, "low": effect.low, "high": effect.high}
         metrics |= {f"{key}/{name}": v for name, v in values.items() if math.isfinite(v)}
@@ -635,8 +644,6 @@ def rewrite_table(
     claims replaced or added, the rows of every other claim of ``claims/`` kept as they were,
     in the order of the claim names. A missing file is created with ``head`` above the table
     when ``head`` is given."""
-    from attnlab.claims import spec
-
     text = path.read_text() if path.exists() or head is None else f"{head}\n"
     if head is not None and README_BEGIN not in text and README_END not in text:
         text += f"{README_BEGIN}\n{README_END}\n"

@@ -30,6 +30,11 @@ class Comparison:
     than ``size``: reproduced when the interval lies above ``size``, not reproduced when it
     lies below. ``expect: equal``: the two differ by less than ``size``: reproduced when the
     interval lies inside ±``size``, not reproduced when it lies wholly beyond one bound.
+
+    A side is a variant, or a contrast ``A - B``: A's score minus B's at each seed. Two
+    contrasts compared make an interaction: "batch norm's rise in error from i.i.d. to
+    few-class batches exceeds group norm's" is ``better: batch_few - batch_iid``, ``than:
+    group_few - group_iid`` on test/error, maximized.
     """
 
     metric: str
@@ -58,6 +63,14 @@ class Claim:
     confidence: float = 0.95
     command: list[str] = field(default_factory=list)  # an attnlab command instead of train
     name: str = ""  # the file's stem, filled in by load()
+
+
+CONTRAST = " - "
+
+
+def terms(side: str) -> list[str]:
+    """The variants of a comparison's side: itself, or the two of a contrast ``A - B``."""
+    return side.split(CONTRAST)
 
 
 def names() -> list[str]:
@@ -90,12 +103,11 @@ def check(claim: Claim, path: Path) -> None:
     """Rules spanning keys: comparisons name defined variants; enough seeds for an interval."""
     for index, comparison in enumerate(claim.comparisons):
         for side in ("better", "than"):
-            variant = getattr(comparison, side)
-            if variant not in claim.variants:
+            value = getattr(comparison, side)
+            if len(terms(value)) > 2 or not set(terms(value)) <= claim.variants.keys():
                 key = f"{path}: comparisons[{index}].{side}"
-                raise ConfigError(
-                    key, variant, f"a variant of the claim: {', '.join(claim.variants)}"
-                )
+                allowed = "a variant of the claim or a contrast 'A - B' of two: "
+                raise ConfigError(key, value, allowed + ", ".join(claim.variants))
         for key, allowed in (("direction", DIRECTIONS), ("expect", EXPECTATIONS)):
             if getattr(comparison, key) not in allowed:
                 key_name = f"{path}: comparisons[{index}].{key}"

@@ -36,6 +36,9 @@ def check_images(c: Settings) -> None:
     c.non_negative("pad", "random_crop_padding", "gaussian_noise")
     if "test_fraction" in c:
         c.fraction("test_fraction", low_open=True)
+    c.positive("classes_per_batch")
+    if c.batch_size % c.classes_per_batch:
+        c.fail("classes_per_batch", f"a divisor of data.batch_size={c.batch_size}")
 
 
 def random_crop(images: Tensor, padding: int) -> Tensor:
@@ -70,8 +73,10 @@ class Augment(nn.Module):
 
 
 class ClassBatchSampler(Sampler[list[int]]):
-    """Non-i.i.d. training batches: every batch holds ``batch_size`` images of one class, in a
-    random order of batches; a new draw each epoch from one seeded generator.
+    """Non-i.i.d. training batches: every batch is ``classes_per_batch`` runs of
+    ``batch_size / classes_per_batch`` images of one class each (Ioffe 2017: 16 labels x 2
+    images), the runs in a random order (two runs of a batch may share their class); one run per
+    batch is a batch of one class. A new draw each epoch from one seeded generator.
 
     Batch norm then normalises with one class's statistics in training and with the running
     average over all classes at test time: Ioffe 2017 (Batch Renormalization, §4.3) trains on
@@ -84,9 +89,10 @@ class ClassBatchSampler(Sampler[list[int]]):
     epoch's order is drawn again, those batches skipped); after an epoch, the generator as it is.
     """
 
-    def __init__(self, labels: Tensor, batch_size: int, seed: int):
+    def __init__(self, labels: Tensor, batch_size: int, seed: int, classes_per_batch: int = 1):
         self.by_class = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
-        self.batch_size = batch_size
+        self.run = batch_size // classes_per_batch  # images of one class together
+        self.runs_per_batch = classes_per_batch
         self.generator = torch.Generator().manual_seed(seed)
         self._epoch_start = self.generator.get_state()  # before this epoch's draws
         self._given = 0  # batches of this epoch handed out
@@ -94,20 +100,25 @@ class ClassBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         self._epoch_start = self.generator.get_state()
-        size, batches = self.batch_size, []
+        size, runs = self.run, []
         for indices in self.by_class:
             shuffled = indices[torch.randperm(len(indices), generator=self.generator)]
-            batches += [
+            runs += [
                 shuffled[i : i + size].tolist() for i in range(0, len(shuffled) - size + 1, size)
             ]
-        order = torch.randperm(len(batches), generator=self.generator).tolist()
+        order = torch.randperm(len(runs), generator=self.generator).tolist()
+        per = self.runs_per_batch
+        batches = [
+            sum((runs[i] for i in order[k : k + per]), []) for k in range(0, len(self) * per, per)
+        ]
         self._given, self._skip = self._skip, 0
-        for i in order[self._given :]:
+        for batch in batches[self._given :]:
             self._given += 1
-            yield batches[i]
+            yield batch
 
     def __len__(self) -> int:
-        return sum(len(indices) // self.batch_size for indices in self.by_class)
+        runs = sum(len(indices) // self.run for indices in self.by_class)
+        return runs // self.runs_per_batch
 
     def state_dict(self) -> dict:
         if 0 < self._given < len(self):  # mid-epoch: draw this epoch again, skip what was given
@@ -136,7 +147,8 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
 
     The validation split is a seeded, stratified ``val_fraction`` of the training split;
     ``train_fraction`` keeps a seeded, stratified part of what remains ("more data" studies).
-    ``batches: by_class`` trains on batches of one class each (:class:`ClassBatchSampler`).
+    ``batches: by_class`` trains on batches of ``classes_per_batch`` classes (one by default),
+    each class a run of equal length (:class:`ClassBatchSampler`).
     After ``setup`` it keeps what turns a raw image into a model input: ``native_size``,
     ``pixel_max`` (the raw value that ``load`` maps to 1), ``mean`` and ``std``.
     """
@@ -157,9 +169,10 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         batch_size: int = 128,
         num_workers: int = 0,
         batches: Literal["shuffled", "by_class"] = "shuffled",
+        classes_per_batch: int = 1,
     ):
         super().__init__()
-        self.batches = batches
+        self.batches, self.classes_per_batch = batches, classes_per_batch
         self.val_fraction, self.train_fraction = val_fraction, train_fraction
         self.image_size, self.pad = image_size, pad
         self.augment = Augment(random_crop_padding, hflip, gaussian_noise)
@@ -246,7 +259,9 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
             labels = dataset.tensors[1]
             return stateful_loader(
                 dataset,
-                batch_sampler=ClassBatchSampler(labels, self.batch_size, self.seed),
+                batch_sampler=ClassBatchSampler(
+                    labels, self.batch_size, self.seed, self.classes_per_batch
+                ),
                 num_workers=self.num_workers,
             )
         return stateful_loader(
