@@ -413,6 +413,36 @@ def test_an_interaction_is_judged_on_the_per_seed_difference_of_two_contrasts(tm
     assert verdict_run.data.metrics[key] == pytest.approx(effect)
 
 
+def test_a_contrast_of_two_metrics_compares_each_variants_drop_seed_by_seed(tmp_path, report):
+    """attention_vs_fixed: per run, short-source accuracy minus long-source accuracy; the fixed
+    context's drop against attention's, paired over the seeds."""
+    accuracy = {  # variant -> per-seed (lt15, ge30) per-token accuracy
+        "attention": [(0.99, 0.95), (0.98, 0.96), (0.99, 0.93)],
+        "fixed_context": [(0.90, 0.40), (0.85, 0.45), (0.92, 0.38)],
+    }
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("reverse_attention")
+    for variant, values in accuracy.items():
+        for seed, (short, long) in enumerate(values):
+            tags = {"claim": "attention_vs_fixed", "variant": variant, "seed": str(seed)}
+            run = client.create_run(experiment, tags=tags | {"claim_scale": "cpu"})
+            client.log_metric(run.info.run_id, "test/token_acc_by_len/lt15", short)
+            client.log_metric(run.info.run_id, "test/token_acc_by_len/ge30", long)
+            client.set_terminated(run.info.run_id, "FINISHED")
+    done = report("--claim", "attention_vs_fixed", "--tracking-uri", uri, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    drops = {variant: np.subtract(*np.array(values).T) for variant, values in accuracy.items()}
+    effect = (drops["fixed_context"] - drops["attention"]).mean()
+    markdown = (tmp_path / "reports/claims/attention_vs_fixed.md").read_text()
+    metric = "test/token_acc_by_len/lt15 - test/token_acc_by_len/ge30"
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {metric} |"))
+    assert f"fixed_context higher than attention by > 0.1 | {effect:+.4f} [" in row
+    assert "paired t, 3 seeds" in row and "| reproduced |" in row
+    centre, _ = verdict.mean_interval(list(drops["fixed_context"]), 0.95)  # its own drop
+    assert f"{centre:.4f} ± " in markdown
+
+
 def test_a_report_names_its_store_without_an_absolute_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert store_label(f"sqlite:///{tmp_path}/runs/mlflow.db") == "sqlite:///runs/mlflow.db"

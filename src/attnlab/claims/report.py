@@ -101,10 +101,14 @@ class ClaimResult:
         return verdict.overall([j.verdict for j in self.judgements])
 
     def scores_by_seed(self, side: str, metric: str) -> dict[int, float]:
-        """seed -> the value of ``metric`` for a variant (runs without it are left out), or
-        for a contrast ``A - B`` A's value minus B's at each seed both have."""
+        """seed -> the value of ``metric`` for a variant (runs without it are left out); for a
+        contrast of variants ``A - B`` or of metrics ``m - n``, the first's value minus the
+        second's at each seed both have."""
         if len(variants := spec.terms(side)) == 2:
             first, second = (self.scores_by_seed(variant, metric) for variant in variants)
+            return {seed: first[seed] - second[seed] for seed in first if seed in second}
+        if len(metrics := spec.terms(metric)) == 2:
+            first, second = (self.scores_by_seed(side, name) for name in metrics)
             return {seed: first[seed] - second[seed] for seed in first if seed in second}
         by_seed = self.runs.get(side, {})
         values = {seed: run_metrics(by_seed[seed]).get(metric) for seed in sorted(by_seed)}
@@ -580,10 +584,11 @@ def verdict_metrics(result: ClaimResult) -> dict[str, float]:
     for comparison, judgement in zip(result.claim.comparisons, result.judgements, strict=True):
         if judgement.effect is None:
             continue
-        sides = (
-            side.replace(spec.CONTRAST, "_minus_") for side in (comparison.better, comparison.than)
+        better, than, metric = (
+            name.replace(spec.CONTRAST, "_minus_")
+            for name in (comparison.better, comparison.than, comparison.metric)
         )
-        key = "{}_vs_{}/{}".format(*sides, comparison.metric)
+        key = f"{better}_vs_{than}/{metric}"
         effect = judgement.effect
         values = {"effect": effect.effect, "low": effect.low, "high": effect.high}
         metrics |= {f"{key}/{name}": v for name, v in values.items() if math.isfinite(v)}

@@ -31,10 +31,12 @@ class Comparison:
     lies below. ``expect: equal``: the two differ by less than ``size``: reproduced when the
     interval lies inside ±``size``, not reproduced when it lies wholly beyond one bound.
 
-    A side is a variant, or a contrast ``A - B``: A's score minus B's at each seed. Two
-    contrasts compared make an interaction: "batch norm's rise in error from i.i.d. to
-    few-class batches exceeds group norm's" is ``better: batch_few - batch_iid``, ``than:
-    group_few - group_iid`` on test/error, maximized.
+    A side is a variant, or a contrast ``A - B``: A's score minus B's at each seed; the metric
+    is a metric, or a contrast ``m - n`` of two metrics of one run. Either makes an interaction:
+    "batch norm's rise in error from i.i.d. to few-class batches exceeds group norm's" is
+    ``better: batch_few - batch_iid``, ``than: group_few - group_iid`` on test/error,
+    maximized; "the fixed context loses more from short to long sources than attention" is
+    ``metric: <short bucket> - <long bucket>``, ``better: fixed``, ``than: attention``.
     """
 
     metric: str
@@ -68,9 +70,10 @@ class Claim:
 CONTRAST = " - "
 
 
-def terms(side: str) -> list[str]:
-    """The variants of a comparison's side: itself, or the two of a contrast ``A - B``."""
-    return side.split(CONTRAST)
+def terms(name: str) -> list[str]:
+    """The variants of a comparison's side, or the metrics of its metric: the name itself, or
+    the two of a contrast ``A - B``."""
+    return name.split(CONTRAST)
 
 
 def names() -> list[str]:
@@ -108,6 +111,9 @@ def check(claim: Claim, path: Path) -> None:
                 key = f"{path}: comparisons[{index}].{side}"
                 allowed = "a variant of the claim or a contrast 'A - B' of two: "
                 raise ConfigError(key, value, allowed + ", ".join(claim.variants))
+        if len(terms(comparison.metric)) > 2:
+            key = f"{path}: comparisons[{index}].metric"
+            raise ConfigError(key, comparison.metric, "a metric or a contrast 'm - n' of two")
         for key, allowed in (("direction", DIRECTIONS), ("expect", EXPECTATIONS)):
             if getattr(comparison, key) not in allowed:
                 key_name = f"{path}: comparisons[{index}].{key}"
