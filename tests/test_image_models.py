@@ -87,6 +87,9 @@ def test_shortcut_variants_combine_as_defined():
     torch.testing.assert_close(joined("identity"), x + r)
     torch.testing.assert_close(joined("none"), r)
     torch.testing.assert_close(joined("scaling", scale=0.3), 0.3 * x + r)
+    both = joined("scaling", scale=0.5, residual_scale=0.5)  # He et al. 2016b's row that trains
+    torch.testing.assert_close(both, 0.5 * x + 0.5 * r)
+    torch.testing.assert_close(joined("identity", residual_scale=0.5), x + r)  # scaling's alone
     # He et al. 2016b: the shortcut is kept with p = 0.5, unscaled; in eval it is scaled by 0.5
     torch.testing.assert_close(joined("dropout", dropout=0.5), 0.5 * x + r)
     gated = Shortcut("gated", 4, 4, 1, None).eval()
@@ -94,6 +97,9 @@ def test_shortcut_variants_combine_as_defined():
     torch.testing.assert_close(gated(x, r), (1 - g) * x + g * r)
     projection = Shortcut("projection", 4, 4, 1, None)
     assert isinstance(projection.mapping, nn.Conv2d)
+    net = ResNet(1, 10, depth=8, shortcut="gated", gate_bias=-6.0)  # g = sigmoid(-6) at the start
+    biases = [m.gate.bias for m in net.modules() if isinstance(m, Shortcut)]
+    assert len(biases) == 3 and all(torch.equal(b, torch.full_like(b, -6.0)) for b in biases)
     with pytest.raises(ValueError, match="identity, projection"):
         Shortcut("highway", 4, 4, 1, None)
 
