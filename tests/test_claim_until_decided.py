@@ -21,14 +21,17 @@ from attnlab.claims.cli import main as claim_main
 from attnlab.tracking.mlflow_run import attnlab_commit
 from attnlab.tracking.store import get_or_create_experiment
 
-CLAIM = spec.load("resnet_v1_v2")  # one comparison: v2's train_eval/error below v1's by 0.005
+CLAIM = spec.load("resnet_v1_v2")  # one comparison: v2's score below v1's by SIZE at least
+(COMPARED,) = CLAIM.comparisons
+SIZE = COMPARED.size
 COMMIT = attnlab_commit()
 
 
 def error(variant: str, seed: int, spread: float) -> float:
-    """v1's error, and v2's 0.03 below it give or take ``spread`` (the same at every third seed)."""
+    """v1's score, and v2's 6 sizes below it give or take ``spread`` sizes (the same at every
+    third seed): in units of the size, so the seeds needed do not depend on it."""
     v1 = 0.2 + 0.01 * seed
-    return v1 if variant == "v1" else v1 - (0.03 + spread * (seed % 3 - 1))
+    return v1 if variant == "v1" else v1 - SIZE * (6 + spread * (seed % 3 - 1))
 
 
 RUN_MS = 2000  # how long each fake run trained
@@ -39,7 +42,7 @@ class FakeTrain:
     as a run of the job's overrides is (``hydra.overrides``: the job's overrides as Hydra's
     sweeper writes them), with ``error``'s score; records the (variant, seeds) of each launch."""
 
-    def __init__(self, spread: float = 0.003, commit: str = COMMIT, status: str = "FINISHED"):
+    def __init__(self, spread: float = 0.6, commit: str = COMMIT, status: str = "FINISHED"):
         self.spread, self.commit, self.status, self.launched = spread, commit, status, []
 
     def __call__(self, line: list[str]) -> int:
@@ -66,7 +69,7 @@ class FakeTrain:
         tags = {**tags, "git_commit": self.commit}
         run = client.create_run(experiment_id, start_time=start, tags=tags)
         score = error(tags["variant"], int(tags["seed"]), self.spread)
-        client.log_metric(run.info.run_id, "train_eval/error", score)
+        client.log_metric(run.info.run_id, COMPARED.metric, score)
         client.set_terminated(run.info.run_id, self.status, end_time=start + RUN_MS)
 
 
@@ -144,7 +147,7 @@ def test_a_store_that_does_not_exist_yet_has_nothing_to_reuse(claim, tmp_path):
 def test_until_decided_runs_the_seeds_the_pilot_needs_beyond_every_seed_and_judges_them_alone(
     claim,
 ):
-    """The pilot's spread (0.003 at seeds 0-2) needs 6 seeds to resolve 0.005 with 80% power;
+    """The pilot's spread (0.6 sizes at seeds 0-2) needs 6 seeds to resolve the size with 80% power;
     seed 9 ran before (and failed), so the fresh seeds are 10-15."""
     fill(FakeTrain(status="FAILED"), [9])
     train = FakeTrain()
@@ -167,7 +170,7 @@ def test_until_decided_runs_the_seeds_the_pilot_needs_beyond_every_seed_and_judg
 
 
 def test_until_decided_capped_says_the_verdict_may_be_inconclusive(claim):
-    train = FakeTrain(spread=0.01)  # needs 34 seeds
+    train = FakeTrain(spread=2.0)  # needs 34 seeds
     done = claim("run", "resnet_v1_v2", "--until-decided", "--max-seeds", "4", train=train)
     assert done.returncode == 0, done.stderr
     assert train.launched[2:] == [("v2", [3, 4, 5, 6]), ("v1", [3, 4, 5, 6])]

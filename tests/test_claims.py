@@ -70,7 +70,7 @@ def test_every_claim_cites_a_source_and_a_section_and_compares_its_own_variants(
     claim = spec.load(name)
     assert claim.notes.startswith("§") and len(claim.source) > 40
     assert len(claim.seeds) >= verdict.MIN_SEEDS
-    used = {v for c in claim.comparisons for v in (c.better, c.than)}
+    used = {v for c in claim.comparisons for side in (c.better, c.than) for v in spec.terms(side)}
     assert used <= set(claim.variants)
 
 
@@ -481,6 +481,10 @@ def test_a_report_rewrites_its_claims_rows_and_keeps_the_others(tmp_path, report
     for path in (tmp_path / "README.md", tmp_path / "out" / "claims.md"):
         path.parent.mkdir(exist_ok=True)
         path.write_text(f"# x\n{README_BEGIN}\n{table}\n{README_END}\nafter\n")
+    plots = tmp_path / "out" / "plots"
+    plots.mkdir()
+    for stale_or_other in ("position_val_loss.png", "degradation_buckets.png"):
+        (plots / stale_or_other).write_bytes(b"png")
     done = report(
         "--claim", "position", "--tracking-uri", uri, "--out", "out", "--readme", "README.md",
         cwd=tmp_path,
@@ -499,6 +503,10 @@ def test_a_report_rewrites_its_claims_rows_and_keeps_the_others(tmp_path, report
         assert rows[4].startswith(f"| {title}") and "**reproduced**" in rows[4], path
         assert len(rows) == 5 and text.endswith(f"{README_END}\nafter\n")
     assert "(position.md)" in (tmp_path / "out" / "claims.md").read_text()
+    # the position curve of a metric it no longer plots is gone, another claim's plot stays
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "degradation_buckets.png", "position_buckets.png", "position_val_acc.png",
+    ]  # fmt: skip
     assert (tmp_path / "out" / "position.md").read_text().startswith("# Learned and sinusoidal")
 
 
@@ -552,9 +560,9 @@ def test_claim_run_refuses_an_unknown_scale_and_too_few_seeds(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []  # no store, no output folder
 
 
-TINY = [  # attention_vs_fixed at a size that runs in seconds
-    "data.n_train=200", "data.n_val=50", "data.n_test=60", "data.max_len=12",
-    "task.length_buckets=[6,9]", "trainer.max_epochs=1", "model.width=16",
+TINY = [  # attention_vs_fixed at a size that runs in seconds, sources in all three buckets
+    "data.n_train=200", "data.n_val=50", "data.n_test=60", "data.max_len=32",
+    "trainer.max_epochs=1", "model.width=16",
 ]  # fmt: skip
 
 

@@ -558,6 +558,7 @@ def write_documents(
     for result in results:
         name = result.claim.name
         plots = figures(client, result)
+        remove_stale_plots(out / "plots", name, {plot for plot, _ in plots})
         for plot, png in plots:
             (out / "plots" / plot).write_bytes(png)
         origin = f"Store: {store}; written {when}."
@@ -637,6 +638,15 @@ def check_table(path: Path, text: str | None = None) -> None:
     text = path.read_text() if text is None else text
     if README_BEGIN not in text or README_END not in text:
         raise ConfigError("--readme", str(path), f"a file holding {README_BEGIN} ... {README_END}")
+
+
+def remove_stale_plots(folder: Path, claim: str, current: set[str]) -> None:
+    """Delete the claim's plots (``<claim>_*.png``) that its report no longer draws, such as
+    the curve of a metric it no longer compares; another claim's plots are kept."""
+    longer = [other for other in spec.names() if other.startswith(f"{claim}_")]
+    for plot in folder.glob(f"{claim}_*.png"):
+        if plot.name not in current and not any(plot.name.startswith(f"{o}_") for o in longer):
+            plot.unlink()
 
 
 CLAIM_OF_ROW = re.compile(r"`attnlab claim run (\w+)")
