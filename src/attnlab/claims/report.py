@@ -104,11 +104,14 @@ class ClaimResult:
         """seed -> the value of ``metric`` for a variant (runs without it are left out); for a
         contrast of variants ``A - B`` or of metrics ``m - n``, the first's value minus the
         second's at each seed both have."""
-        if len(variants := spec.terms(side)) == 2:
-            first, second = (self.scores_by_seed(variant, metric) for variant in variants)
-            return {seed: first[seed] - second[seed] for seed in first if seed in second}
-        if len(metrics := spec.terms(metric)) == 2:
-            first, second = (self.scores_by_seed(side, name) for name in metrics)
+        variants, metrics = spec.terms(side), spec.terms(metric)
+        if len(variants) == 2 or len(metrics) == 2:
+            parts = (
+                [(v, metric) for v in variants]
+                if len(variants) == 2
+                else [(side, m) for m in metrics]
+            )
+            first, second = (self.scores_by_seed(*part) for part in parts)
             return {seed: first[seed] - second[seed] for seed in first if seed in second}
         by_seed = self.runs.get(side, {})
         values = {seed: run_metrics(by_seed[seed]).get(metric) for seed in sorted(by_seed)}
