@@ -106,6 +106,11 @@ comparisons: [{metric: test/acc, better: a, than: b, size: 0.1}]
         ("comparisons: [{metric: m, better: a - b - a, than: b, size: 0.1}]\n", "'A - B' of two"),
         ("comparisons: [{metric: m, better: a, than: b, size: 0.1, direction: up}]\n", "maximize"),
         ("comparisons: [{metric: m, better: a, than: b, size: -1}]\n", "size"),
+        (
+            "comparisons: [{metric: m, better: a - b, than: b, size: 0.1, fails_beyond: 0.5}]\n",
+            "failure rates of two variants on one metric",
+        ),
+        ("comparisons: [{metric: m, better: a, than: b, size: 2, fails_beyond: 0.5}]\n", "[0, 1)"),
         ("seeds: [1, 1]\n", "two or more distinct seeds"),
         ("seeds: one\n", "seeds"),
         ("variants: [a, b\n", "valid YAML"),
@@ -169,6 +174,49 @@ def test_pairing_removes_the_data_draw_that_welch_counts_as_noise():
     assert judge(BETTER, seeded(*a), seeded(*b)).verdict == verdict.REPRODUCED
     apart = judge(BETTER, seeded(*a), seeded(*b, first=4))
     assert apart.verdict == verdict.INCONCLUSIVE and not apart.effect.paired
+
+
+FAILS = Comparison(
+    metric="error", better="a", than="b", size=0.2, direction="minimize", fails_beyond=0.5
+)
+
+
+@pytest.mark.parametrize("failures, seeds", [(0, 10), (3, 10), (10, 10), (7, 25)])
+def test_failure_rate_bounds_are_scipys_clopper_pearson_joined_by_bonferroni(failures, seeds):
+    """Each side's one-sided bound at alpha / 2 is the exact two-sided interval at 1 - alpha."""
+    alpha = 0.05
+    low, high = verdict.clopper_pearson(failures, seeds, alpha / 2)
+    exact = stats.binomtest(failures, seeds).proportion_ci(1 - alpha, method="exact")
+    assert (low, high) == pytest.approx((exact.low, exact.high))
+    bounds = verdict.failure_bounds((2, 10, failures, seeds), alpha)
+    other = stats.binomtest(2, 10).proportion_ci(1 - alpha, method="exact")
+    assert bounds == pytest.approx((exact.low - other.high, exact.high - other.low))
+
+
+def test_a_trains_or_fails_comparison_counts_failures_and_judges_their_rates_exactly():
+    """b fails (error above 0.5) at all 10 seeds, a at none (0.5 itself is no failure): the
+    rates differ by 1, and the exact bound at the 95% level (0.29) clears the size 0.2; at
+    3 seeds no count could clear it, and one failure in 10 decides nothing."""
+    a = seeded(*[0.02] * 9, 0.5)
+    b = seeded(*[0.8] * 9, 0.51)
+    judged = judge(FAILS, a, b)
+    effect = judged.effect
+    assert effect.failures == (0, 10, 10, 10) and effect.effect == pytest.approx(1.0)
+    bounds = verdict.failure_bounds(effect.failures, 0.025)
+    assert (effect.low, effect.high) == pytest.approx(bounds)
+    assert judged.verdict == verdict.REPRODUCED and effect.low > 0.2
+    assert verdict.p_above(effect, 0.2) < 0.025 < verdict.p_above(effect, effect.low + 1e-6)
+    few = judge(FAILS, seeded(0.02, 0.02, 0.02), seeded(0.8, 0.8, 0.8))
+    assert few.verdict == verdict.INCONCLUSIVE and math.isinf(few.effect.resolvable)
+    assert "cannot show a difference of 0.2" in few.reason
+    rare = judge(FAILS, a, seeded(0.8, *[0.1] * 9))
+    assert rare.verdict == verdict.INCONCLUSIVE and rare.effect.low < 0.2 < rare.effect.high
+
+
+def test_a_maximized_metric_fails_below_the_threshold():
+    accuracy = Comparison(metric="acc", better="a", than="b", size=0.2, fails_beyond=0.5)
+    effect = judge(accuracy, seeded(0.9, 0.9, 0.9), seeded(0.2, 0.9, 0.1)).effect
+    assert effect.failures == (0, 3, 2, 3) and effect.than_mean == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize(

@@ -114,8 +114,9 @@ def test_bimodal_outcomes_at_the_boundary_the_measured_false_reproduced_rate(fai
     interval errs when every seed lands in the failing mode, with chance fails ** seeds: then the
     differences agree and the interval is narrow. That stays under alpha while failures are rare
     (fails < alpha ** (1 / seeds), 0.29 at 3 seeds, 0.48 at 5, 0.69 at 10) and exceeds it when
-    they are common: the rule does not hold alpha for bimodal outcomes at the boundary, and a
-    "trains / fails" metric wants an exact test on the failure rate instead (issue 22)."""
+    they are common: the rule does not hold alpha for bimodal outcomes at the boundary. The
+    same draws judged as "trains / fails" (``fails_beyond``: the exact test on failure rates,
+    its size the true difference of rates) give no false "reproduced" at all (measured)."""
     draws, seeds = 3000, 3
     better, than = bimodal_scores(3, draws, seeds, fails)
     minimize = comparison(direction="minimize", size=0.65 * fails)
@@ -125,6 +126,10 @@ def test_bimodal_outcomes_at_the_boundary_the_measured_false_reproduced_rate(fai
         assert at_most(count, draws, ALPHA), rate
     else:
         assert about(count, draws, fails**seeds), rate
+    failure_rates = comparison(direction="minimize", size=fails)
+    failure_rates.fails_beyond = 0.4
+    exact = int((judged([failure_rates], better, than) == verdict.REPRODUCED).sum())
+    assert at_most(exact, draws, ALPHA), f"exact: {exact / draws:.4f}"
 
 
 def test_a_floor_or_a_ceiling_is_never_decided():
@@ -192,3 +197,45 @@ def test_a_pilot_that_only_sizes_the_fresh_run_keeps_alpha_and_near_the_stated_p
     assert uncapped.mean() > 0.95 and {s.seeds for s in sizes} > {3, 4}
     power = float((alternative[uncapped] == verdict.REPRODUCED).mean())
     assert power >= verdict.POWER - 0.1, f"power {power:.3f}"
+
+
+def failing_seeds(seed: int, draws: int, seeds: int, better_rate: float, than_rate: float):
+    """Errors (draws, 1, seeds) of two nets that fail (0.7) at the given rates and train (0.05)
+    otherwise, their failures correlated at a seed as a shared data draw would make them: both
+    fail on a common uniform below their rates."""
+    rng = np.random.default_rng(seed)
+    shape = (draws, 1, seeds)
+    common = rng.random(shape)
+    return np.where(common < better_rate, 0.7, 0.05), np.where(common < than_rate, 0.7, 0.05)
+
+
+@pytest.mark.parametrize("better_rate", [0.0, 0.3, 0.5])
+def test_the_exact_failure_rate_test_holds_alpha_on_its_bound_however_seeds_pair(better_rate):
+    """(g) than fails more often by exactly the size, with failures at a seed correlated: a
+    false "reproduced" at most alpha, at 3 seeds and at 10 (measured: none in 2000 draws at
+    any of these rates; Clopper-Pearson joined by Bonferroni is conservative)."""
+    fails = comparison(direction="minimize", size=0.3)
+    fails.fails_beyond = 0.5
+    draws = 2000
+    for seeds in (3, 10):
+        better, than = failing_seeds(8, draws, seeds, better_rate, better_rate + 0.3)
+        count = int((judged([fails], better, than) == verdict.REPRODUCED).sum())
+        assert at_most(count, draws, ALPHA), f"{seeds} seeds: {count / draws:.4f}"
+
+
+def test_the_exact_tests_power_at_the_resolvable_distance_is_what_it_reports():
+    """(h) Failures drawn independently at better's rate and at size + the resolvable
+    distance above it: "reproduced" comes at the power ``exact_power`` computes, about POWER."""
+    fails = comparison(direction="minimize", size=0.2)
+    fails.fails_beyond = 0.5
+    seeds, better_rate, draws = 30, 0.1, 2000
+    margin = verdict.resolvable_failures(seeds, better_rate, 0.2, ALPHA)
+    than_rate = better_rate + 0.2 + margin
+    power = verdict.exact_power(seeds, better_rate, than_rate, 0.2, ALPHA)
+    assert verdict.POWER <= power < verdict.POWER + 0.02
+    rng = np.random.default_rng(9)
+    shape = (draws, 1, seeds)
+    better = np.where(rng.random(shape) < better_rate, 0.7, 0.05)
+    than = np.where(rng.random(shape) < than_rate, 0.7, 0.05)
+    count = int((judged([fails], better, than) == verdict.REPRODUCED).sum())
+    assert about(count, draws, power), f"power {count / draws:.4f} vs {power:.4f}"

@@ -185,9 +185,20 @@ def expectation(comparison: Comparison) -> str:
     better, than = comparison.better, comparison.than
     if comparison.than_metric:
         better, than = f"{better} {comparison.metric}", f"{than} {comparison.than_metric}"
+    if comparison.fails_beyond is not None:
+        fails = f"(a seed fails at {failure_text(comparison)})"
+        if comparison.expect == "equal":
+            return f"{better} and {than} fail as often (within ±{comparison.size:g}) {fails}"
+        return f"{better} fails less often than {than} by > {comparison.size:g} {fails}"
     if comparison.expect == "equal":
         return f"{better} ≈ {than} (within ±{comparison.size:g})"
     return f"{better} {arrow} than {than} by > {comparison.size:g}"
+
+
+def failure_text(comparison: Comparison) -> str:
+    """The failure condition of a "trains / fails" comparison, e.g. ``test/error > 0.5``."""
+    worse = ">" if comparison.direction == "minimize" else "<"
+    return f"{comparison.metric} {worse} {comparison.fails_beyond:g}"
 
 
 def effect_text(judgement: Judgement) -> str:
@@ -195,7 +206,7 @@ def effect_text(judgement: Judgement) -> str:
     effect = judgement.effect
     if effect is None:
         return "-"
-    if effect.se == 0:
+    if not effect.decidable:
         return f"{effect.effect:+.4f} (no spread)"
     interval = f"[{effect.low:+.4f}, {effect.high:+.4f}]"
     return f"{effect.effect:+.4f} {interval} at {percent(effect.level)}"
@@ -206,11 +217,11 @@ def design_text(judgement: Judgement) -> str:
     effect = judgement.effect
     if effect is None:
         return "-"
-    test = "paired t" if effect.paired else "Welch t"
-    if effect.se == 0:
-        return f"{test}, {effect.seeds} seeds"
+    if not effect.decidable:
+        return f"{effect.test}, {effect.seeds} seeds"
     power = f"{verdict.POWER:.0%}"
-    return f"{test}, {effect.seeds} seeds; resolves {effect.resolvable:.3g} at {power} power"
+    reach = "nothing" if math.isinf(effect.resolvable) else f"{effect.resolvable:.3g}"
+    return f"{effect.test}, {effect.seeds} seeds; resolves {reach} at {power} power"
 
 
 def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
@@ -218,6 +229,9 @@ def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
     metrics = list(dict.fromkeys(m for pair in compared for m in pair))
     pct = int(round(result.claim.confidence * 100))
     headers = ["variant", "overrides", "seeds", *(f"{m} (mean ± {pct}% CI)" for m in metrics)]
+    comparisons = result.claim.comparisons
+    failing = {failure_text(c): c for c in comparisons if c.fails_beyond is not None}.values()
+    headers += [f"seeds failing ({failure_text(c)})" for c in failing]
     rows = []
     for variant, overrides in result.claim.variants.items():
         seeds = sorted(result.runs.get(variant, {}))
@@ -229,6 +243,11 @@ def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
                 continue
             centre, half = mean_interval(values, result.claim.confidence)
             cells.append(f"{centre:.4f} ± {half:.4f}")
+        for comparison in failing:
+            sign = 1 if comparison.direction == "minimize" else -1
+            values = result.scores(variant, comparison.metric)
+            failed = sum(sign * (value - comparison.fails_beyond) > 0 for value in values)
+            cells.append(f"{failed} of {len(values)}" if values else "-")
         rows.append(cells)
     return headers, rows
 
@@ -291,6 +310,9 @@ def compared(comparison: Comparison) -> str:
     """What a comparison sets against what: two variants on a metric, or two metrics of one."""
     if comparison.than_metric:
         return f"{comparison.metric} vs {comparison.than_metric}"
+    if comparison.fails_beyond is not None:
+        rate = f"failure rate ({failure_text(comparison)})"
+        return f"{comparison.better} vs {comparison.than}, {rate}"
     return f"{comparison.better} vs {comparison.than}, {comparison.metric}"
 
 
@@ -455,7 +477,11 @@ RULE = (
     "not vary over seeds (a floor or ceiling) give no interval and no verdict: the metric or "
     "the task must change. 'resolves' is the smallest distance from the size that the design "
     "(its seeds, the observed spread, its α) detects with {power} power; a finer size is reported "
-    "with the seeds that would resolve it. A claim is reproduced when every comparison is, not "
+    "with the seeds that would resolve it. A trains / fails comparison (fails_beyond) is on "
+    "failure rates over seeds: its bounds are each rate's exact Clopper-Pearson bound (1934) at "
+    "α/2, joined by Bonferroni, so they hold however the outcomes are spread or paired, and its "
+    "'resolves' is summed exactly over the failure counts. A claim is reproduced when every "
+    "comparison is, not "
     "reproduced when any is; {seeds} seeds per variant at least."
 )
 
@@ -592,6 +618,8 @@ def verdict_metrics(result: ClaimResult) -> dict[str, float]:
             name.replace(spec.CONTRAST, "_minus_")
             for name in (comparison.better, comparison.than, comparison.metric)
         )
+        if comparison.fails_beyond is not None:
+            metric = f"{metric}/failure_rate"
         key = f"{better}_vs_{than}/{metric}"
         effect = judgement.effect
         values = {"effect": effect.effect, "low": effect.low, "high": effect.high}

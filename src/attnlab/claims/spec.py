@@ -37,6 +37,10 @@ class Comparison:
     ``better: batch_few - batch_iid``, ``than: group_few - group_iid`` on test/error,
     maximized; "the fixed context loses more from short to long sources than attention" is
     ``metric: <short bucket> - <long bucket>``, ``better: fixed``, ``than: attention``.
+
+    ``fails_beyond``: the outcome is "trains / fails". A seed fails when its metric is worse than
+    this (above it when minimized, below when maximized), and the effect is ``than``'s failure
+    rate over seeds minus ``better``'s, judged by an exact test; ``size`` is then a rate.
     """
 
     metric: str
@@ -46,6 +50,7 @@ class Comparison:
     than_metric: str | None = None  # ``than``'s metric when it differs (one run, two layers)
     direction: str = "maximize"  # or minimize (OmegaConf types no Literal: check() does)
     expect: str = "better"  # or equal
+    fails_beyond: float | None = None
 
 
 @dataclass
@@ -120,6 +125,15 @@ def check(claim: Claim, path: Path) -> None:
                 raise ConfigError(
                     key_name, getattr(comparison, key), f"one of {', '.join(allowed)}"
                 )
+        if comparison.fails_beyond is not None:
+            plain = [getattr(comparison, key) for key in ("better", "than", "metric")]
+            if comparison.than_metric or any(CONTRAST in name for name in plain):
+                key = f"{path}: comparisons[{index}].fails_beyond"
+                allowed = "failure rates of two variants on one metric (no contrast)"
+                raise ConfigError(key, comparison.fails_beyond, allowed)
+            if not 0 <= comparison.size < 1:
+                key = f"{path}: comparisons[{index}].size"
+                raise ConfigError(key, comparison.size, "a failure rate in [0, 1)")
         if comparison.size < 0:
             raise ConfigError(f"{path}: comparisons[{index}].size", comparison.size, "a size >= 0")
     if len(set(claim.seeds)) < 2:

@@ -29,6 +29,14 @@ Rule (stated in every report):
   hence unconditionally: sizing from a pilot that is then set aside inflates no error rate
   (unlike Wittes & Brittain's 1990 internal pilot, whose seeds stay in the analysis). The power
   holds only as well as the pilot's spread estimates the true one, and the cap can lower it.
+- A comparison with ``fails_beyond`` is on failure rates: a seed fails when its metric is worse
+  than the threshold, and the effect is ``than``'s failure rate minus ``better``'s. Its bounds
+  are exact (conservative) whatever the rates and however the seeds pair up: each rate's
+  Clopper-Pearson (1934) bound at alpha / 2, joined by Bonferroni's inequality, so the lower
+  bound exceeds the true difference with chance at most alpha. The p-value is the smallest
+  alpha at which the bound clears ``size``; Holm and the two verdicts are as above. A t
+  interval does not hold its level on such bimodal outcomes (tests/test_verdict_simulation.py:
+  at 3 seeds a false "reproduced" in 14% of claims whose net fails half the time).
 - A claim is reproduced when every comparison is, not reproduced when any is, else inconclusive.
   Holm bounds the chance that any decision of the claim is wrong, so a verdict resting on one
   decision (not reproduced) or on all of them (reproduced) keeps that bound.
@@ -36,10 +44,13 @@ Rule (stated in every report):
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from statistics import fmean
 
+import numpy as np
 from scipy import special, stats
 
 from attnlab.claims.spec import Comparison
@@ -47,6 +58,7 @@ from attnlab.claims.spec import Comparison
 MIN_SEEDS = 3
 POWER = 0.8
 MAX_SEEDS = 10_000  # the most seeds a finer size is resolved with before the report gives up
+MAX_EXACT_SEEDS = 400  # the same for failure rates, whose power is summed over every outcome
 TOLERANCE = 1e-9  # differences varying less than this (relative to 1 or their size) are constant
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
@@ -63,10 +75,23 @@ class Effect:
     df: float
     seeds: int  # the common seeds when paired, else the fewer seeds of the two variants
     paired: bool
+    # failure rates: (better's failures, its seeds, than's failures, its seeds); else None
+    failures: tuple[int, int, int, int] | None = None
     level: float = math.nan  # the interval's two-sided confidence, 1 - 2 * Holm level
     low: float = math.nan
     high: float = math.nan
     resolvable: float = math.nan
+
+    @property
+    def test(self) -> str:
+        if self.failures:
+            return "exact (Clopper-Pearson, Bonferroni)"
+        return "paired t" if self.paired else "Welch t"
+
+    @property
+    def decidable(self) -> bool:
+        """An interval exists: failure counts, or differences that vary over the seeds."""
+        return self.failures is not None or self.se > 0
 
 
 @dataclass(frozen=True)
@@ -122,13 +147,65 @@ def estimate(better: dict[int, float], than: dict[int, float], direction: str) -
     return Effect(better_mean, than_mean, difference, se, df, min(map(len, sides)), paired=False)
 
 
+def estimate_failures(
+    better: dict[int, float], than: dict[int, float], comparison: Comparison
+) -> Effect | None:
+    """The difference of failure rates, ``than``'s minus ``better``'s, where a seed fails when
+    its score is worse than ``comparison.fails_beyond``; None below ``MIN_SEEDS`` seeds."""
+    if min(len(better), len(than)) < MIN_SEEDS:
+        return None
+    threshold, sign = comparison.fails_beyond, (1 if comparison.direction == "minimize" else -1)
+    counts = [sum(sign * (v - threshold) > 0 for v in side.values()) for side in (better, than)]
+    better_rate, than_rate = counts[0] / len(better), counts[1] / len(than)
+    failures = (counts[0], len(better), counts[1], len(than))
+    seeds = min(len(better), len(than))
+    return Effect(
+        better_rate, than_rate, than_rate - better_rate, math.nan, math.nan, seeds,
+        paired=False, failures=failures,
+    )  # fmt: skip
+
+
+def clopper_pearson(failures, seeds, alpha: float):
+    """Exact one-sided bounds (low, high) on a rate from ``failures`` of ``seeds``, each
+    wrong with chance at most ``alpha`` (Clopper & Pearson 1934); numpy arrays broadcast."""
+    failures, seeds = np.asarray(failures, float), np.asarray(seeds, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = special.betaincinv(failures, seeds - failures + 1, alpha)
+        high = special.betaincinv(failures + 1, seeds - failures, 1 - alpha)
+    return np.where(failures == 0, 0.0, low), np.where(failures == seeds, 1.0, high)
+
+
+def failure_bounds(failures: tuple[int, int, int, int], alpha: float) -> tuple[float, float]:
+    """Bounds (low, high) on than's failure rate minus better's, each wrong with chance at most
+    ``alpha``: each rate's Clopper-Pearson bound at alpha / 2, joined by Bonferroni."""
+    better_low, better_high = clopper_pearson(*failures[:2], alpha / 2)
+    than_low, than_high = clopper_pearson(*failures[2:], alpha / 2)
+    return float(than_low - better_high), float(than_high - better_low)
+
+
+def smallest_alpha(holds: Callable[[float], bool]) -> float:
+    """The smallest alpha at which ``holds`` (true from some alpha on, as bounds narrow with a
+    larger alpha), to 1e-12; 1 when it fails even at alpha = 1."""
+    if not holds(1.0):
+        return 1.0
+    fails, works = 0.0, 1.0
+    while works - fails > 1e-12:
+        middle = (fails + works) / 2
+        fails, works = (fails, middle) if holds(middle) else (middle, works)
+    return works
+
+
 def p_above(effect: Effect, bound: float) -> float:
     """One-sided p-value of "the true effect exceeds ``bound``"."""
+    if effect.failures:
+        return smallest_alpha(lambda alpha: failure_bounds(effect.failures, alpha)[0] > bound)
     return float(special.stdtr(effect.df, (bound - effect.effect) / effect.se))
 
 
 def p_below(effect: Effect, bound: float) -> float:
     """One-sided p-value of "the true effect lies below ``bound``"."""
+    if effect.failures:
+        return smallest_alpha(lambda alpha: failure_bounds(effect.failures, alpha)[1] < bound)
     return float(special.stdtr(effect.df, (effect.effect - bound) / effect.se))
 
 
@@ -170,21 +247,58 @@ def resolvable(se: float, df: float, alpha: float) -> float:
 
 
 def seeds_to_resolve(effect: Effect, size: float, alpha: float) -> int | None:
-    """The fewest seeds per variant at which the observed spread resolves ``size`` at
-    ``alpha`` (None when ``MAX_SEEDS`` do not)."""
+    """The fewest seeds per variant at which the observed spread (for failure rates, ``better``'s
+    rate) resolves ``size`` at ``alpha`` (None when ``MAX_SEEDS`` do not)."""
 
     def resolves(seeds: int) -> bool:
-        se = effect.se * math.sqrt(effect.seeds / seeds)
-        df = effect.df * (seeds - 1) / (effect.seeds - 1)
-        return resolvable(se, df, alpha) <= size
+        return resolvable_distance(effect, size, alpha, seeds) <= size
 
-    if not resolves(MAX_SEEDS):
+    most = MAX_EXACT_SEEDS if effect.failures else MAX_SEEDS
+    if not resolves(most):
         return None
-    fails, works = effect.seeds, MAX_SEEDS
+    fails, works = effect.seeds, most
     while works - fails > 1:
         middle = (fails + works) // 2
         fails, works = (fails, middle) if resolves(middle) else (middle, works)
     return works
+
+
+def exact_power(seeds: int, better_rate: float, than_rate: float, size: float, alpha: float):
+    """The chance that the failure-rate test at ``alpha`` shows an effect above ``size`` with
+    ``seeds`` per variant, summed over every pair of failure counts (the two variants' failures
+    drawn independently)."""
+    counts = np.arange(seeds + 1)
+    than_low, _ = clopper_pearson(counts[:, None], seeds, alpha / 2)
+    _, better_high = clopper_pearson(counts[None, :], seeds, alpha / 2)
+    shown = than_low - better_high > size
+    chance = stats.binom.pmf(counts[:, None], seeds, than_rate) * stats.binom.pmf(
+        counts[None, :], seeds, better_rate
+    )
+    return float((chance * shown).sum())
+
+
+@functools.lru_cache(maxsize=4096)  # a report and a simulation ask the same few designs again
+def resolvable_failures(seeds: int, better_rate: float, size: float, alpha: float) -> float:
+    """The smallest distance from ``size`` at which the failure-rate test at ``alpha`` shows the
+    effect with ``POWER``, ``better`` failing at ``better_rate``; inf when no rate can."""
+    reach = 1 - better_rate - size  # than's failure rate cannot pass 1
+    if reach <= 0 or exact_power(seeds, better_rate, 1.0, size, alpha) < POWER:
+        return math.inf
+    fails, works = 0.0, reach
+    while works - fails > 1e-4:
+        middle = (fails + works) / 2
+        power = exact_power(seeds, better_rate, better_rate + size + middle, size, alpha)
+        fails, works = (fails, middle) if power >= POWER else (middle, works)
+    return works
+
+
+def resolvable_distance(effect: Effect, size: float, alpha: float, seeds: int) -> float:
+    """The smallest distance from ``size`` the design of ``effect`` resolves at ``seeds``."""
+    if effect.failures:
+        return resolvable_failures(seeds, effect.better_mean, size, alpha)
+    se = effect.se * math.sqrt(effect.seeds / seeds)
+    df = effect.df * (seeds - 1) / (effect.seeds - 1)
+    return resolvable(se, df, alpha)
 
 
 @dataclass(frozen=True)
@@ -209,10 +323,10 @@ def confirmatory_size(
     alpha = (1 - confidence) / 2 / len(comparisons)
     needs: list[int | None] = []
     for comparison, (better, than) in zip(comparisons, pilot, strict=True):
-        effect = estimate(better, than, comparison.direction)
-        if effect is None or effect.se == 0:
+        effect = estimate_for(comparison, better, than)
+        if effect is None or not effect.decidable:
             needs.append(None)
-        elif resolvable(effect.se, effect.df, alpha) <= comparison.size:
+        elif resolvable_distance(effect, comparison.size, alpha, effect.seeds) <= comparison.size:
             needs.append(effect.seeds)
         else:
             needs.append(seeds_to_resolve(effect, comparison.size, alpha))
@@ -220,6 +334,15 @@ def confirmatory_size(
     if needed is None or needed > max_seeds:
         return Sizing(needed, max_seeds, capped=True)
     return Sizing(needed, needed, capped=False)
+
+
+def estimate_for(
+    comparison: Comparison, better: dict[int, float], than: dict[int, float]
+) -> Effect | None:
+    """The effect a comparison is judged on: of failure rates or of mean scores."""
+    if comparison.fails_beyond is not None:
+        return estimate_failures(better, than, comparison)
+    return estimate(better, than, comparison.direction)
 
 
 def judge_claim(
@@ -233,18 +356,18 @@ def judge_claim(
     each ``better`` winner must beat, or None."""
     alpha = (1 - confidence) / 2
     effects = [
-        estimate(better, than, comparison.direction)
+        estimate_for(comparison, better, than)
         for comparison, (better, than) in zip(comparisons, scores, strict=True)
     ]
     pointed = [
-        pointed_decision(comparison, effect) if effect and effect.se > 0 else (INCONCLUSIVE, 1.0)
+        pointed_decision(comparison, effect) if effect and effect.decidable else (INCONCLUSIVE, 1.0)
         for comparison, effect in zip(comparisons, effects, strict=True)
     ]
     levels = holm([p for _, p in pointed], alpha)
     judgements = []
     for index, comparison in enumerate(comparisons):
         effect, (decision, _), (level, rejected) = effects[index], pointed[index], levels[index]
-        if effect is None or effect.se == 0:
+        if effect is None or not effect.decidable:
             judgements.append(undecidable(comparison, effect, scores[index]))
             continue
         decision = decision if rejected else INCONCLUSIVE
@@ -275,13 +398,17 @@ def judge(
 ) -> Judgement:
     """One comparison's judgement from its estimate and Holm's decision and level: the
     interval at that level, the baseline the winner must beat, the resolvable effect."""
-    half = float(special.stdtrit(effect.df, 1 - level)) * effect.se
+    if effect.failures:
+        low, high = failure_bounds(effect.failures, level)
+    else:
+        half = float(special.stdtrit(effect.df, 1 - level)) * effect.se
+        low, high = effect.effect - half, effect.effect + half
     effect = replace(
         effect,
         level=1 - 2 * level,
-        low=effect.effect - half,
-        high=effect.effect + half,
-        resolvable=resolvable(effect.se, effect.df, level),
+        low=low,
+        high=high,
+        resolvable=resolvable_distance(effect, comparison.size, level, effect.seeds),
     )
     interval = f"[{effect.low:+.4g}, {effect.high:+.4g}] at {percent(effect.level)}"
     size = comparison.size
@@ -314,7 +441,16 @@ def resolution(effect: Effect, size: float, level: float) -> str:
     if size >= effect.resolvable:
         return ""
     seeds = seeds_to_resolve(effect, size, level)
-    would = f"about {seeds} seeds per variant" if seeds else f"not even {MAX_SEEDS} seeds"
+    most = MAX_EXACT_SEEDS if effect.failures else MAX_SEEDS
+    would = f"about {seeds} seeds per variant" if seeds else f"not even {most} seeds"
+    if effect.failures:
+        reach = (
+            f"cannot show a difference of {size:g} even if the other variant always fails"
+            if math.isinf(effect.resolvable)
+            else f"resolves {effect.resolvable:.3g} beyond the size {size:g}"
+        )
+        power = f"{POWER:.0%} power"
+        return f"; at {effect.seeds} seeds this design {reach} (at {power}): {would} would"
     return (
         f"; the size {size:g} is finer than this design resolves ({effect.resolvable:.3g} with "
         f"{POWER:.0%} power at {effect.seeds} seeds): {would} would resolve it"
