@@ -12,9 +12,12 @@ import torch
 from torch import nn
 
 from attnlab.bench.complexity import (
+    DEFAULT,
     Layer,
     crossover,
+    crossover_fits,
     fit_slope,
+    flop_crossover,
     saved_activation_bytes,
     upper_part,
 )
@@ -56,6 +59,21 @@ def test_crossover_where_quadratic_overtakes_linear():
     n = 2.0 ** np.arange(4, 13)
     assert crossover(n, n**2 / 300, n) == pytest.approx(300)  # n^2 / 300 = n at n = 300
     assert crossover(n, n / 2, n) is None  # attention faster everywhere
+
+
+def test_the_crossover_grows_with_the_width_as_the_times_say():
+    """Times shaped like the FLOP model's leading terms, attention n²d / 2 against the GRU's
+    3nd²: they cross at n = 6d, so n* grows as d¹, which is also the FLOP model's slope."""
+    by = {}
+    for d, sweep in DEFAULT.crossover_sweeps().items():
+        assert sweep.fixed == d and sweep.values[0] <= d  # from where the FLOPs are equal
+        for n in sweep.values:
+            by[sweep.name, "attention", n] = n * n * d / 2
+            by[sweep.name, "gru", n] = 3 * n * d * d
+    found, slopes = crossover_fits(DEFAULT, by)
+    assert found == pytest.approx({32: 192, 64: 384, 128: 768}, rel=1e-6)
+    assert slopes == pytest.approx({"crossover_slope_d": 1.0, "flop_crossover_slope_d": 1.0})
+    assert [flop_crossover(d) for d in (64, 512)] == pytest.approx([64, 512])
 
 
 def test_bench_rejects_an_unknown_name(capsys):

@@ -661,3 +661,5 @@ def test_a_claim_on_a_benchmark_runs_each_seed_and_gets_a_verdict(tmp_path):
     assert done.returncode == 0, done.stderr
     verdicts = [line for line in done.stdout.splitlines() if line.startswith("  time_slope")]
     assert len(verdicts) == 3
+    (crossing,) = [line for line in done.stdout.splitlines() if line.startswith("  crossover")]
+    assert "inconclusive: too few seeds" in crossing  # the tiny grid's times never cross

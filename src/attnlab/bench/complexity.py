@@ -89,6 +89,7 @@ class Grid:
     min_run_time: float  # seconds of repeats per timed point (blocked_autorange)
     rounds: int  # passes over the grid; each point keeps its fastest pass
     speedup_length: int  # n of the parallel-vs-sequential comparisons
+    crossover_widths: tuple[int, ...]  # more d at which attention and the GRU sweep n
 
     def sweeps(self) -> list[Sweep]:
         every = ("attention", "gru", "conv")
@@ -97,7 +98,18 @@ class Grid:
             Sweep("n", "n", self.lengths, self.width, every, counted),
             Sweep("d", "d", self.widths, self.length, every, counted),
             Sweep("d_long", "d", self.widths, self.long_length, ("attention",), ()),
+            *(  # from n = d on, where their FLOPs are equal, to past where their times cross
+                Sweep(f"n_d{d}", "n", tuple(n for n in self.lengths if n >= d), d, pair, ())
+                for d in self.crossover_widths
+                for pair in [("attention", "gru")]
+            ),
         ]
+
+    def crossover_sweeps(self) -> dict[int, Sweep]:
+        """d -> the sweep over n at that width, every width where attention meets the GRU."""
+        names = {self.width: "n"} | {d: f"n_d{d}" for d in self.crossover_widths}
+        by_name = {sweep.name: sweep for sweep in self.sweeps()}
+        return {d: by_name[names[d]] for d in sorted(names)}
 
     def describe(self) -> str:
         return (
@@ -106,7 +118,8 @@ class Grid:
             f"n = {self.long_length} (attention); batch {self.batch}; "
             f"{self.min_run_time:g} s of repeats per timed point, "
             f"{f'fastest of {self.rounds} rounds' if self.rounds > 1 else 'one round'}; "
-            f"speed-ups at n = {self.speedup_length}, d = {self.width}"
+            f"speed-ups at n = {self.speedup_length}, d = {self.width}; attention and the GRU "
+            f"also over n at d = {_span(self.crossover_widths)} (the crossover against d)"
         )
 
 
@@ -118,11 +131,11 @@ DEFAULT = Grid(
     lengths=tuple(2**i for i in range(4, 13)),  # 16..4096
     widths=tuple(2**i for i in range(6, 11)),  # 64..1024
     width=128, length=128, long_length=2048, batch=4, min_run_time=1.0, rounds=3,
-    speedup_length=1024,
+    speedup_length=1024, crossover_widths=(32, 64),
 )  # fmt: skip
 QUICK = Grid(
     lengths=(16, 32, 64, 128, 256), widths=(64, 128, 256), width=64, length=64, long_length=256,
-    batch=2, min_run_time=0.01, rounds=1, speedup_length=64,
+    batch=2, min_run_time=0.01, rounds=1, speedup_length=64, crossover_widths=(16, 32),
 )  # fmt: skip
 
 
@@ -331,6 +344,30 @@ def crossover(n: np.ndarray, t_attention: np.ndarray, t_rnn: np.ndarray) -> floa
     return float(np.exp(np.log(n[i]) + share * (np.log(n[i + 1]) - np.log(n[i]))))
 
 
+def flop_crossover(d: int) -> float:
+    """The n at which attention's FLOPs (8nd² + 4n²d) equal the GRU's (12nd²): n = d."""
+    roots = np.roots([4 * d, 8 * d * d - 12 * d * d, 0])  # 4d n² + (8d² - 12d²) n = 0
+    return float(roots.max())
+
+
+def crossover_fits(grid: Grid, by: dict) -> tuple[dict[int, float], dict[str, float]]:
+    """n* at each width where the measured times cross, and the log-log slopes of n* against d,
+    measured and by the FLOP model (1: n* = d); no slope with fewer than two crossings."""
+    found = {}
+    for d, sweep in grid.crossover_sweeps().items():
+        t_attention = np.array([by[sweep.name, "attention", n] for n in sweep.values])
+        t_gru = np.array([by[sweep.name, "gru", n] for n in sweep.values])
+        cross = crossover(np.array(sweep.values, float), t_attention, t_gru)
+        if cross is not None:
+            found[d] = cross
+    if len(found) < 2:
+        return found, {}
+    widths = np.array(sorted(found), float)
+    slope = fit_slope(widths, np.array([found[int(d)] for d in widths]))[0]
+    model = fit_slope(widths, np.array([flop_crossover(int(d)) for d in widths]))[0]
+    return found, {"crossover_slope_d": slope, "flop_crossover_slope_d": model}
+
+
 def speedups(grid: Grid, device: torch.device, threads: int) -> dict[str, float]:
     """Seconds of forward passes (no_grad: inference) computed at once or position by position.
 
@@ -429,6 +466,7 @@ def report(
 ) -> tuple[str, dict[str, float]]:
     """The printed report (markdown) and the metrics to log."""
     metrics = {f"{f.quantity}_slope_{f.sweep.name}/{f.kind}": f.slope for f in fits}
+    metrics |= {f"flop_slope_{f.sweep.name}/{f.kind}": f.expected for f in fits if f.table1}
     lines = [header, "", slope_table(fits), ""]
     spread = sorted(
         ((max(p.times) / p.time, p) for p in points if len(p.times) > 1), key=lambda s: s[0]
@@ -466,6 +504,18 @@ def report(
             f"Crossover at d = {d}: attention becomes slower than the GRU at n ≈ {cross:.0f} "
             f"(n/d = {cross / d:.1f}; log-log interpolation of the measured times)."
         )
+    found, slopes = crossover_fits(grid, by)
+    metrics |= {f"crossover_n/d{width}": n_star for width, n_star in found.items()} | slopes
+    crossings = ", ".join(f"d = {width}: n ≈ {n_star:.0f}" for width, n_star in found.items())
+    lines.append(
+        f"Crossover against the width ({crossings or 'none on the grid'}): "
+        + (
+            f"n* grows as d^{slopes['crossover_slope_d']:.2f}; the FLOP model's n* = d grows "
+            f"as d^{slopes['flop_crossover_slope_d']:.2f}."
+            if slopes
+            else "fewer than two widths cross on the grid, so no slope."
+        )
+    )
     if d in grid.lengths:  # equal FLOPs: 8nd² + 4n²d = 12nd² at n = d
         ratio = by["n", "gru", d] / by["n", "attention", d]
         metrics["gru_over_attention_time_at_n_eq_d"] = ratio
