@@ -124,6 +124,17 @@ def test_runs_of_this_commit_and_config_are_reused_and_no_others(claim):
     assert "done in 0 s (all reused)" in second.stdout
 
 
+def test_a_claim_warns_when_the_checkout_moves_under_it(claim, monkeypatch):
+    """A commit made between two variants splits the claim's runs over two commits: said once,
+    on stderr, naming both."""
+    commits = iter(["a" * 40, "a" * 40, "b" * 40, "b" * 40])
+    monkeypatch.setattr("attnlab.tracking.mlflow_run.attnlab_commit", lambda: next(commits))
+    done = claim("run", "resnet_v1_v2", train=FakeTrain())
+    assert done.returncode == 0
+    (warning,) = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert f"moved from {'a' * 12} to {'b' * 12} while the claim ran" in warning
+
+
 def test_a_benchmark_claims_runs_are_reused_by_their_command_line(claim):
     """Its runs record the command (``attnlab bench complexity ... --tag=seed=0``), no overrides."""
     first = FakeBench()

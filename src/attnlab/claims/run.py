@@ -199,10 +199,22 @@ def seeds_text(seeds: list[int]) -> str:
 def run(claim: Claim, seeds: list[int], scale: str, extra: list[str], store: str) -> int:
     """Run the variants one after another over the seeds without a reusable run in ``store``;
     return the first failing exit code, else 0."""
+    from attnlab.tracking.mlflow_run import attnlab_commit
+
     reused = reusable_seeds(claim, seeds, scale, extra, store)
-    started_ms = int(time.time() * 1000)
+    started_ms, commit = int(time.time() * 1000), attnlab_commit()
     walls = {}
     for variant in claim.variants:
+        moved_to = attnlab_commit()
+        if moved_to != commit:  # each run tags the commit checked out when it starts
+            print(
+                f"attnlab claim {claim.name}: warning: the checkout moved from {commit[:12]} to "
+                f"{moved_to[:12]} while the claim ran, so its runs are tagged with both and the "
+                "report mixes them; rerun the claim with nothing committed meanwhile",
+                file=sys.stderr,
+                flush=True,
+            )
+            commit = moved_to
         missing = [seed for seed in seeds if seed not in reused[variant]]
         reuses = f"reuses seeds {seeds_text(reused[variant])} (this commit and config); "
         print(
