@@ -84,7 +84,7 @@ class Effect:
 
     @property
     def test(self) -> str:
-        if self.failures:
+        if self.failures is not None:
             return "exact (Clopper-Pearson, Bonferroni)"
         return "paired t" if self.paired else "Welch t"
 
@@ -197,14 +197,14 @@ def smallest_alpha(holds: Callable[[float], bool]) -> float:
 
 def p_above(effect: Effect, bound: float) -> float:
     """One-sided p-value of "the true effect exceeds ``bound``"."""
-    if effect.failures:
+    if effect.failures is not None:
         return smallest_alpha(lambda alpha: failure_bounds(effect.failures, alpha)[0] > bound)
     return float(special.stdtr(effect.df, (bound - effect.effect) / effect.se))
 
 
 def p_below(effect: Effect, bound: float) -> float:
     """One-sided p-value of "the true effect lies below ``bound``"."""
-    if effect.failures:
+    if effect.failures is not None:
         return smallest_alpha(lambda alpha: failure_bounds(effect.failures, alpha)[1] < bound)
     return float(special.stdtr(effect.df, (effect.effect - bound) / effect.se))
 
@@ -253,7 +253,7 @@ def seeds_to_resolve(effect: Effect, size: float, alpha: float) -> int | None:
     def resolves(seeds: int) -> bool:
         return resolvable_distance(effect, size, alpha, seeds) <= size
 
-    most = MAX_EXACT_SEEDS if effect.failures else MAX_SEEDS
+    most = MAX_EXACT_SEEDS if effect.failures is not None else MAX_SEEDS
     if not resolves(most):
         return None
     fails, works = effect.seeds, most
@@ -294,7 +294,7 @@ def resolvable_failures(seeds: int, better_rate: float, size: float, alpha: floa
 
 def resolvable_distance(effect: Effect, size: float, alpha: float, seeds: int) -> float:
     """The smallest distance from ``size`` the design of ``effect`` resolves at ``seeds``."""
-    if effect.failures:
+    if effect.failures is not None:
         return resolvable_failures(seeds, effect.better_mean, size, alpha)
     se = effect.se * math.sqrt(effect.seeds / seeds)
     df = effect.df * (seeds - 1) / (effect.seeds - 1)
@@ -398,7 +398,7 @@ def judge(
 ) -> Judgement:
     """One comparison's judgement from its estimate and Holm's decision and level: the
     interval at that level, the baseline the winner must beat, the resolvable effect."""
-    if effect.failures:
+    if effect.failures is not None:
         low, high = failure_bounds(effect.failures, level)
     else:
         half = float(special.stdtrit(effect.df, 1 - level)) * effect.se
@@ -441,9 +441,9 @@ def resolution(effect: Effect, size: float, level: float) -> str:
     if size >= effect.resolvable:
         return ""
     seeds = seeds_to_resolve(effect, size, level)
-    most = MAX_EXACT_SEEDS if effect.failures else MAX_SEEDS
+    most = MAX_EXACT_SEEDS if effect.failures is not None else MAX_SEEDS
     would = f"about {seeds} seeds per variant" if seeds else f"not even {most} seeds"
-    if effect.failures:
+    if effect.failures is not None:
         reach = (
             f"cannot show a difference of {size:g} even if the other variant always fails"
             if math.isinf(effect.resolvable)
