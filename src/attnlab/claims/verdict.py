@@ -447,10 +447,10 @@ def resolution(effect: Effect, size: float, level: float) -> str:
         reach = (
             f"cannot show a difference of {size:g} even if the other variant always fails"
             if math.isinf(effect.resolvable)
-            else f"resolves {effect.resolvable:.3g} beyond the size {size:g}"
+            else f"resolves {effect.resolvable:.3g} beyond the size {size:g}, more than the size"
         )
-        power = f"{POWER:.0%} power"
-        return f"; at {effect.seeds} seeds this design {reach} (at {power}): {would} would"
+        at = f"at {effect.seeds} seeds this design {reach} (at {POWER:.0%} power)"
+        return f"; {at}: {would} would resolve it"
     return (
         f"; the size {size:g} is finer than this design resolves ({effect.resolvable:.3g} with "
         f"{POWER:.0%} power at {effect.seeds} seeds): {would} would resolve it"
