@@ -167,9 +167,12 @@ def evaluate(
         claim.comparisons,
         result.comparison_scores(),
         claim.confidence,
-        [  # a winner beats the baseline; a contrast is no model that could
+        [  # a winner beats the baseline; a contrast is no model that could, and a failure
+            # rate is no score of the baseline's metric
             baseline
-            if comparison.expect == "better" and len(spec.terms(comparison.better)) == 1
+            if comparison.expect == "better"
+            and len(spec.terms(comparison.better)) == 1
+            and comparison.fails_beyond is None
             else None
             for comparison, baseline in zip(claim.comparisons, result.baselines, strict=True)
         ],
@@ -244,9 +247,8 @@ def variant_rows(result: ClaimResult) -> tuple[list[str], list[list[str]]]:
             centre, half = mean_interval(values, result.claim.confidence)
             cells.append(f"{centre:.4f} ± {half:.4f}")
         for comparison in failing:
-            sign = 1 if comparison.direction == "minimize" else -1
             values = result.scores(variant, comparison.metric)
-            failed = sum(sign * (value - comparison.fails_beyond) > 0 for value in values)
+            failed = verdict.count_failures(values, comparison)
             cells.append(f"{failed} of {len(values)}" if values else "-")
         rows.append(cells)
     return headers, rows

@@ -147,6 +147,12 @@ def estimate(better: dict[int, float], than: dict[int, float], direction: str) -
     return Effect(better_mean, than_mean, difference, se, df, min(map(len, sides)), paired=False)
 
 
+def count_failures(scores: list[float], comparison: Comparison) -> int:
+    """How many of ``scores`` are worse than ``comparison.fails_beyond``."""
+    sign = 1 if comparison.direction == "minimize" else -1
+    return sum(sign * (score - comparison.fails_beyond) > 0 for score in scores)
+
+
 def estimate_failures(
     better: dict[int, float], than: dict[int, float], comparison: Comparison
 ) -> Effect | None:
@@ -154,8 +160,7 @@ def estimate_failures(
     its score is worse than ``comparison.fails_beyond``; None below ``MIN_SEEDS`` seeds."""
     if min(len(better), len(than)) < MIN_SEEDS:
         return None
-    threshold, sign = comparison.fails_beyond, (1 if comparison.direction == "minimize" else -1)
-    counts = [sum(sign * (v - threshold) > 0 for v in side.values()) for side in (better, than)]
+    counts = [count_failures(list(side.values()), comparison) for side in (better, than)]
     better_rate, than_rate = counts[0] / len(better), counts[1] / len(than)
     failures = (counts[0], len(better), counts[1], len(than))
     seeds = min(len(better), len(than))
