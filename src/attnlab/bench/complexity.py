@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import optimize
 from torch import Tensor, nn
 from torch.utils import benchmark
 
@@ -346,8 +347,11 @@ def crossover(n: np.ndarray, t_attention: np.ndarray, t_rnn: np.ndarray) -> floa
 
 def flop_crossover(d: int) -> float:
     """The n at which attention's FLOPs (8nd² + 4n²d) equal the GRU's (12nd²): n = d."""
-    roots = np.roots([4 * d, 8 * d * d - 12 * d * d, 0])  # 4d n² + (8d² - 12d²) n = 0
-    return float(roots.max())
+
+    def extra(n: float) -> float:  # attention's FLOPs beyond the GRU's: < 0 below n*
+        return forward_flops("attention", n, d) - forward_flops("gru", n, d)
+
+    return float(optimize.brentq(extra, 1.0, 1e9))
 
 
 def crossover_fits(grid: Grid, by: dict) -> tuple[dict[int, float], dict[str, float]]:
@@ -486,11 +490,11 @@ def report(
         "a log-sum-exp per query for backward, not the n×n weights."
     )
     by = {(p.sweep, p.kind, p.n): p.time for p in points}
-    lengths = np.array(grid.lengths, float)
     t_attention = np.array([by["n", "attention", n] for n in grid.lengths])
     t_gru = np.array([by["n", "gru", n] for n in grid.lengths])
-    cross = crossover(lengths, t_attention, t_gru)
+    found, slopes = crossover_fits(grid, by)
     d = grid.width
+    cross = found.get(d)
     lines.append("")
     if cross is None:
         faster = "attention" if t_attention[-1] < t_gru[-1] else "the GRU"
@@ -504,7 +508,6 @@ def report(
             f"Crossover at d = {d}: attention becomes slower than the GRU at n ≈ {cross:.0f} "
             f"(n/d = {cross / d:.1f}; log-log interpolation of the measured times)."
         )
-    found, slopes = crossover_fits(grid, by)
     metrics |= {f"crossover_n/d{width}": n_star for width, n_star in found.items()} | slopes
     crossings = ", ".join(f"d = {width}: n ≈ {n_star:.0f}" for width, n_star in found.items())
     lines.append(
