@@ -8,6 +8,7 @@ import inspect
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.stand_ins import LogitsOnly
 from torch import nn
 
@@ -112,6 +113,10 @@ CLASSIFIERS = {
     "transformer_batchnorm_mean": (
         TransformerClassifier,
         dict(width=16, heads=2, depth=1, ff_width=32, dropout=0.0, norm="batch"),
+    ),
+    "transformer_causal_last": (
+        TransformerClassifier,
+        dict(width=16, heads=2, depth=2, ff_width=32, dropout=0.0, causal=True, pooling="last"),
     ),
     "transformer_cls_learned_prenorm": (
         TransformerClassifier,
@@ -406,6 +411,20 @@ def test_conv_classifier_is_blind_beyond_its_receptive_field():
     torch.testing.assert_close(model(tokens), model(changed))
     changed[0, 30 - 15] = tokens[0, 30 - 15] % (SRC_V - 1) + 1  # the first token in reach
     assert not torch.allclose(model(tokens), model(changed))
+
+
+def test_causal_transformer_classifier_reads_left_to_right_and_at_the_last_token():
+    """Causal: the state at t is the last state of the sequence cut after t, whatever follows;
+    pooled at the last real token, right padding changes nothing. Not causal: it would."""
+    model = build(*CLASSIFIERS["transformer_causal_last"]).eval()
+    tokens = torch.randint(1, SRC_V, (2, 9))
+    states = model.encode(tokens).states  # (2, 9, 16)
+    for t in (0, 4, 8):
+        torch.testing.assert_close(states[:, t], model.encode(tokens[:, : t + 1]).last)
+    padded = F.pad(tokens[:, :6], (0, 3), value=PAD)
+    torch.testing.assert_close(model(padded), model(tokens[:, :6]))
+    model.causal = False
+    assert not torch.allclose(model.encode(tokens).states[:, 4], model.encode(tokens[:, :5]).last)
 
 
 def test_attention_model_exposes_cross_attention_for_plots():

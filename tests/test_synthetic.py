@@ -114,6 +114,27 @@ def test_agreement_is_at_chance_for_a_bag_of_tokens_and_the_heuristics():
     assert sum(numbers) / len(numbers) == pytest.approx(0.5, abs=0.02)
 
 
+def test_agreement_diagnostic_buckets_put_a_noun_of_the_subjects_number_in_the_prefix():
+    """With ``diagnostic``, the test split alone gains agreeing_<bucket> copies, where the
+    prefix's noun has the subject's number: the rule "the number opposite to the first noun",
+    mostly right on the plain buckets, is mostly wrong there; train and validation keep the
+    plain buckets only."""
+    data = AgreementDataModule(n_train=400, n_val=40, n_test=4000, seed=3, diagnostic=True)
+    data.setup()
+    plain = [f"{low}-{high}" for low, high in data.ranges]
+    assert data.dims.group_names == (*plain, *(f"agreeing_{name}" for name in plain))
+    for split in ("train", "val"):
+        assert {group for _, _, group in data.examples[split]} == set(range(len(plain)))
+    for ids, label, group in data.examples["test"]:
+        assert data.number(data.subject(ids)) == label  # the subject still decides
+        prefix = [data.number(t) for t in ids[: ids.index(MARK)] if data.number(t) is not None]
+        assert (label in prefix) if group >= len(plain) else (1 - label in prefix)
+    baselines = data.baselines()
+    for name in plain:
+        assert baselines[f"test/acc_by_group/{name}/opposite_first_noun"] > 0.8
+        assert baselines[f"test/acc_by_group/agreeing_{name}/opposite_first_noun"] < 0.2
+
+
 def test_order_and_count_questions():
     order = OrderCountDataModule(question="order", **SMALL)
     order.setup()

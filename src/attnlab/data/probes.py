@@ -87,8 +87,9 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
         self.test_only: list[tuple[int, int]] = []
 
     @abstractmethod
-    def make_example(self, label: int, value: int, rng: random.Random) -> list[int]:
-        """Token ids of one example with this label and bucketed variable ``value``."""
+    def make_example(self, label: int, value: int, group: int, rng: random.Random) -> list[int]:
+        """Token ids of one example with this label and bucketed variable ``value`` in bucket
+        ``group`` (an index into ``ranges + test_only``)."""
 
     def make_split(self, split: str, rng: random.Random) -> list[Example]:
         ranges = self.ranges + self.test_only if split == "test" else self.ranges
@@ -96,7 +97,7 @@ class SequenceClassificationDataModule(SplitLoaders, L.LightningDataModule, ABC)
         for i in range(self.sizes[split]):
             label, group = i % 2, (i // 2) % len(ranges)
             value = rng.randint(*ranges[group])
-            examples.append((self.make_example(label, value, rng), label, group))
+            examples.append((self.make_example(label, value, group, rng), label, group))
         rng.shuffle(examples)
         return examples
 
@@ -194,6 +195,12 @@ class AgreementDataModule(SequenceClassificationDataModule):
     A model must find the subject by its place and carry it d + 1 tokens to the verb: a
     causal CNN read at the verb sees it only when its receptive field exceeds d + 1. (The
     prefix's nouns lie farther from the verb than the subject: reading them is no shorter.)
+
+    ``diagnostic``: the test split also holds a copy of every bucket, named ``agreeing_<bucket>``,
+    whose prefix noun has the subject's number. There the bag of tokens leans to the label and
+    the number opposite to the first noun (the rule that reads the prefix, mostly right on the
+    other buckets) is mostly wrong: a model that reads the subject scores as before, one that
+    reads the prefix falls below chance.
     """
 
     class_names = ("singular", "plural")
@@ -214,6 +221,7 @@ class AgreementDataModule(SequenceClassificationDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         bucketing: bool = False,
+        diagnostic: bool = False,
     ):
         itos = [
             "<pad>", "<verb>", "<subj>",
@@ -234,8 +242,15 @@ class AgreementDataModule(SequenceClassificationDataModule):
         self.fillers = range(first + 2 * n_nouns, len(itos))
         self.attractor_rate = attractor_rate
         self.max_prefix = max_prefix
+        if diagnostic:
+            self.test_only = list(self.ranges)
 
-    def make_example(self, label: int, value: int, rng: random.Random) -> list[int]:
+    @property
+    def group_names(self) -> list[str]:
+        names = [f"{low}-{high}" for low, high in self.ranges]
+        return names + [f"agreeing_{name}" for name in names[: len(self.test_only)]]
+
+    def make_example(self, label: int, value: int, group: int, rng: random.Random) -> list[int]:
         def noun(number: int) -> int:
             return rng.choice(self.nouns[number])
 
@@ -248,7 +263,8 @@ class AgreementDataModule(SequenceClassificationDataModule):
         if all(self.number(token) is None for token in middle):
             middle[rng.randrange(value)] = noun(rng.randrange(2))
         prefix = [noun_or_filler() for _ in range(rng.randint(1, self.max_prefix) - 1)]
-        prefix.insert(rng.randint(0, len(prefix)), noun(1 - label))
+        agreeing = group >= len(self.ranges)  # the diagnostic copy of a bucket
+        prefix.insert(rng.randint(0, len(prefix)), noun(label if agreeing else 1 - label))
         return [*prefix, MARK, noun(label), *middle, VERB]
 
     def number(self, token: int) -> int | None:
@@ -267,7 +283,8 @@ class AgreementDataModule(SequenceClassificationDataModule):
         with more nouns in the sequence (a tie is a coin, (0.5, 0.5)); both at chance.
         ``opposite_first_noun``: the other number than the first noun's, which is mostly the
         prefix's opposite noun: far above chance, but it reads a token farther from the verb
-        than the subject, so it is no shortcut over distance."""
+        than the subject, so it is no shortcut over distance (and far below chance on the
+        ``diagnostic`` buckets)."""
         last, first, majority = [], [], []
         for ids, _, _ in examples:
             numbers = [n for n in map(self.number, ids) if n is not None]
@@ -334,7 +351,7 @@ class OrderCountDataModule(SequenceClassificationDataModule):
         if test_max_len is not None:
             self.test_only = [(max_len + 1, test_max_len)]
 
-    def make_example(self, label: int, value: int, rng: random.Random) -> list[int]:
+    def make_example(self, label: int, value: int, group: int, rng: random.Random) -> list[int]:
         tokens = [rng.choice(self.fillers) for _ in range(value)]
         first, second = (A, B) if label else (B, A)
         if self.question == "order":

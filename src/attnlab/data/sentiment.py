@@ -76,7 +76,7 @@ class PairSentimentDataModule(SequenceClassificationDataModule):
         self.fillers = [ids[w] for w in FILLERS]
         self.max_fillers = max_fillers
 
-    def make_example(self, label: int, value: int, rng: random.Random) -> list[int]:
+    def make_example(self, label: int, value: int, group: int, rng: random.Random) -> list[int]:
         negated = rng.random() < 0.5
         target = 1 - label if negated else label  # the modified word's own polarity
         modifier = rng.choice(self.negators if negated else self.intensifiers)

@@ -64,10 +64,16 @@ class EncoderLayer(nn.Module):
         self.attn_block = Residual(d_model, dropout, norm_first, norm)
         self.ffn_block = Residual(d_model, dropout, norm_first, norm)
 
-    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
-        """x: (B, S, D), key_mask: (B, 1, 1, S) True for real tokens -> (B, S, D)."""
+    def forward(self, x: Tensor, key_mask: Tensor | None, causal: bool = False) -> Tensor:
+        """x: (B, S, D), key_mask: (B, 1, 1, S) True for real tokens -> (B, S, D). ``causal``:
+        position t attends to positions <= t only (as a decoder does, notes §4.6)."""
         mask = None if key_mask is None else key_mask[:, 0, 0]  # (B, S)
-        x = self.attn_block(x, lambda h: self.self_attn(h, h, h, mask=key_mask)[0], mask)
+        attn_mask = key_mask
+        if causal:
+            s = x.size(1)
+            earlier = torch.ones(s, s, dtype=torch.bool, device=x.device).tril()  # (S, S)
+            attn_mask = earlier if key_mask is None else key_mask & earlier  # (B, 1, S, S)
+        x = self.attn_block(x, lambda h: self.self_attn(h, h, h, mask=attn_mask)[0], mask)
         return self.ffn_block(x, self.ffn, mask)
 
 
@@ -187,6 +193,8 @@ def check_transformer(c: Settings) -> None:
         c.fail("width", "an even number (sin/cos pairs)")
     c.fraction("dropout")
     check_norm(c, "transformer")
+    if c.get("causal") and c.get("pooling") == "first":
+        c.fail("pooling", "mean or last with model.causal=true (a CLS state first sees nothing)")
     if c.get("decoder_depth") is not None:
         c.positive("decoder_depth")
     if c.dims is not None:
@@ -305,7 +313,9 @@ class TransformerEncoder(TokenEncoder):
 
     ``norm``: layer, batch (padding excluded) or none, as in Seq2SeqTransformer. A head that
     reads the first state sets ``cls``: a learned vector prepended after positions are added
-    (so it needs no position).
+    (so it needs no position). ``causal``: every position attends to itself and the positions
+    before it only, so the state at the last real token has read the sequence left to right,
+    as an RNN's has (the agreement probe, notes §9.1).
     """
 
     def __init__(
@@ -321,10 +331,12 @@ class TransformerEncoder(TokenEncoder):
         positional: Positional = "sinusoidal",
         max_len: int = 512,
         norm: Norm = "layer",
+        causal: bool = False,
     ):
         super().__init__()
         self.pad_id = pad_id
         self.width = width
+        self.causal = causal
         self.embed = nn.Embedding(vocab_size, width, padding_idx=pad_id)
         self.pos = positional_encoding(positional, width, max_len)
         self.embed_dropout = nn.Dropout(dropout)
@@ -335,15 +347,18 @@ class TransformerEncoder(TokenEncoder):
         self.norm = make_seq_norm(norm, width, "transformer") if norm_first else nn.Identity()
 
     def encode(self, tokens: Tensor) -> Encoded:
-        """tokens: (B, S) -> final states (B, S', D) and mask (B, S'); S' = 1 + S with CLS."""
+        """tokens: (B, S) -> final states (B, S', D), mask (B, S') and the state at the last
+        real token (B, D); S' = 1 + S with CLS."""
         mask = tokens != self.pad_id  # (B, S)
         x = self.embed_dropout(self.pos(self.embed(tokens) * math.sqrt(self.width)))  # (B, S, D)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.size(0), -1, -1), x], dim=1)  # (B, 1 + S, D)
             mask = F.pad(mask, (1, 0), value=True)  # (B, 1 + S)
         for layer in self.encoder:
-            x = layer(x, mask[:, None, None, :])
-        return Encoded(normalize(self.norm, x, mask), mask)  # (B, S', D), (B, S')
+            x = layer(x, mask[:, None, None, :], self.causal)
+        states = normalize(self.norm, x, mask)  # (B, S', D)
+        last = mask.sum(dim=1) - 1  # (B,) index of the last real token (padding is on the right)
+        return Encoded(states, mask, states[torch.arange(x.size(0), device=x.device), last])
 
 
 @register("model", "transformer_classifier", check=check_transformer, data=(TokenDims,))
@@ -351,14 +366,15 @@ class TransformerClassifier(TransformerEncoder, SequenceClassifier):
     """Encoder-only Transformer over token ids -> class logits.
 
     ``pooling="mean"`` averages the final states of real tokens; ``"first"`` reads the final
-    state of a prepended CLS vector.
+    state of a prepended CLS vector; ``"last"`` the state at the last real token (with
+    ``causal``, a left-to-right reading, as an RNN classifier's).
     """
 
     def __init__(
         self,
         vocab_size: int,
         num_classes: int,
-        pooling: Literal["mean", "first"] = "mean",
+        pooling: Literal["mean", "first", "last"] = "mean",
         **backbone,
     ):
         super().__init__(vocab_size, **backbone)
