@@ -128,6 +128,15 @@ BAD_INPUTS = {
         ["experiment=digits_mlp", "data.batch_size=8", "data.classes_per_batch=3"],
         "data.classes_per_batch=3 is not allowed: a divisor of data.batch_size=8",
     ),
+    "label noise of 1": (["experiment=digits_mlp", "data.label_noise=1.0"], "data.label_noise=1.0"),
+    "dropping noisy labels without noise": (
+        ["experiment=digits_mlp", "data.drop_noisy=true"],
+        "data.drop_noisy=True is not allowed: false unless data.label_noise > 0",
+    ),
+    "a causal Transformer read at a CLS state": (
+        ["~experiment", "model=transformer_classifier", "model.causal=true", "model.pooling=first"],
+        "model.pooling='first' is not allowed: mean or last with model.causal=true",
+    ),
     "test lengths not beyond the trained ones": (
         ["data=order_count", "data.test_max_len=32"],
         "data.test_max_len=32 is not allowed: null or > data.max_len=32",

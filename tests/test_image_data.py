@@ -308,6 +308,24 @@ def test_train_fraction_subsets_only_the_training_split():
         digits(train_fraction=0.001)
 
 
+def test_label_noise_moves_a_seeded_fraction_of_training_labels_and_drop_noisy_removes_them():
+    clean, noisy = digits(), digits(label_noise=0.25)
+    images, labels = clean.datasets["train"].tensors
+    noisy_images, noisy_labels = noisy.datasets["train"].tensors
+    torch.testing.assert_close(noisy_images, images)
+    changed = noisy_labels != labels  # every chosen label moves to another class
+    assert changed.sum() == round(0.25 * len(labels))
+    assert noisy_labels.max() < clean.num_classes and noisy_labels.min() >= 0
+    assert torch.equal(digits(label_noise=0.25).datasets["train"].tensors[1], noisy_labels)
+    for split in ("val", "test"):
+        assert torch.equal(noisy.datasets[split].tensors[1], clean.datasets[split].tensors[1])
+    cleaned_images, cleaned_labels = (
+        digits(label_noise=0.25, drop_noisy=True).datasets["train"].tensors
+    )
+    torch.testing.assert_close(cleaned_images, images[~changed])
+    assert torch.equal(cleaned_labels, labels[~changed])
+
+
 def test_augmentation_only_on_training_batches():
     module = digits(random_crop_padding=1, hflip=True, gaussian_noise=0.5)
     batch = next(iter(module.val_dataloader()))

@@ -34,6 +34,9 @@ def check_images(c: Settings) -> None:
     if c.image_size is not None and c.image_size < 1:
         c.fail("image_size", "a positive integer or null (the native size)")
     c.non_negative("pad", "random_crop_padding", "gaussian_noise")
+    c.fraction("label_noise")
+    if c.drop_noisy and not c.label_noise:
+        c.fail("drop_noisy", "false unless data.label_noise > 0 (no label is noisy)")
     if "test_fraction" in c:
         c.fraction("test_fraction", low_open=True)
     c.positive("classes_per_batch")
@@ -149,6 +152,10 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
     ``train_fraction`` keeps a seeded, stratified part of what remains ("more data" studies).
     ``batches: by_class`` trains on batches of ``classes_per_batch`` classes (one by default),
     each class a run of equal length (:class:`ClassBatchSampler`).
+    ``label_noise``: that fraction of the training split (chosen by the seed) gets another
+    class, drawn uniformly (symmetric noise, Zhang et al. 2017 §2); validation and test keep
+    their labels. ``drop_noisy`` removes those examples instead: an oracle cleaner that knows
+    which labels were changed, the bound on what any cleaning can give (notes §10.3).
     After ``setup`` it keeps what turns a raw image into a model input: ``native_size``,
     ``pixel_max`` (the raw value that ``load`` maps to 1), ``mean`` and ``std``.
     """
@@ -170,8 +177,11 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         num_workers: int = 0,
         batches: Literal["shuffled", "by_class"] = "shuffled",
         classes_per_batch: int = 1,
+        label_noise: float = 0.0,
+        drop_noisy: bool = False,
     ):
         super().__init__()
+        self.label_noise, self.drop_noisy = label_noise, drop_noisy
         self.batches, self.classes_per_batch = batches, classes_per_batch
         self.val_fraction, self.train_fraction = val_fraction, train_fraction
         self.image_size, self.pad = image_size, pad
@@ -205,10 +215,28 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         self.mean = train_x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
         self.std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
         self.num_classes = max(int(y.max()) for _, y in splits.values()) + 1
+        if self.label_noise:
+            splits["train"] = self._corrupt(*splits["train"])
         self.datasets = {
             name: TensorDataset(standardize(x, self.mean, self.std, self.pad), y)
             for name, (x, y) in splits.items()
         }
+
+    def _corrupt(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """``label_noise`` of the labels moved to another class, or (``drop_noisy``) their
+        examples removed."""
+        generator = torch.Generator().manual_seed(self.seed)
+        noisy = torch.randperm(len(labels), generator=generator)[
+            : round(self.label_noise * len(labels))
+        ]
+        if self.drop_noisy:
+            keep = torch.ones(len(labels), dtype=torch.bool)
+            keep[noisy] = False
+            return images[keep], labels[keep]
+        shift = torch.randint(1, self.num_classes, (len(noisy),), generator=generator)
+        labels = labels.clone()
+        labels[noisy] = (labels[noisy] + shift) % self.num_classes
+        return images, labels
 
     def _split(self, labels: Tensor, held_out: float, name: str) -> tuple[Tensor, Tensor]:
         """Seeded, stratified split of range(len(labels)) -> (kept, held out fraction).
