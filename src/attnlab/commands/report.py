@@ -2,6 +2,8 @@
 
     attnlab report --experiment overfitting                # every finished run
     attnlab report --experiment overfitting --sweep overfitting   # the trials of one study
+    attnlab report --experiment overfitting --sweep overfitting overfitting_r1 overfitting_r2
+                   # repeats of one sweep: which param matters most, with its range over them
     attnlab report --experiment degradation --metrics train/error test/error
     attnlab report --claim agreement      # = attnlab claim report agreement
     attnlab report --claims --readme README.md   # = attnlab claim report --all --readme ...
@@ -10,6 +12,9 @@ Columns are the params that differ between the runs, then the metrics; for class
 train-test gap (test/error - train_eval/error: the same best weights scored on both splits in
 eval mode) is added, and for a sweep each swept param is summarised by how the gap moves with
 it. Those are marginal effects over the sampler's trials, where all params move at once.
+Given several studies, repeats of one sweep (another sampler seed and ``seed`` each), it adds
+each param's fANOVA importance per repeat, its mean and range, and the param that matters most
+when its lowest importance exceeds every other's highest (attnlab.sweeper.importance).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import os
 import sys
 
+import optuna
 import pandas as pd
 from mlflow import MlflowClient
 from rich.console import Console
@@ -27,7 +33,9 @@ from attnlab.claims.cli import add_report_options, report_verdicts
 from attnlab.cli import command_parser
 from attnlab.core.errors import ConfigError, report_config_errors
 from attnlab.core.metric_keys import GAP, train_test_gap
+from attnlab.sweeper.importance import importances, most_important
 from attnlab.sweeper.parent_run import PARENT_TAG
+from attnlab.sweeper.study import open_storage
 from attnlab.tracking.mlflow_run import SWEEP_BOOKKEEPING
 from attnlab.tracking.store import check_existing_store
 
@@ -40,22 +48,27 @@ SWEEP_PARAMS = tuple(f"param:{key}" for key in SWEEP_BOOKKEEPING)
 
 
 def load_runs(
-    client: MlflowClient, experiment: str, sweep: str | None, metrics: list[str]
+    client: MlflowClient, experiment: str, sweeps: list[str] | None, metrics: list[str]
 ) -> pd.DataFrame:
-    """One row per finished or pruned run: varying params + metrics (+ the generalization gap)."""
+    """One row per finished or pruned run: varying params + metrics (+ the generalization gap);
+    only the trials of ``sweeps``' studies if given."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none yet"
         raise ConfigError("--experiment", experiment, f"an MLflow experiment: {names}")
     query = "attributes.status != 'RUNNING'"
-    if sweep:
-        parents = client.search_runs(
-            [found.experiment_id], f"tags.`{PARENT_TAG}` = '{sweep}'", max_results=1
-        )
-        if not parents:
-            raise ConfigError("--sweep", sweep, f"a study swept in experiment {experiment!r}")
-        query += f" and tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
-    runs = client.search_runs([found.experiment_id], query, max_results=5000)
+    if sweeps:
+        runs = []
+        for sweep in sweeps:
+            parents = client.search_runs(
+                [found.experiment_id], f"tags.`{PARENT_TAG}` = '{sweep}'", max_results=1
+            )
+            if not parents:
+                raise ConfigError("--sweep", sweep, f"a study swept in experiment {experiment!r}")
+            children = f"{query} and tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
+            runs += client.search_runs([found.experiment_id], children, max_results=5000)
+    else:
+        runs = client.search_runs([found.experiment_id], query, max_results=5000)
     runs = [r for r in runs if PARENT_TAG not in r.data.tags]
     rows = []
     for record in runs:
@@ -126,7 +139,17 @@ def main(args: list[str]) -> int:
     what.add_argument("--experiment", help="MLflow experiment (task_name)")
     what.add_argument("--claim", help="the verdict of one claim (claims/NAME.yaml)")
     what.add_argument("--claims", action="store_true", help="the verdicts of every claim")
-    parser.add_argument("--sweep", help="only the trials of this Optuna study")
+    parser.add_argument(
+        "--sweep",
+        nargs="+",
+        help="only the trials of this Optuna study; several: repeats of one sweep, whose "
+        "param importances are compared",
+    )
+    parser.add_argument(
+        "--storage",
+        default="sqlite:///optuna.db",
+        help="the Optuna storage of the studies (the sweeper's hydra.sweeper.storage)",
+    )
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument(
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
@@ -153,4 +176,40 @@ def main(args: list[str]) -> int:
         swept = [c for c in table.columns if "." in c and c not in opts.metrics]
         title = "train-test gap per countermeasure (marginal: every param moves in every trial)"
         print_table(countermeasure_summary(table, swept), title)
+    if opts.sweep and len(opts.sweep) > 1:
+        with report_config_errors():
+            print_importances(opts.sweep, opts.storage)
     return 0
+
+
+def print_importances(sweeps: list[str], storage_url: str) -> None:
+    """fANOVA importance of each swept param in each repeat, its mean and range, and the
+    param that matters most by the rule of attnlab.sweeper.importance."""
+    path = storage_url.removeprefix("sqlite:///")
+    if storage_url.startswith("sqlite:///") and not os.path.isfile(path):
+        raise ConfigError("--storage", storage_url, "an existing Optuna storage; no such file")
+    storage = open_storage(storage_url)
+    studies = []
+    for name in sweeps:
+        try:
+            studies.append(optuna.load_study(study_name=name, storage=storage))
+        except KeyError:
+            known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
+            raise ConfigError("--sweep", name, f"a study in {storage_url}: {known}") from None
+    found = importances(studies)
+    rows = [
+        {
+            "param": imp.param,
+            **{name: round(value, 3) for name, value in zip(sweeps, imp.values, strict=True)},
+            "mean": round(imp.mean, 3),
+            "range": f"[{imp.low:.3f}, {imp.high:.3f}]",
+        }
+        for imp in found
+    ]
+    title = f"fANOVA importance of the objective over {len(sweeps)} repeats"
+    print_table(pd.DataFrame(rows), title)
+    winner = most_important(found)
+    if winner:
+        print(f"matters most: {winner} (its lowest importance exceeds every other's highest)")
+    else:
+        print("matters most: undecided (the leading ranges overlap)")
