@@ -226,9 +226,8 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule, ABC):
         """``label_noise`` of the labels moved to another class, or (``drop_noisy``) their
         examples removed."""
         generator = torch.Generator().manual_seed(self.seed)
-        noisy = torch.randperm(len(labels), generator=generator)[
-            : round(self.label_noise * len(labels))
-        ]
+        count = round(self.label_noise * len(labels))
+        noisy = torch.randperm(len(labels), generator=generator)[:count]
         if self.drop_noisy:
             keep = torch.ones(len(labels), dtype=torch.bool)
             keep[noisy] = False
