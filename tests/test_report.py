@@ -65,5 +65,8 @@ def test_report_importance_of_an_unknown_study_or_storage_is_one_line(tmp_path):
     repeat_of_a_sweep(storage, "signal_r0", 0, signal=2.0)
     with pytest.raises(ConfigError, match="--sweep='nowhere'"):
         print_importances(["signal_r0", "nowhere"], storage)
+    optuna.create_study(study_name="empty", storage=storage)
+    with pytest.raises(ConfigError, match="--sweep='empty'.*two complete trials"):
+        print_importances(["signal_r0", "empty"], storage)
     with pytest.raises(ConfigError, match="--storage"):
         print_importances(["signal_r0", "signal_r1"], f"sqlite:///{tmp_path}/missing.db")

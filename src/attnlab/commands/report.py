@@ -192,10 +192,14 @@ def print_importances(sweeps: list[str], storage_url: str) -> None:
     studies = []
     for name in sweeps:
         try:
-            studies.append(optuna.load_study(study_name=name, storage=storage))
+            study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
             raise ConfigError("--sweep", name, f"a study in {storage_url}: {known}") from None
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if len(complete) < 2:
+            raise ConfigError("--sweep", name, "a study with two complete trials or more")
+        studies.append(study)
     found = importances(studies)
     rows = [
         {

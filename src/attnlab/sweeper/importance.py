@@ -36,7 +36,7 @@ class Importance:
 
 
 def importances(studies: list[optuna.Study], seed: int = 0) -> list[Importance]:
-    """Every parameter swept in all of ``studies``, most important (by mean) first; a
+    """Every parameter swept in any of ``studies``, most important (by mean) first; a
     parameter a repeat's trials never varied counts 0 there. Each study needs two complete
     trials at least (Optuna's own condition)."""
     per_study = []
