@@ -137,7 +137,7 @@ def test_agreement_diagnostic_buckets_give_every_other_noun_the_opposite_number(
         others = {data.number(t) for t in ids[:subject] + ids[subject + 1 :]} - {None}
         assert others == {1 - label} if group >= len(plain) else 1 - label in others
     baselines = data.baselines()
-    for name in plain:  # the majority ties (a coin) only where the evening noun is the one noun
+    for name in plain:  # the majority ties (a coin) where the evening noun is the only other noun
         assert baselines[f"test/acc_by_group/attracted_{name}/last_noun"] == 0.0
         assert baselines[f"test/acc_by_group/attracted_{name}/majority"] < 0.15
 
