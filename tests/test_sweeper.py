@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 from attnlab.cli import main
 from attnlab.sweeper.search_space import search_space
 from attnlab.sweeper.study import OUTPUT_DIR_ATTR, ReconnectingStorage, open_storage
+from attnlab.training.resume import resume_point
 from hydra_plugins.attnlab_sweeper.optuna_sweeper import OptunaSweeper
 
 FAST = ["debug=limit", "logger.log_model=false", "callbacks.attention_maps=null"]
@@ -213,22 +215,27 @@ def test_bad_sweep_input_stops_before_any_trial(extra, expected, tiny, capsys, t
     assert not list(tmp_path.glob("logs/*/multiruns/*/0"))  # no job directory was made
 
 
-def _trial_reported_while_running(path: str, number: int) -> bool:
-    """Read Optuna's SQLite file read-only: `optuna.load_study` would run the schema
-    migration itself and race the sweep that is still creating the tables (seen in CI)."""
+def _trial_checkpointed_while_running(path: str, number: int) -> bool:
+    """Whether trial ``number`` is RUNNING and its folder holds a checkpoint to resume from.
+
+    Read Optuna's SQLite file read-only: `optuna.load_study` would run the schema migration
+    itself and race the sweep that is still creating the tables (seen in CI). A reported epoch
+    is not enough: the pruning callback reports at validation end and ``last.ckpt`` is written
+    at the epoch's end after it, and a kill between the two left nothing to resume (CI at
+    ccd8d6a: the retried trial trained in a new folder).
+    """
     if not Path(path).exists():
         return False
     query = (
-        "SELECT t.state, COUNT(v.trial_intermediate_value_id) FROM trials t"
-        " LEFT JOIN trial_intermediate_values v ON v.trial_id = t.trial_id"
-        " WHERE t.number = ? GROUP BY t.trial_id"
+        "SELECT t.state, a.value_json FROM trials t JOIN trial_user_attributes a"
+        " ON a.trial_id = t.trial_id AND a.key = ? WHERE t.number = ?"
     )
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            row = db.execute(query, (number,)).fetchone()
+            row = db.execute(query, (OUTPUT_DIR_ATTR, number)).fetchone()
     except sqlite3.OperationalError:  # tables not created yet, or the writer holds a lock
         return False
-    return row is not None and row[0] == "RUNNING" and row[1] > 0
+    return row is not None and row[0] == "RUNNING" and resume_point(json.loads(row[1])) is not None
 
 
 def _sweep_process(tiny, *extra: str) -> subprocess.Popen:
@@ -257,7 +264,7 @@ def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again_from_its_checkpo
     deadline = time.time() + 240
     while time.time() < deadline:  # kill while trial 1 is training, after an epoch's checkpoint
         time.sleep(1)
-        if _trial_reported_while_running("optuna.db", number=1):
+        if _trial_checkpointed_while_running("optuna.db", number=1):
             break
     else:
         pytest.fail("the sweep never reached trial 1")
