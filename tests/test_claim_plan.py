@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from test_image_data import write_cifar
 
@@ -21,12 +21,13 @@ ROWS = 4
 
 
 def value_overrides(overrides: list[str]) -> dict[str, object]:
-    """``key.path=value`` overrides as key -> value (the last wins), YAML-parsed."""
+    """``key.path=value`` overrides as key -> value (the last wins), parsed as Hydra does."""
+    parser = OverridesParser.create()
     values = {}
     for override in overrides:
-        key, _, value = override.partition("=")
+        key = override.partition("=")[0]
         if "." in key and not key.startswith("+"):
-            values[key] = yaml.safe_load(value)
+            values[key] = parser.parse_override(override).value()
     return values
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from attnlab.core.config import validate
 from attnlab.core.paths import sweeps_dir
 from attnlab.tasks.classify import ClassifyTask
-from attnlab.training.callbacks import GradientNorms
+from attnlab.training.callbacks import BlockLesion, GradientNorms
 from attnlab.training.schedules import warmup_multistep
 from attnlab.training.train import run
 
@@ -120,6 +120,33 @@ def test_gradient_norms_skip_models_without_first_and_last_layer(caplog):
     assert not callback.active
     assert "no first_layer/last_layer" in caplog.text
     callback.on_before_optimizer_step(None, module, None)  # does nothing
+
+
+def test_block_lesion_logs_the_error_of_each_deleted_block_and_the_rises(make_cfg, tracking_uri):
+    lesion = "callbacks.lesion={_target_:attnlab.training.callbacks.BlockLesion}"
+    cfg = make_cfg("experiment=digits_resnet", "debug=limit", *QUICK, "model.depth=14", lesion)
+    value = run(cfg)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("digits_resnet")
+    (record,) = client.search_runs([experiment.experiment_id], max_results=5)
+    metrics = record.data.metrics
+    per_block = {k: v for k, v in metrics.items() if k.startswith("test/lesion/error_b")}
+    # ResNet-14: 2 blocks a stage; the first of stages 2 and 3 changes the shape
+    assert sorted(per_block) == [f"test/lesion/error_b{i:02d}" for i in (0, 1, 3, 5)]
+    rises = [error - (1 - value) for error in per_block.values()]
+    assert metrics["test/lesion/error_rise_mean"] == pytest.approx(sum(rises) / 4, abs=1e-6)
+    assert metrics["test/lesion/error_rise_max"] == pytest.approx(max(rises), abs=1e-6)
+
+
+def test_block_lesion_skips_models_without_deletable_blocks(caplog):
+    callback = BlockLesion()
+    module = SimpleNamespace(model=nn.Linear(2, 2))
+    with caplog.at_level(logging.INFO):
+        callback.on_test_epoch_start(None, module)
+    assert "no deletable blocks" in caplog.text
+    callback.on_test_batch_end(None, module, None, (torch.zeros(1, 2), torch.zeros(1)), 0)
+    callback.on_test_epoch_end(None, module)  # nothing was scored: nothing is logged
+    assert callback.errors == {}
 
 
 @pytest.mark.parametrize("experiment", ["digits_resnet", "digits_mlp"])

@@ -68,6 +68,22 @@ def test_depth_must_be_6n_plus_2(depth: int):
         ResNet(1, 10, depth=depth)
 
 
+def test_a_lesion_deletes_one_shape_keeping_block_and_puts_it_back():
+    torch.manual_seed(0)
+    model = ResNet(1, 10, depth=20, shortcut="identity").eval()
+    # 3 blocks a stage; the first of stages 2 and 3 halves the map and doubles the channels
+    assert model.deletable_blocks() == [0, 1, 2, 4, 5, 7, 8]
+    x = torch.randn(4, 1, 8, 8)
+    intact = model(x)
+    with model.without_block(4):
+        assert isinstance(model.blocks[4], nn.Identity)
+        lesioned = model(x)
+    assert not torch.equal(lesioned, intact)
+    assert torch.equal(model(x), intact)  # the block is back
+    with pytest.raises(ValueError, match="changes its input's shape"), model.without_block(3):
+        pass
+
+
 def test_plain_and_residual_nets_differ_only_in_the_shortcut():
     plain = ResNet(1, 10, depth=14, shortcut="none")
     residual = ResNet(1, 10, depth=14, shortcut="identity")

@@ -8,6 +8,7 @@ filled from them. Optional abilities of a model or a data module are Protocols, 
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -108,6 +109,15 @@ class HasLayerEnds(Protocol):
 
     @property
     def last_layer(self) -> nn.Module: ...
+
+
+@runtime_checkable
+class HasDeletableBlocks(Protocol):
+    """A model whose blocks can be deleted one at a time at test time (notes §5.5.3)."""
+
+    def deletable_blocks(self) -> list[int]: ...
+
+    def without_block(self, index: int) -> AbstractContextManager[None]: ...
 
 
 @runtime_checkable

@@ -24,7 +24,8 @@ norm-relu before pooling.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Literal, get_args
 
@@ -162,6 +163,7 @@ class Block(nn.Module):
             gate_bias,
         )
         self.post = nn.ReLU(inplace=True) if unit == "v1" else nn.Identity()
+        self.keeps_shape = stride == 1 and in_channels == out_channels
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, C_in, H, W) -> (B, C_out, H / stride, W / stride)."""
@@ -251,6 +253,25 @@ class ResNet(nn.Module):
     @property
     def last_layer(self) -> nn.Module:
         return self.head
+
+    def deletable_blocks(self) -> list[int]:
+        """The blocks whose output has their input's shape (stride 1, as many channels out as
+        in): deleting one still leaves a net that runs."""
+        return [i for i, block in enumerate(self.blocks) if block.keeps_shape]
+
+    @contextmanager
+    def without_block(self, index: int) -> Iterator[None]:
+        """The net with block ``index`` replaced by the identity: Veit et al. 2016's lesion, which
+        keeps a ResNet block's shortcut and drops its residual branch, and drops a plain net's
+        layers with nothing in their place."""
+        if index not in self.deletable_blocks():
+            raise ValueError(f"block {index} changes its input's shape: {self.deletable_blocks()}")
+        block = self.blocks[index]
+        self.blocks[index] = nn.Identity()
+        try:
+            yield
+        finally:
+            self.blocks[index] = block
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.stem(x)  # (B, 16w, H, W)

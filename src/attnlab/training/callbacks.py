@@ -12,10 +12,12 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.utils.data import default_collate
+from torchmetrics.classification import MulticlassHammingDistance
 
 from attnlab.core.contracts import (
     AttendsPairs,
     AttendsSource,
+    HasDeletableBlocks,
     HasLayerEnds,
     HasSeriesScale,
     HasSourceText,
@@ -199,6 +201,51 @@ class GradientNorms(L.Callback):
         for name, total in self.sums.items():
             pl_module.log(f"train/grad_norm_{name}", total / self.steps, batch_size=1)
         self.sums, self.steps = {}, 0
+
+
+class BlockLesion(L.Callback):
+    """While testing, the test error of the model with each deletable block removed, one at a
+    time (Veit et al. 2016, §4.1; notes §5.5.3): ``test/lesion/error_b{i}`` per block,
+    ``test/lesion/error_rise_mean`` and ``_max`` over blocks, each rise measured from the intact
+    model's error on the same batches.
+
+    Needs a classifier (batches ``(x, y, ...)``, logits ``(B, classes)``) whose model has
+    ``deletable_blocks()`` and ``without_block(i)``; otherwise says why and does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.errors: dict[str, MulticlassHammingDistance] = {}  # "intact" or "b{i}" -> metric
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.errors = {}
+        if not isinstance(pl_module.model, HasDeletableBlocks):
+            rank_zero_info("BlockLesion: the model has no deletable blocks; no lesion")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        model = pl_module.model
+        if not isinstance(model, HasDeletableBlocks):
+            return
+        x, y = batch[0], batch[1]
+        scores = {"intact": model(x)}  # (B, classes)
+        for index in model.deletable_blocks():
+            with model.without_block(index):
+                scores[f"b{index:02d}"] = model(x)  # (B, classes)
+        for name, logits in scores.items():
+            if name not in self.errors:  # the same error as the task's test/error
+                metric = MulticlassHammingDistance(logits.size(-1), average="micro")
+                self.errors[name] = metric.to(logits.device)
+            self.errors[name].update(logits.argmax(-1), y)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.errors:
+            return
+        values = {name: metric.compute() for name, metric in self.errors.items()}
+        intact = values.pop("intact")
+        rises = torch.stack([error - intact for error in values.values()])
+        logged = {f"test/lesion/error_{name}": error for name, error in values.items()}
+        logged["test/lesion/error_rise_mean"] = rises.mean()
+        logged["test/lesion/error_rise_max"] = rises.max()
+        pl_module.log_dict(logged, batch_size=1)
 
 
 class ForecastPlot(L.Callback):
