@@ -130,3 +130,14 @@ def test_the_progress_bar_shows_the_loss_and_the_monitored_metric_not_v_num():
     )
     shown = ProgressBar(monitor="val/acc").get_metrics(trainer, None)
     assert shown == {"train/loss": "0.5123", "val/acc": "0.9"}
+
+
+@pytest.mark.parametrize("max_epochs, description", [(-1, "Epoch 3"), (5, "Epoch 3/4")])
+def test_the_progress_bar_names_the_last_epoch_only_when_there_is_one(max_epochs, description):
+    from types import SimpleNamespace
+
+    from attnlab.training.callbacks import ProgressBar
+
+    bar = ProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs)
+    assert bar._get_train_description(3).rstrip() == description

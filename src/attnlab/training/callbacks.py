@@ -63,6 +63,13 @@ class ProgressBar(RichProgressBar):
                 shown[key.removesuffix("_step")] = f"{float(value):.4g}"
         return shown
 
+    def _get_train_description(self, current_epoch: int) -> str:
+        """Lightning's own reads "Epoch N/-2" when ``max_epochs=-1`` (no epoch limit, as runs
+        bounded by ``max_steps`` set): then "Epoch N", padded as Lightning pads it."""
+        if (self.trainer.max_epochs or 0) >= 0:
+            return super()._get_train_description(current_epoch)
+        return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
+
 
 class StopOnDivergence(L.Callback):
     """Stop the run with :class:`~attnlab.core.errors.Diverged` at the first NaN or infinite
