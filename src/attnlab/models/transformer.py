@@ -64,15 +64,14 @@ class EncoderLayer(nn.Module):
         self.attn_block = Residual(d_model, dropout, norm_first, norm)
         self.ffn_block = Residual(d_model, dropout, norm_first, norm)
 
-    def forward(self, x: Tensor, key_mask: Tensor | None, causal: bool = False) -> Tensor:
-        """x: (B, S, D), key_mask: (B, 1, 1, S) True for real tokens -> (B, S, D). ``causal``:
-        position t attends to positions <= t only (as a decoder does, notes §4.6)."""
+    def forward(
+        self, x: Tensor, key_mask: Tensor | None, attn_mask: Tensor | None = None
+    ) -> Tensor:
+        """x: (B, S, D), key_mask: (B, 1, 1, S) True for real tokens -> (B, S, D).
+        ``attn_mask`` (B, 1, S, S), True where query t may read key s, narrows ``key_mask``
+        (a causal encoder's, built once for its layers); by default every real token reads all."""
         mask = None if key_mask is None else key_mask[:, 0, 0]  # (B, S)
-        attn_mask = key_mask
-        if causal:
-            s = x.size(1)
-            earlier = torch.ones(s, s, dtype=torch.bool, device=x.device).tril()  # (S, S)
-            attn_mask = earlier if key_mask is None else key_mask & earlier  # (B, 1, S, S)
+        attn_mask = key_mask if attn_mask is None else attn_mask
         x = self.attn_block(x, lambda h: self.self_attn(h, h, h, mask=attn_mask)[0], mask)
         return self.ffn_block(x, self.ffn, mask)
 
@@ -354,8 +353,14 @@ class TransformerEncoder(TokenEncoder):
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.size(0), -1, -1), x], dim=1)  # (B, 1 + S, D)
             mask = F.pad(mask, (1, 0), value=True)  # (B, 1 + S)
+        key_mask = mask[:, None, None, :]  # (B, 1, 1, S')
+        attn_mask = key_mask
+        if self.causal:  # position t reads positions <= t only (as a decoder does, notes §4.6)
+            s = x.size(1)
+            earlier = torch.ones(s, s, dtype=torch.bool, device=x.device).tril()  # (S', S')
+            attn_mask = key_mask & earlier  # (B, 1, S', S')
         for layer in self.encoder:
-            x = layer(x, mask[:, None, None, :], self.causal)
+            x = layer(x, key_mask, attn_mask)
         states = normalize(self.norm, x, mask)  # (B, S', D)
         last = mask.sum(dim=1) - 1  # (B,) index of the last real token (padding is on the right)
         return Encoded(states, mask, states[torch.arange(x.size(0), device=x.device), last])
