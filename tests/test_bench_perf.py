@@ -170,15 +170,20 @@ def test_quick_bench_prints_every_ratio_and_logs_them_to_mlflow(tmp_path, monkey
 
 @pytest.mark.slow
 def test_quick_platform_section_times_attnlab_train_against_the_bare_loop(tmp_path):
-    """Subprocess runs of ``attnlab train`` and of the bare loop (~1 min): per-epoch times come
-    from inside each run, so the ratio is positive however busy the machine is."""
+    """Subprocess runs of ``attnlab train``, of the bare loop under a bare Trainer and without
+    one, and of a claim (~2 min): per-epoch times come from inside each run, so the ratio is
+    positive however busy the machine is."""
     out = tmp_path / "perf"
     assert perf.main(["--quick", "--only", "platform", "--out", str(out), "--no-mlflow"]) == 0
     rows = _check_table(out, {"platform"})
     assert [row["case"] for row in rows] == [
         "digits_mlp: seconds per epoch",
+        "digits_mlp: a bare Lightning Trainer per epoch",
         "digits_mlp: 1-epoch run beyond imports",
+        "claim norm_noniid: wall time / its runs' time",
     ]
+    claim = rows[-1]
+    assert claim["attnlab"] >= claim["reference"] > 0  # the claim took longer than its runs
 
 
 def test_quick_cli_section_times_each_command_against_its_reference(tmp_path, monkeypatch):

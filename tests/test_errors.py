@@ -320,6 +320,22 @@ def test_bad_input_gives_one_line_and_exit_2(overrides, expected, capsys, tmp_pa
     assert not list(tmp_path.rglob("*")), "nothing written: no run, no store, no output folder"
 
 
+def test_a_buffering_interval_mlflow_cannot_read_is_one_line_before_any_run(
+    monkeypatch, capsys, tmp_path: Path
+):
+    """MLflow's logging thread dies on a non-integer MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS,
+    and a run would then wait for it forever at its first checkpoint."""
+    monkeypatch.setenv("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "0.5")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "attnlab: config error: MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS='0.5' is not allowed: "
+        "a whole number of seconds (environment)"
+    ]
+    assert not list(tmp_path.rglob("*")), "nothing written: no run, no store, no output folder"
+
+
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path):
     result = subprocess.run(
         [sys.executable, "-m", "attnlab.training.train", "model.width=30", "model.heads=4"],

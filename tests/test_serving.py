@@ -168,6 +168,25 @@ def test_the_logged_model_has_a_text_signature_and_an_input_example(copy_run):
     assert json.loads(info.signature.to_dict()["outputs"]) == [{"type": "string", "required": True}]
 
 
+def test_the_logged_requirements_are_this_environments_whose_check_is_skipped(copy_run):
+    """attnlab skips MLflow's requirements check (~1 s a run) because it pins the versions it
+    runs with: the logged requirements are those, and the check it skips is still MLflow's."""
+    from importlib.metadata import version
+
+    import mlflow
+    from mlflow.utils import environment
+
+    from attnlab.serving import REQUIREMENTS_CHECK
+
+    assert callable(getattr(environment, REQUIREMENTS_CHECK))
+    cwd, folder = copy_run
+    run_id = (folder / "mlflow_run_id").read_text().strip()
+    mlflow.set_tracking_uri(f"sqlite:///{cwd}/mlflow.db")
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"runs:/{run_id}/model"))
+    pins = dict(line.split("==") for line in requirements.read_text().split() if "==" in line)
+    assert pins == {name: version(name) for name in ("mlflow", "attnlab", "torch")}
+
+
 def test_a_run_with_log_model_false_or_without_a_predictor_logs_no_model(
     tmp_path: Path, predict_here
 ):

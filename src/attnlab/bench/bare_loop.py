@@ -2,11 +2,16 @@
 loop over the same model, data, optimizer, schedule and validation, nothing else.
 
     python -m attnlab.bench.bare_loop digits_mlp --epochs 3
+    python -m attnlab.bench.bare_loop digits_mlp --epochs 3 --lightning
 
 Mirrors ``experiment=digits_mlp`` (MLP 2 x 256, AdamW 1e-3, warmup-cosine, clip 1.0) and
 ``experiment=digits_resnet`` (ResNet-20, SGD 0.05 momentum 0.9, warmup-multistep): one
 validation pass per epoch (loss and accuracy), then one test pass. It imports neither Lightning
 nor MLflow: the data comes from the same split with scikit-learn and torch only.
+
+With ``--lightning`` the same steps run in a minimal LightningModule under a Trainer with every
+option that costs time off (no logger, checkpoints, progress bar, summary or sanity check): the
+floor any Lightning-based loop pays per epoch, which ``attnlab bench perf`` sets beside attnlab's.
 """
 
 from __future__ import annotations
@@ -84,11 +89,55 @@ def evaluate(model: torch.nn.Module, loader: DataLoader) -> tuple[float, float]:
     return loss / count, correct / count
 
 
+def epoch_line(epoch: int, val_loss: float, val_acc: float) -> str:
+    """The end of the epoch's validation, as attnlab's run records it (its val/loss time)."""
+    return f"epoch {epoch}: val/loss {val_loss:.4f} val/acc {val_acc:.4f} at {time.time():.3f}"
+
+
+def lightning_loop(model, optimizer, scheduler, clip, loaders: dict[str, DataLoader], epochs: int):
+    """The loop of :func:`main` as a minimal LightningModule fitted by a bare Trainer."""
+    import lightning.pytorch as L
+
+    class Minimal(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.val_sums = torch.zeros(3)  # loss, correct, count
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.model(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            logits = self.model(x)  # (B, C)
+            loss = F.cross_entropy(logits, y, reduction="sum")
+            correct = (logits.argmax(-1) == y).sum()
+            self.val_sums += torch.stack([loss, correct, y.new_tensor(len(y))])
+
+        def on_validation_epoch_end(self):
+            loss, correct, count = self.val_sums.tolist()
+            print(epoch_line(self.current_epoch, loss / count, correct / count))
+            self.val_sums.zero_()
+
+        def configure_optimizers(self):
+            per_step = {"scheduler": scheduler, "interval": "step"}
+            return {"optimizer": optimizer, "lr_scheduler": per_step}
+
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        gradient_clip_val=clip,
+    )  # fmt: skip
+    trainer.fit(Minimal(), train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attnlab.bench.bare_loop")
     parser.add_argument("experiment", choices=EXPERIMENTS)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--lightning", action="store_true", help="the loop under a bare Trainer")
     opts = parser.parse_args(sys.argv[1:] if argv is None else argv)
     torch.manual_seed(opts.seed)
     data = digits_splits()
@@ -97,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     test = DataLoader(data["test"], batch_size=BATCH)
     model, optimizer, scheduler, clip = build(opts.experiment, opts.epochs * len(train))
     start = time.perf_counter()
+    if opts.lightning:
+        lightning_loop(model, optimizer, scheduler, clip, {"train": train, "val": val}, opts.epochs)
+        print(f"test/acc = {evaluate(model, test)[1]:.4f} ({time.perf_counter() - start:.2f} s)")
+        return 0
     for epoch in range(opts.epochs):
         model.train()
         for x, y in train:
@@ -107,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
             scheduler.step()
-        val_loss, val_acc = evaluate(model, val)
-        # the end of the epoch's validation, as attnlab's run records it (its val/loss time)
-        print(f"epoch {epoch}: val/loss {val_loss:.4f} val/acc {val_acc:.4f} at {time.time():.3f}")
+        print(epoch_line(epoch, *evaluate(model, val)))
     print(f"test/acc = {evaluate(model, test)[1]:.4f} ({time.perf_counter() - start:.2f} s)")
     return 0
 
