@@ -18,7 +18,7 @@ from scipy import stats
 from attnlab.claims import spec, verdict
 from attnlab.claims.cli import main as claim_main
 from attnlab.claims.report import README_BEGIN, README_END, effect_text, store_label
-from attnlab.claims.run import machine, train_command
+from attnlab.claims.run import launch, machine, train_command
 from attnlab.claims.spec import Comparison
 from attnlab.commands.report import main as report_main
 from attnlab.core.config import validate
@@ -663,3 +663,18 @@ def test_a_claim_on_a_benchmark_runs_each_seed_and_gets_a_verdict(tmp_path):
     assert len(verdicts) == 3
     (crossing,) = [line for line in done.stdout.splitlines() if line.startswith("  crossover")]
     assert "inconclusive: too few seeds" in crossing  # the tiny grid's times never cross
+
+
+def test_a_claim_trains_in_its_own_process_and_keeps_each_variants_exit_code(monkeypatch):
+    """``attnlab train -m`` lines run in the claim's process (one import of torch, Lightning
+    and MLflow a claim); a failing variant's exit code is the subprocess's, and the
+    process's own arguments are left as they were."""
+
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a new process: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_process)
+    argv = list(sys.argv)
+    line = [sys.executable, "-m", "attnlab.cli", "train", "-m", "model.width=30", "model.heads=4"]
+    assert launch(line) == 2  # a config error, as `attnlab train` exits with it
+    assert sys.argv == argv

@@ -1,15 +1,16 @@
 """``attnlab claim run``: run every variant of a claim over its seeds, tagged for the report.
 
 Each variant is one ``attnlab train -m`` over the seeds (Hydra's basic launcher runs them one
-after another in one process); the seed sets the weights, the batch order and the data's own
-sample (``data.seed``), with determinism on and the MLflow tags ``claim``, ``variant``,
-``seed``, ``claim_scale`` and ``machine`` that ``attnlab claim report`` and the MLflow UI group
-by. A seed is not run again when the run the report would take (the latest finished one of
-that variant, seed and scale in the store: ``$MLFLOW_TRACKING_URI``, else
-``sqlite:///mlflow.db``) ran at this commit with the same overrides (its ``hydra.overrides``
-tag; a benchmark's ``command`` tag), the machine's tag aside: it is reused. Any failing variant
-stops the claim with its exit code. With ``--until-decided`` the seeds are a pilot whose spread
-sizes a run of fresh seeds, judged alone (attnlab.claims.verdict.confirmatory_size).
+after another), every variant in this process (:func:`launch`); the seed sets the weights, the
+batch order and the data's own sample (``data.seed``), with determinism on and the MLflow tags
+``claim``, ``variant``, ``seed``, ``claim_scale`` and ``machine`` that ``attnlab claim report``
+and the MLflow UI group by. A seed is not run again when the run the report would take (the
+latest finished one of that variant, seed and scale in the store: ``$MLFLOW_TRACKING_URI``,
+else ``sqlite:///mlflow.db``) ran at this commit with the same overrides (its
+``hydra.overrides`` tag; a benchmark's ``command`` tag), the machine's tag aside: it is reused.
+Any failing variant stops the claim with its exit code. With ``--until-decided`` the seeds are
+a pilot whose spread sizes a run of fresh seeds, judged alone
+(attnlab.claims.verdict.confirmatory_size).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from attnlab.claims.spec import Claim
@@ -188,8 +190,26 @@ def reusable_seeds(
 
 
 def launch(line: list[str]) -> int:
-    """Run one command line of a claim; its exit code."""
-    return subprocess.run(line).returncode
+    """Run one command line of a claim; its exit code. ``attnlab train -m`` runs in this
+    process, as the next variant's would, so a claim imports torch, Lightning and MLflow once
+    rather than once a variant (each ~5-8 s on 2 cores); each run seeds and sets up itself, as
+    the jobs of one multirun do. Benchmarks keep a fresh process: they time it."""
+    if line[1:4] != ["-m", "attnlab.cli", "train"]:
+        return subprocess.run(line).returncode
+    from attnlab.training import train
+
+    argv = sys.argv
+    sys.argv = ["attnlab"]  # what train.main names the program after
+    try:
+        return train.main(line[4:], then_exit=False)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    except Exception:  # what the subprocess would print and exit with
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.argv = argv
+        sys.stdout.flush()
 
 
 def seeds_text(seeds: list[int]) -> str:

@@ -225,9 +225,10 @@ def remove_unstarted_output_dir(output_dir: Path) -> None:
         parent.rmdir()
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, *, then_exit: bool = True) -> int:
     """``attnlab train ARGS`` (or ``python -m attnlab.training.train`` on sys.argv): run the
-    Hydra app; configuration mistakes exit 2 with one line."""
+    Hydra app; configuration mistakes exit 2 with one line. ``then_exit``: the process ends
+    after this call, so its exit may skip the garbage collections (see skip_exit_collection)."""
     if args is not None:  # Hydra parses sys.argv, and names the program after its first item
         sys.argv = [f"{os.path.basename(sys.argv[0])} train", *args]
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach our reporter
@@ -248,7 +249,8 @@ def main(args: list[str] | None = None) -> int:
             print(f"attnlab: usage error: {error} (-m is --multirun)", file=sys.stderr)
             raise SystemExit(EXIT_CONFIG_ERROR) from None
         finally:
-            skip_exit_collection()
+            if then_exit:
+                skip_exit_collection()
     return 0
 
 
