@@ -30,8 +30,7 @@ class MLflowLoggerSettings:
     log_model: bool = True
     run_name: str | None = None
     # false: metrics are written by MLflow's background thread, not in the training loop (a
-    # SQLite commit costs ~10-50 ms, several per epoch), in one transaction a second
-    # (BUFFER_SECONDS); the end of fitting and of testing wait until they are written.
+    # SQLite commit costs ~10-50 ms, several per epoch); ending the run waits for the queue.
     synchronous: bool = False
 
 
@@ -54,21 +53,19 @@ def check_logger(c: Settings) -> None:
 UNLOGGED_FILE = "unlogged_metrics.jsonl"  # in a run's folder: values the store did not take
 MAX_PENDING_BATCHES = 1000  # batches in flight to the store before logging waits for the oldest
 BUFFER_VARIABLE = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
-BUFFER_SECONDS = "1"  # MLflow's default (unset) writes each batch at once, in its own transaction
 
 
-def buffer_async_logging() -> None:
-    """Let MLflow's logging thread gather the batches of ``BUFFER_SECONDS`` into one
-    transaction, unless the user set the variable (a whole number; MLflow's thread dies on
-    anything else and the run would wait for it forever).
+def check_async_logging_buffer() -> None:
+    """MLflow's logging thread dies on a ``MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS`` that is not a
+    whole number, and the run would then wait for it forever; refuse it before the run starts.
 
-    Unbuffered, the thread waits for the next batch in a blocking ``Queue.get`` with a 1 s
-    timeout, which ending the logging (every ``set_terminated``: the end of fitting, of testing)
-    waits out: ~1 s of idle wall time each. Buffered, it sleeps on the event that ending the
-    logging sets, and so stops at once.
+    attnlab leaves the variable unset: buffered, MLflow merges the queued batches into one
+    and, when the store refuses it, marks only the merged batch failed (its ``RunBatch.complete``
+    completes the merged-in ones without their exception), so :class:`RunLogger` could not keep
+    what the store refused.
     """
-    value = os.environ.setdefault(BUFFER_VARIABLE, BUFFER_SECONDS)
-    if not value.strip().isdigit():
+    value = os.environ.get(BUFFER_VARIABLE)
+    if value is not None and not value.strip().isdigit():
         raise ConfigError(BUFFER_VARIABLE, value, "a whole number of seconds (environment)")
 
 
@@ -154,11 +151,7 @@ class RunLogger(MLFlowLogger):
 
     def flush(self) -> None:
         """Send the held values and wait until the store has answered every batch."""
-        import mlflow
-
         self.send_held()
-        if self._pending:  # wake the buffering thread: it writes the queue now
-            mlflow.flush_async_logging()  # the store of mlflow_run's tracking URI, this one's
         while self._pending:
             self._settle(wait=True)
 

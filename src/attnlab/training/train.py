@@ -64,7 +64,7 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     from attnlab.core.contracts import HasBaselines
     from attnlab.core.metric_keys import PREFIX as BASELINE
     from attnlab.serving import save_and_log
-    from attnlab.tracking.logger import UNLOGGED_FILE, buffer_async_logging
+    from attnlab.tracking.logger import UNLOGGED_FILE, check_async_logging_buffer
     from attnlab.tracking.mlflow_run import fail_rank_zero_run, mlflow_run
     from attnlab.tracking.stale import fail_stale_of_experiment
     from attnlab.tracking.store import check_tracking_store
@@ -79,7 +79,7 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
     tracked = bool(cfg.logger.get("_target_")) and is_global_zero()
     if tracked:
         check_tracking_store("logger.tracking_uri", cfg.logger.tracking_uri)
-        buffer_async_logging()
+        check_async_logging_buffer()
     if HydraConfig.initialized():  # which values each process of a DDP job was composed from
         overrides = mask_secrets(" ".join(HydraConfig.get().overrides.task))
         log.info("process %s composed from overrides: %s", process_rank(), overrides)
