@@ -324,7 +324,7 @@ def test_a_buffering_interval_mlflow_cannot_read_is_one_line_before_any_run(
     monkeypatch, capsys, tmp_path: Path
 ):
     """MLflow's logging thread dies on a non-integer MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS,
-    and a run would then wait for it forever at its first checkpoint."""
+    and a run would then wait for it forever when fitting ends."""
     monkeypatch.setenv("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "0.5")
     with pytest.raises(SystemExit) as exit_info:
         main(["train"])
