@@ -225,6 +225,27 @@ def test_values_the_store_refused_are_kept_and_written_once_it_takes_them(
     assert client.get_run(logger.run_id).info.status == "FINISHED"
 
 
+def test_a_logger_that_does_not_end_the_run_writes_everything_and_leaves_it_open(
+    tracking_uri, tmp_path, monkeypatch
+):
+    """attnlab's runs: Lightning finalizes the logger after fit, test and validate; the run
+    stays open (one join of MLflow's logging thread, at mlflow_run's end, not three)."""
+    unlogged = tmp_path / "unlogged_metrics.jsonl"
+    logger, store, client = refusing_logger(tracking_uri, unlogged, False, monkeypatch)
+    logger.ends_run = False
+    logger.log_metrics({"val/acc": 0.1}, 0)
+    logger.flush()
+    assert unlogged.is_file()  # refused once: kept
+    store.down = False
+    logger.log_metrics({"val/acc": 0.2}, 1)
+    for _ in ("fit", "test"):
+        logger.finalize("success")
+    assert not unlogged.exists()
+    history = client.get_metric_history(logger.run_id, "val/acc")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.1), (1, 0.2)]
+    assert client.get_run(logger.run_id).info.status == "RUNNING"
+
+
 def test_a_store_that_still_refuses_at_the_end_stops_the_run_naming_the_file(
     tracking_uri, tmp_path, monkeypatch
 ):

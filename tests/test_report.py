@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from attnlab.commands.report import load_runs, print_importances
 from attnlab.core.errors import ConfigError
-from attnlab.sweeper.importance import importances, most_important
+from attnlab.sweeper.importance import best_over_repeats, importances, most_important
 
 
 def test_varying_params_leave_out_the_sweepers_bookkeeping(tracking_uri: str):
@@ -58,6 +58,22 @@ def test_importance_over_repeats_names_the_param_that_matters_and_no_winner_on_n
     assert most_important(importances(signal[:1])) is None  # one repeat has no range
     noise = [repeat_of_a_sweep(storage, f"noise_r{k}", 10 + k, signal=0.0) for k in range(3)]
     assert most_important(importances(noise)) is None
+
+
+def test_the_best_trial_over_repeats_is_the_lowest_of_all_and_printed_as_overrides(
+    tmp_path, capsys
+):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    repeats = [repeat_of_a_sweep(storage, f"signal_r{k}", k, signal=2.0) for k in range(3)]
+    lowest = min(t.value for study in repeats for t in study.trials)
+    study, trial = best_over_repeats(repeats)
+    assert trial.value == lowest and trial in study.trials
+    print_importances([s.study_name for s in repeats], storage)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    x, y = trial.params["x"], trial.params["y"]
+    assert line == (f"best trial over the repeats: {study.study_name} #{trial.number}, "
+                    f"objective {lowest:.4f}: x={x} y={y}")  # fmt: skip
 
 
 def test_report_importance_of_an_unknown_study_or_storage_is_one_line(tmp_path):

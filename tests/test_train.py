@@ -43,6 +43,9 @@ def test_limited_run_is_tracked_in_mlflow(make_cfg, tracking_uri, tiny):
     assert tags["version.torch"] == torch.__version__ and tags["version.attnlab"]
     assert {"version.lightning", "version.mlflow", "version.optuna", "version.hydra"} <= set(tags)
     assert int(tags["torch.threads"]) >= 1
+    folders = [a.path for a in client.list_artifacts(record.info.run_id) if a.is_dir]
+    uploaded = [f.path for d in folders for f in client.list_artifacts(record.info.run_id, d)]
+    assert any(path.endswith(".ckpt") for path in uploaded)  # the logger's, run ended by attnlab
     assert params["distributed.accelerator"] == "CPUAccelerator"
     metrics = record.data.metrics
     assert metrics["test/exact_match"] == pytest.approx(value)

@@ -33,7 +33,7 @@ from attnlab.claims.cli import add_report_options, report_verdicts
 from attnlab.cli import command_parser
 from attnlab.core.errors import ConfigError, report_config_errors
 from attnlab.core.metric_keys import GAP, train_test_gap
-from attnlab.sweeper.importance import importances, most_important
+from attnlab.sweeper.importance import best_over_repeats, importances, most_important
 from attnlab.sweeper.parent_run import PARENT_TAG
 from attnlab.sweeper.study import open_storage
 from attnlab.tracking.mlflow_run import SWEEP_BOOKKEEPING
@@ -183,8 +183,9 @@ def main(args: list[str]) -> int:
 
 
 def print_importances(sweeps: list[str], storage_url: str) -> None:
-    """fANOVA importance of each swept param in each repeat, its mean and range, and the
-    param that matters most by the rule of attnlab.sweeper.importance."""
+    """fANOVA importance of each swept param in each repeat, its mean and range, the param
+    that matters most by the rule of attnlab.sweeper.importance, and the best trial over the
+    repeats as overrides."""
     path = storage_url.removeprefix("sqlite:///")
     if storage_url.startswith("sqlite:///") and not os.path.isfile(path):
         raise ConfigError("--storage", storage_url, "an existing Optuna storage; no such file")
@@ -217,3 +218,7 @@ def print_importances(sweeps: list[str], storage_url: str) -> None:
         print(f"matters most: {winner} (its lowest importance exceeds every other's highest)")
     else:
         print("matters most: undecided (the leading ranges overlap)")
+    study, trial = best_over_repeats(studies)
+    overrides = " ".join(f"{key}={value}" for key, value in trial.params.items())
+    print(f"best trial over the repeats: {study.study_name} #{trial.number}, "
+          f"objective {trial.value:.4f}: {overrides}")  # fmt: skip

@@ -4,7 +4,9 @@ One sweep's importances (Optuna's fANOVA, Hutter et al. 2014) are an estimate fr
 its sampler drew and the seeds they trained at; the same sweep run again (another sampler seed
 and ``seed``, under another study name) draws others. Each repeat gives every parameter an
 importance; the range over repeats is the interval. The rule: a parameter matters most when its
-lowest importance over the repeats exceeds every other parameter's highest.
+lowest importance over the repeats exceeds every other parameter's highest. The best trial
+over all repeats is the configuration a claim then tests against the sweep's baseline, at
+seeds no repeat trained at.
 """
 
 from __future__ import annotations
@@ -55,3 +57,15 @@ def most_important(found: list[Importance]) -> str | None:
         return None
     first, rest = found[0], found[1:]
     return first.param if first.low > max(imp.high for imp in rest) else None
+
+
+def best_over_repeats(studies: list[optuna.Study]) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """The complete trial with the best objective over every repeat (the studies share a
+    direction); a tie goes to the earlier study, then the earlier trial."""
+    candidates = [
+        (study, trial)
+        for study in studies
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ]
+    sign = 1 if studies[0].direction == optuna.study.StudyDirection.MINIMIZE else -1
+    return min(candidates, key=lambda pair: sign * pair[1].value)  # min keeps the first of ties

@@ -80,11 +80,19 @@ class RunLogger(MLFlowLogger):
     ends, the file is written to the run; if the store still refuses it, the run stops with
     :class:`~attnlab.core.errors.TrackingUnreachable` naming the file, before the final checkpoint
     upload, and a resumed run writes it first (see :meth:`replay_unlogged`).
+
+    With ``ends_run=False`` the run is left open when Lightning finalizes the logger (after
+    fit, test and validate alike), for whoever opened it to end it once
+    (:func:`~attnlab.tracking.mlflow_run.mlflow_run`): each ending joins MLflow's logging
+    thread, which notices the stop only when its one-second wait on an empty queue runs out.
     """
 
-    def __init__(self, *args: Any, unlogged: str | None = None, **kwargs: Any):
+    def __init__(
+        self, *args: Any, unlogged: str | None = None, ends_run: bool = True, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.unlogged = Path(unlogged) if unlogged else None
+        self.ends_run = ends_run
         self.store_refused = False  # the kept values could not be written at the end
         self._held: list = []  # the Metrics of the step logged last, not yet sent
         self._pending: deque[tuple[Any, list]] = deque()  # (RunOperations, its Metrics)
@@ -175,14 +183,17 @@ class RunLogger(MLFlowLogger):
 
     def finalize(self, status: str = "success") -> None:
         """Settle the batches in flight and write the kept values, then upload the checkpoints
-        and set the status as Lightning does; nothing more is sent to a store that refused."""
-        if self.store_refused:
+        and, if the logger ends the run, set its status as Lightning does; nothing more is sent
+        to a store that refused."""
+        if self.store_refused or not self._initialized:
             return
-        if self._initialized:
-            self.flush()
-            if status == "success":
-                self.replay_unlogged()
-        super().finalize(status)
+        self.flush()
+        if status == "success":
+            self.replay_unlogged()
+        if self.ends_run:
+            super().finalize(status)
+        elif self._checkpoint_callback:  # the upload half of MLFlowLogger.finalize
+            self._scan_and_log_checkpoints(self._checkpoint_callback)
 
 
 add(Component("logger", "mlflow", RunLogger, check=check_logger, settings=MLflowLoggerSettings))

@@ -125,7 +125,8 @@ def _run(cfg: DictConfig, output_dir: str | None) -> float:
         # a resumed run's logger skips the steps its history already holds
         target = {"_target_": "attnlab.training.resume.SkipLoggedSteps"} if resume else {}
         unlogged = str(Path(output_dir or ".", UNLOGGED_FILE))  # what the store did not take
-        logger = instantiate(cfg.logger, run_id=run_id, unlogged=unlogged, **target)
+        # mlflow_run ends the run, once, after the model is logged
+        logger = instantiate(cfg.logger, run_id=run_id, unlogged=unlogged, ends_run=False, **target)
         if isinstance(datamodule, HasBaselines):  # chance and shortcut scores beside the model's
             baselines = {f"{BASELINE}{k}": v for k, v in datamodule.baselines().items()}
             logger.log_metrics(baselines, step=0)
