@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from attnlab.commands.report import load_runs, print_importances
+from attnlab.commands.report import load_runs, print_importances, swept_params
 from attnlab.core.errors import ConfigError
 from attnlab.sweeper.importance import best_over_repeats, importances, most_important
 
@@ -30,6 +31,13 @@ def test_varying_params_leave_out_the_sweepers_bookkeeping(tracking_uri: str):
         client.set_terminated(run.info.run_id)
     table = load_runs(client, "overfitting", None, ["val/error"])
     assert list(table.columns) == ["run", "status", "model.dropout", "val/error"]
+
+
+def test_a_sweeps_summary_ranks_what_was_swept_not_the_batch_sizes_derived_from_it():
+    table = pd.DataFrame(
+        columns=["run", "status", "data.batch_size", "distributed.batch_size_global", "val/error"]
+    )
+    assert swept_params(table, ["val/error"]) == ["data.batch_size"]
 
 
 def repeat_of_a_sweep(storage: str, name: str, seed: int, signal: float) -> optuna.Study:

@@ -173,13 +173,23 @@ def main(args: list[str]) -> int:
     sort_by = next((m for m in (GAP, *opts.metrics) if m in table.columns), "run")
     print_table(table.sort_values(sort_by), f"{opts.experiment}: {len(table)} runs")
     if opts.sweep and GAP in table.columns:
-        swept = [c for c in table.columns if "." in c and c not in opts.metrics]
+        swept = swept_params(table, opts.metrics)
         title = "train-test gap per countermeasure (marginal: every param moves in every trial)"
         print_table(countermeasure_summary(table, swept), title)
     if opts.sweep and len(opts.sweep) > 1:
         with report_config_errors():
             print_importances(opts.sweep, opts.storage)
     return 0
+
+
+def swept_params(table: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The params of a sweep's table that its summary ranks: every varying one but the
+    ``distributed.*`` batch sizes, which follow ``data.batch_size``."""
+    return [
+        c
+        for c in table.columns
+        if "." in c and c not in metrics and not c.startswith("distributed.")
+    ]
 
 
 def print_importances(sweeps: list[str], storage_url: str) -> None:
