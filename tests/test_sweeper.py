@@ -176,6 +176,27 @@ def test_a_non_finite_objective_is_a_failed_trial(value, tmp_path):
     assert "not a finite number" in frozen.user_attrs["error"]
 
 
+def test_repeats_of_a_sweep_with_consecutive_sampler_seeds_draw_other_points(tmp_path):
+    """Repeats (and workers) take sampler seeds 0, 1, 2: each must draw its own points, not
+    those of the previous seed one trial later (the sampler was seeded with seed + count)."""
+    from types import SimpleNamespace
+
+    space = {
+        "model.norm": optuna.distributions.CategoricalDistribution(["batch", "layer", "group"]),
+        "optim.lr": optuna.distributions.FloatDistribution(1e-3, 0.3, log=True),
+    }
+    drawn = []
+    for seed in (0, 1):
+        sweeper = SimpleNamespace(sampler_spec={"name": "tpe", "seed": seed})
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s{seed}.db")
+        for _ in range(6):
+            trial = OptunaSweeper._ask(sweeper, study, space)
+            study.tell(trial, 0.5)
+        drawn.append([t.params["optim.lr"] for t in study.trials])
+    assert len(set(drawn[0])) == 6  # a sweep's own trials differ
+    assert not set(drawn[0]) & set(drawn[1])
+
+
 def test_search_space_syntax():
     fixed, space = search_space(
         {"optim.lr": "tag(log, interval(1e-4, 1e-2))", "model.layers": "int(interval(1, 4))"},

@@ -185,7 +185,8 @@ class OptunaSweeper(Sweeper):
         return cfg
 
     def _ask(self, study: optuna.Study, space: dict) -> optuna.Trial:
-        """A new trial, sampled with seed + the study's trial count.
+        """A new trial, sampled with a seed drawn from the sampler's seed and the study's
+        trial count (:func:`trial_seed`).
 
         A resumed sweep (or another worker) would otherwise restart the sampler's random
         stream and propose the points already tried; samplers read the rest from storage.
@@ -194,7 +195,7 @@ class OptunaSweeper(Sweeper):
         """
         spec = dict(self.sampler_spec)
         if spec.get("seed") is not None and spec["name"] != "grid":
-            spec["seed"] += len(study.get_trials(deepcopy=False))
+            spec["seed"] = trial_seed(spec["seed"], len(study.get_trials(deepcopy=False)))
         study.sampler = make_sampler(spec, space)
         with warnings.catch_warnings():  # heartbeats are sent by _Heartbeat, not Study.optimize
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
@@ -275,6 +276,15 @@ def _override_dict(values: dict[str, Any]) -> str:
 
 def _quoted(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def trial_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler's seed for a study's next trial: one stream per (seed, trial count), from
+    NumPy's SeedSequence. ``seed + trials_so_far`` made the sweeps of seeds k and k + 1 (repeats
+    of one sweep, or two workers) draw the same points one trial apart."""
+    import numpy as np
+
+    return int(np.random.SeedSequence(seed, spawn_key=(trials_so_far,)).generate_state(1)[0])
 
 
 def _override_value(value: Any) -> str:
