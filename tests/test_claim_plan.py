@@ -36,7 +36,8 @@ def test_every_claim_plans_its_gpu_preset_with_counted_flops_and_its_commands(na
     claim = spec.load(name)
     plans = plan.plan_claim(claim, "gpu", claim.seeds, [], measure_rows=ROWS)
     text, total = plan.report(claim, plans, "gpu", claim.seeds, 100.0)
-    assert f"attnlab claim run {name} --scale gpu --seeds 0 1 2" in text
+    seeds = " ".join(map(str, claim.seeds))
+    assert f"attnlab claim run {name} --scale gpu --seeds {seeds}" in text
     assert [p.variant for p in plans] == list(claim.variants)
     preset = claim.scales["gpu"]
     for variant_plan in plans:
