@@ -74,11 +74,12 @@ def test_a_diverged_trial_fails_and_the_sweep_goes_on(tracking_uri):
     import optuna
     from optuna.trial import TrialState
 
-    # The random sampler seeded 2 (then 3: seed + trials so far) draws 1e6 first, then 1e-3.
+    # The random sampler, seeded from sampler.seed 1 and the trial count, draws 1e6 first,
+    # then 1e-3.
     main(
         [
             "train", "-m", *DIGITS, "hydra/sweeper=optuna", "objective.metric=val/acc",
-            "hydra.sweeper.sampler.name=random", "hydra.sweeper.sampler.seed=2",
+            "hydra.sweeper.sampler.name=random", "hydra.sweeper.sampler.seed=1",
             "optim.lr=choice(1e6,1e-3)",
             "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=lr", "logger.log_model=false",
         ]
